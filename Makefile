@@ -1,0 +1,37 @@
+# `make test` sets up a fresh Debian 12 machine (as root) and runs the whole suite.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+APT_PACKAGES := etcd-server etcd-client python3-venv python3-dev
+STAMP := $(VENV)/.installed
+
+.PHONY: test setup apt venv lint unit bench clean
+
+test: setup lint
+	$(PY) -m pytest tests
+
+setup: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+"""Project Calico in Python."""
+
+__version__ = "0.1.0"
