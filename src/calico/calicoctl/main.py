@@ -21,7 +21,7 @@ from calico.calicoctl.edit import LabelError, merge_patch, remove_label, set_lab
 from calico.datastore import config as dsconfig
 from calico.datastore.kv import KVError
 from calico.datastore.store import AlreadyExists, NotFound, ResourceStore, StoreError, describe
-from calico.resources import Resource, ResourceError, dump_documents, kind_for, load_documents, parse_resource
+from calico.resources import KINDS, Resource, ResourceError, dump_documents, kind_for, load_documents, parse_resource
 
 T = TypeVar("T")
 OUTPUTS = ("ps", "wide", "yaml", "json", "name")
@@ -281,14 +281,17 @@ def get(
 
     found = asyncio.run(fetch())
     single = bool(refs) and len(refs) == 1
-    print_resources(found, output, single=single, all_namespaces=all_namespaces and not refs)
+    listed_kind = None if filename else cls.KIND
+    print_resources(found, output, single=single, all_namespaces=all_namespaces and not refs, kind=listed_kind)
     for err in errors:
         click.echo(err, err=True)
     if errors:
         sys.exit(1)
 
 
-def print_resources(found: list[Resource], output: str, single: bool, all_namespaces: bool) -> None:
+def print_resources(
+    found: list[Resource], output: str, single: bool, all_namespaces: bool, kind: str | None = None
+) -> None:
     if output in ("yaml", "json"):
         if found:
             click.echo(dump_documents(found, output, as_list=not single), nl=False)
@@ -299,12 +302,12 @@ def print_resources(found: list[Resource], output: str, single: bool, all_namesp
         for r in found:
             click.echo(f"{r.KIND.lower()}/{r.metadata.name}")
         return
-    by_kind: dict[str, list[Resource]] = {}
+    by_kind: dict[str, list[Resource]] = {kind: []} if kind else {}  # a header even when nothing matched
     for r in found:
         by_kind.setdefault(r.KIND, []).append(r)
-    for kind, items in by_kind.items():
-        namespaced = all_namespaces and items[0].NAMESPACED
-        click.echo(tables.render(kind, [r.to_dict() for r in items], output == "wide", namespaced), nl=False)
+    for k, items in by_kind.items():
+        namespaced = all_namespaces and KINDS[k].NAMESPACED
+        click.echo(tables.render(k, [r.to_dict() for r in items], output == "wide", namespaced), nl=False)
 
 
 @cli.command()

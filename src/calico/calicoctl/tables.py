@@ -38,7 +38,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     "Node": ([NAME], [("ASN", _at("spec.bgp.asNumber", "(64512)")), ("IPV4", _at("spec.bgp.ipv4Address")),
                       ("IPV6", _at("spec.bgp.ipv6Address"))]),
     "WorkloadEndpoint": (
-        [("WORKLOAD", _at("spec.workload")), ("NODE", _at("spec.node")),
+        [("WORKLOAD", lambda d: _at("spec.workload")(d) or _at("spec.pod")(d)), ("NODE", _at("spec.node")),
          ("NETWORKS", _at("spec.ipNetworks")), ("INTERFACE", _at("spec.interfaceName"))],
         [("PROFILES", _at("spec.profiles")), ("NATS", _at("spec.ipNATs"))],
     ),

@@ -66,9 +66,9 @@ def decode(kv: KeyValue) -> Resource:
     try:
         data = json.loads(kv.value)
     except ValueError as e:
-        raise ResourceError.single(kv.key, f"stored value is not JSON: {e}") from None
+        raise ResourceError(f"{kv.key}: stored value is not JSON: {e}") from None
     if not isinstance(data, dict):
-        raise ResourceError.single(kv.key, "stored value is not a JSON object")
+        raise ResourceError(f"{kv.key}: stored value is not a JSON object")
     res = parse_resource(data)
     return _with_meta(res, resourceVersion=str(kv.mod_revision))
 

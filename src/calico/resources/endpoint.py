@@ -59,6 +59,9 @@ def _check_host_cidr(value: Any) -> str:
 
 
 def _check_container_id(value: Any) -> str:
+    # Calico's own examples leave an all-digit ID unquoted, which YAML reads as a number.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
     if not isinstance(value, str) or not _CONTAINER_ID.match(value):
         raise ValueError(f"invalid containerID {show(value)}: alphanumerics and '-', starting and ending alphanumeric")
     return value
