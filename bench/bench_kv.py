@@ -31,11 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers.etcd_server import EtcdServer
-
 from calico.datastore.embedded import EmbeddedKV
 from calico.datastore.etcd import EtcdKV
 from calico.datastore.kv import KVStore, Put
+from tests.helpers.etcd_server import EtcdServer
 
 PUT_COUNT = 2000
 PUT_SECONDS = 5.0

@@ -20,13 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from calico.datastore.embedded import EmbeddedKV
-from tests.helpers.etcd_server import EtcdServer
-
 from calico.datastore.etcd import EtcdKV
 from calico.datastore.keys import RESOURCE_PREFIX
 from calico.datastore.kv import KeyValue, KVStore, Put
 from calico.datastore.store import decode
 from calico.datastore.syncer import StatusUpdate, Syncer, SyncStatus
+from tests.helpers.etcd_server import EtcdServer
 
 
 def wep_json(i: int) -> bytes:
