@@ -328,3 +328,31 @@ def test_unreachable_etcd_is_a_clear_error(tmp_path: Path) -> None:
     env |= {"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": "http://127.0.0.1:1"}
     proc = Ctl(env, tmp_path)("get", "ippools", ok=False)
     assert "etcdv3 at http://127.0.0.1:1" in proc.stderr
+
+
+@pytest.mark.heavy
+def test_config_file_with_tls_and_env_with_auth(tmp_path: Path, etcd_factory) -> None:  # type: ignore[no-untyped-def]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "DATASTORE_", "CALICO"))}
+    pool = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p1}\nspec: {cidr: 198.18.0.0/24}\n"
+    tls = etcd_factory(tls=True)
+    assert tls.tls is not None
+    cfg = tmp_path / "calicoctl.cfg"
+    cfg.write_text(
+        "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\nspec:\n"
+        f"  datastoreType: etcdv3\n  etcdEndpoints: {tls.endpoint}\n  etcdCACertFile: {tls.tls.ca_cert}\n"
+        f"  etcdCertFile: {tls.tls.client_cert}\n  etcdKeyFile: {tls.tls.client_key}\n"
+    )
+    ctl = Ctl(base, tmp_path)
+    ctl("--config", str(cfg), "apply", "-f", ctl.file("pool.yaml", pool))
+    assert ctl("--config", str(cfg), "get", "ippools", "-o", "name").stdout.split() == ["ippool/p1"]
+    no_cert = tmp_path / "nocert.cfg"
+    no_cert.write_text("\n".join(line for line in cfg.read_text().splitlines() if "Cert" not in line and "Key" not in line) + "\n")
+    assert ctl("--config", str(no_cert), "get", "ippools", ok=False).returncode != 0
+
+    auth = etcd_factory(auth=True)
+    env = base | {"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": auth.endpoint, "ETCD_USERNAME": "root"}
+    ok = Ctl(env | {"ETCD_PASSWORD": auth.root_password}, tmp_path)
+    ok("apply", "-f", ok.file("pool.yaml", pool))
+    assert ok("get", "ippools", "-o", "name").stdout.split() == ["ippool/p1"]
+    bad = Ctl(env | {"ETCD_PASSWORD": "wrong"}, tmp_path)("get", "ippools", ok=False)
+    assert "etcdv3 at" in bad.stderr
