@@ -1,0 +1,6 @@
+"""Calculation graph: the syncer's update stream in, this host's desired dataplane state out. Pure, no I/O.
+
+Enters: `calico.datastore.syncer` updates (key, value bytes or None, revision) and sync status.
+Leaves: `calico.calculation.events` deltas, in a safe order (IP sets before the rules that use them and removed
+after; policies and profiles before the endpoints that reach them and removed after), then `InSync`.
+"""

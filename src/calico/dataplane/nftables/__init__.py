@@ -1,0 +1,6 @@
+"""nftables dataplane: one `table inet calico` per host. render (pure) -> diff (pure) -> backend (nft I/O)."""
+
+from calico.dataplane.nftables.backend import NftBackend, NftError
+from calico.dataplane.nftables.render import TableModel, render_model, render_replace
+
+__all__ = ["NftBackend", "NftError", "TableModel", "render_model", "render_replace"]

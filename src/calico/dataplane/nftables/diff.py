@@ -1,0 +1,199 @@
+"""Plan nft transactions: a full table replacement, or an incremental update for what changed.
+
+In: a `DesiredState` and the `Dirty` record taken from it. Out: `nft -f` text for ONE transaction, and the
+`TableModel` the kernel will hold once it succeeds (the planner adopts it only on `commit()`).
+
+Pure: no I/O. The incremental plan touches only the dirty keys (work proportional to the change), in the
+order nftables needs inside one transaction: sets and their elements first, then new (empty) chains, then
+rules of new and changed chains, then dispatch-map elements, then removed chains, then sets nothing uses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from calico.dataplane.nftables import render as r
+from calico.dataplane.state import DesiredState, Dirty
+
+T = f"{r.FAMILY} {r.TABLE}"
+
+
+@dataclass(slots=True)
+class Plan:
+    text: str
+    model: r.TableModel
+    owned: dict[object, tuple[str, ...]]
+    full: bool
+    refs: Counter[str] = field(default_factory=Counter)  # set name -> number of chains using it
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _owned_full(state: DesiredState) -> dict[object, tuple[str, ...]]:
+    owned: dict[object, tuple[str, ...]] = {}
+    for pid in state.policies:
+        owned[("policy", pid)] = (r.policy_chain(pid, True), r.policy_chain(pid, False))
+    for prof in state.profiles:
+        owned[("profile", prof)] = (r.profile_chain(prof, True), r.profile_chain(prof, False))
+    for eid, ep in state.endpoints.items():
+        owned[("endpoint", eid)] = (r.fw_chain(ep.iface), r.tw_chain(ep.iface))
+    return owned
+
+
+def plan_full(state: DesiredState) -> Plan:
+    model = r.render_model(state)
+    refs: Counter[str] = Counter()
+    for chain in model.chains.values():
+        refs.update(chain.set_refs)
+    return Plan(r.render_replace(model), model, _owned_full(state), True, refs, {"chains": len(model.chains)})
+
+
+class Planner:
+    """Remembers the model last committed to the kernel, and plans the next transaction against it."""
+
+    def __init__(self) -> None:
+        self.applied: r.TableModel | None = None
+        self._owned: dict[object, tuple[str, ...]] = {}  # state key -> chain names it rendered
+        self._refs: Counter[str] = Counter()  # set name -> number of chains using it
+
+    def commit(self, plan: Plan) -> None:
+        self.applied = plan.model
+        self._owned = plan.owned
+        self._refs = plan.refs
+
+    def forget(self) -> None:
+        """After a failure or detected drift: the next plan is a full replacement."""
+        self.applied = None
+
+    def plan(self, state: DesiredState, dirty: Dirty) -> Plan:
+        if self.applied is None or dirty.config:
+            return plan_full(state)
+        return self._plan_incremental(state, dirty)
+
+    def _plan_incremental(self, state: DesiredState, dirty: Dirty) -> Plan:
+        assert self.applied is not None
+        old = self.applied
+        model = r.TableModel(
+            sets=dict(old.sets), maps={k: dict(v) for k, v in old.maps.items()}, chains=dict(old.chains)
+        )
+        owned = dict(self._owned)
+        refs = Counter(self._refs)
+        set_cmds: list[str] = []
+        add_chain_cmds: list[str] = []
+        rule_cmds: list[str] = []
+        map_del: list[str] = []
+        map_add: list[str] = []
+        del_chain_cmds: list[str] = []
+        changed_sets: set[str] = set()
+
+        # --- chains: collect the desired chains of every dirty key ---
+        desired: dict[object, list[r.NftChain]] = {}
+        for pid in dirty.policies:
+            pol = state.policies.get(pid)
+            desired[("policy", pid)] = r.policy_chains(pol) if pol else []
+        for prof in dirty.profiles:
+            p = state.profiles.get(prof)
+            desired[("profile", prof)] = r.profile_chains(p) if p else []
+        ep_changes: list[tuple[object, str | None, str | None]] = []  # key, old iface, new iface
+        for eid in dirty.endpoints:
+            key = ("endpoint", eid)
+            ep = state.endpoints.get(eid)
+            old_names = owned.get(key, ())
+            old_iface = old_names[0][3:] if old_names else None
+            desired[key] = r.endpoint_chains(ep, state.policies, state.profiles) if ep else []
+            ep_changes.append((key, old_iface, ep.iface if ep else None))
+
+        removed_chains: set[str] = set()
+        for key, chains in desired.items():
+            new_names = {c.name for c in chains}
+            for name in owned.get(key, ()):
+                if name not in new_names:
+                    removed_chains.add(name)
+            for chain in chains:
+                prev = model.chains.get(chain.name)
+                if prev == chain:
+                    continue
+                if prev is None:
+                    add_chain_cmds.append(f"add chain {T} {chain.name}")
+                else:
+                    rule_cmds.append(f"flush chain {T} {chain.name}")
+                    refs.subtract(prev.set_refs)
+                rule_cmds.extend(f"add rule {T} {chain.name} {line}" for line in chain.rules)
+                refs.update(chain.set_refs)
+                model.chains[chain.name] = chain
+                removed_chains.discard(chain.name)
+            if chains:
+                owned[key] = tuple(c.name for c in chains)
+            else:
+                owned.pop(key, None)
+
+        # --- dispatch maps: an endpoint's entries go after its chains exist, before they are deleted ---
+        for _key, old_iface, new_iface in ep_changes:
+            if old_iface is not None and old_iface != new_iface:
+                for mname in (r.FW_MAP, r.TW_MAP):
+                    if model.maps[mname].pop(old_iface, None) is not None:
+                        map_del.append(f'delete element {T} {mname} {{ "{old_iface}" }}')
+            if new_iface is not None:
+                for mname, chain_name in ((r.FW_MAP, r.fw_chain(new_iface)), (r.TW_MAP, r.tw_chain(new_iface))):
+                    verdict = f"goto {chain_name}"
+                    if model.maps[mname].get(new_iface) != verdict:
+                        if new_iface in model.maps[mname]:
+                            map_del.append(f'delete element {T} {mname} {{ "{new_iface}" }}')
+                        model.maps[mname][new_iface] = verdict
+                        map_add.append(f'add element {T} {mname} {{ "{new_iface}" : {verdict} }}')
+
+        for name in sorted(removed_chains):
+            prev = model.chains.pop(name, None)
+            if prev is None:
+                continue
+            refs.subtract(prev.set_refs)
+            del_chain_cmds += [f"flush chain {T} {name}", f"delete chain {T} {name}"]
+
+        # --- sets: dirty IP sets, plus empty sets rules name before their members exist ---
+        desired_sets: dict[str, r.NftSet] = {}
+        gone_sets: set[str] = set()
+        for sid in dirty.ipsets:
+            ipset = state.ipsets.get(sid)
+            if ipset is not None:
+                for s in r.ipset_sets(sid, ipset):
+                    desired_sets[s.name] = s
+            else:
+                gone_sets |= {r.set_name(sid, f, n) for f in (4, 6) for n in (False, True)}
+        for name, count in refs.items():
+            if count > 0 and name not in model.sets and name not in desired_sets:
+                desired_sets[name] = r.empty_set_for_name(name)
+        for name, s in sorted(desired_sets.items()):
+            prev = model.sets.get(name)
+            if prev is None:
+                set_cmds.append(f"add {r.set_decl(s)}")
+            else:
+                gone = prev.elements - s.elements
+                new = s.elements - prev.elements
+                if gone:
+                    set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(gone))} }}")
+                if new:
+                    set_cmds.append(f"add element {T} {name} {{ {', '.join(sorted(new))} }}")
+            if prev != s:
+                changed_sets.add(name)
+            model.sets[name] = s
+        set_tail: list[str] = []
+        for name in sorted(gone_sets | {n for n, c in refs.items() if c <= 0}):
+            prev = model.sets.get(name)
+            if prev is None or name in desired_sets:
+                continue
+            if refs.get(name, 0) > 0:
+                # Still named by a rule (graph ordering violated): keep it, but empty (matches nothing).
+                if prev.elements:
+                    set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(prev.elements))} }}")
+                    model.sets[name] = r.empty_set_for_name(name)
+                continue
+            set_tail.append(f"delete set {T} {name}")
+            del model.sets[name]
+        refs = Counter({k: v for k, v in refs.items() if v > 0})
+
+        # `add set` lines are written as `add set NAME {...}`: give them the table.
+        set_cmds = [c.replace("add set ", f"add set {T} ", 1) if c.startswith("add set ") else c for c in set_cmds]
+        cmds = set_cmds + add_chain_cmds + rule_cmds + map_del + map_add + del_chain_cmds + set_tail
+        text = "\n".join(cmds) + ("\n" if cmds else "")
+        stats = {"commands": len(cmds), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
+        return Plan(text, model, owned, False, refs, stats)

@@ -1,0 +1,579 @@
+"""Render desired dataplane state into Calico's one nftables table, `table inet calico` (IPv4 and IPv6).
+
+In: a `DesiredState` (or single policies / profiles / endpoints / IP sets from it). Out: a `TableModel`
+(sets, verdict maps and chains as plain text rules) and, from that, `nft -f` text. Pure: no I/O.
+
+Layout (all names fixed, so read-back and incremental updates can address them):
+
+    forward (hook forward)  ct established/related accept; invalid from/to a workload drop;
+                            iifname <prefix>* jump from-wl-dispatch; oifname <prefix>* jump to-wl-dispatch
+    input   (hook input)    iifname <prefix>* jump wl-to-host
+    output  (hook output)   host -> local workload traffic is allowed (as in Calico); chain kept for symmetry
+    from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
+    to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
+    wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
+                            then DefaultEndpointToHostAction (drop / accept / return)
+    fw-<iface> / tw-<iface> per endpoint: clear our mark bits, anti-spoof (fw only), tiers, profiles, drop
+    pi-<policy> / po-<policy>  a policy's inbound / outbound rules; pri-<id> / pro-<id> a profile's
+    s4-<id> s6-<id>         NET IP sets per family (flags interval); n4-<id> n6-<id> named-port sets
+
+Verdicts inside policy chains use two mark bits, because an `accept` would end the base chain and skip the
+other endpoint's chain (egress of the sender and ingress of the receiver must both run in `forward`):
+Allow sets MARK_ACCEPT and returns, Pass sets MARK_PASS and returns, Deny drops, Log logs and continues.
+The endpoint chain returns (allowed) as soon as MARK_ACCEPT is set, skips the rest of a tier once MARK_PASS
+is set, drops at the end of a tier whose policies applied but did not match (defaultAction Deny), then tries
+profiles, then drops. Endpoint chains are entered with `goto`, so their `return` goes back to the base chain.
+
+Anti-spoofing is an explicit per-endpoint source check (`ip saddr != { own /32s, allowSpoofedSourcePrefixes }
+drop`) rather than `fib saddr . iif oif missing`: it does not depend on the host's routes being in place yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from calico.calculation import events as ev
+from calico.dataplane.state import DesiredState, IPSet
+
+TABLE = "calico"
+FAMILY = "inet"
+MARK_ACCEPT = 0x00010000
+MARK_PASS = 0x00020000
+MARK_CLEAR = 0xFFFFFFFF & ~(MARK_ACCEPT | MARK_PASS)
+
+FW_MAP = "fw-dispatch"
+TW_MAP = "tw-dispatch"
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_MAX_NAME = 200  # nft allows 256; leave room for prefixes
+
+
+@dataclass(frozen=True, slots=True)
+class NftSet:
+    name: str
+    type: str
+    interval: bool
+    elements: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NftChain:
+    name: str
+    rules: tuple[str, ...]
+    hook: str | None = None  # base chain header, e.g. "type filter hook forward priority filter; policy accept;"
+    set_refs: frozenset[str] = frozenset()  # named sets its rules use (sets must outlive the rules)
+
+
+@dataclass(slots=True)
+class TableModel:
+    sets: dict[str, NftSet] = field(default_factory=dict)
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)  # map name -> {ifname: verdict}
+    chains: dict[str, NftChain] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """Content hash of the whole model: equal models render to equal text."""
+        return hashlib.sha256(render_text(self).encode()).hexdigest()[:16]
+
+
+# --- names --------------------------------------------------------------------------------------------
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _ident(*parts: str) -> str:
+    """A readable nft identifier from name parts, or a hash when a part is unsafe or the result too long."""
+    if all(_SAFE.match(p) for p in parts):
+        ident = "/".join(parts)
+        if len(ident) <= _MAX_NAME:
+            return ident
+    return "h" + _short_hash("\x00".join(parts))
+
+
+def policy_chain(pid: ev.PolicyID, inbound: bool) -> str:
+    parts = (pid.tier, pid.namespace, pid.name) if pid.namespace is not None else (pid.tier, pid.name)
+    return ("pi-" if inbound else "po-") + _ident(*parts)
+
+
+def profile_chain(profile_id: str, inbound: bool) -> str:
+    return ("pri-" if inbound else "pro-") + _ident(profile_id)
+
+
+def set_name(set_id: str, family: int, named_port: bool = False) -> str:
+    return f"{'n' if named_port else 's'}{family}-{_ident(set_id)}"
+
+
+def fw_chain(iface: str) -> str:
+    return f"fw-{iface}"
+
+
+def tw_chain(iface: str) -> str:
+    return f"tw-{iface}"
+
+
+def _q(text: str) -> str:
+    """Quote a string for nft (our strings never contain quotes; strip them defensively)."""
+    return '"' + text.replace('"', "").replace("\\", "") + '"'
+
+
+# --- IP sets ------------------------------------------------------------------------------------------
+
+_SET_TYPES = {
+    ("s", 4): ("ipv4_addr", True),
+    ("s", 6): ("ipv6_addr", True),
+    ("n", 4): ("ipv4_addr . inet_proto . inet_service", False),
+    ("n", 6): ("ipv6_addr . inet_proto . inet_service", False),
+}
+
+
+def empty_set_for_name(name: str) -> NftSet:
+    """The empty set a rule may name before (or after) its members exist; its type follows from the name."""
+    kind, fam = name[0], int(name[1])
+    typ, interval = _SET_TYPES[(kind, fam)]
+    return NftSet(name, typ, interval, frozenset())
+
+
+def _collapse(nets: Iterable[str], family: int) -> list[str]:
+    """Canonical, non-overlapping CIDRs of one family (nft rejects overlapping interval elements)."""
+    parsed = []
+    for n in nets:
+        try:
+            net = ipaddress.ip_network(n.strip(), strict=False)
+        except ValueError:
+            continue  # malformed member: skip it rather than fail the whole transaction
+        if net.version == family:
+            parsed.append(net)
+    out = []
+    for net in ipaddress.collapse_addresses(parsed):  # type: ignore[type-var]
+        out.append(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
+    return out
+
+
+def _named_port_element(member: str, family: int) -> str | None:
+    """ "198.18.0.1,tcp:8080" -> "198.18.0.1 . tcp . 8080" (None when malformed or of the other family)."""
+    try:
+        addr, proto_port = member.split(",", 1)
+        proto, port = proto_port.split(":", 1)
+        ip = ipaddress.ip_address(addr.strip())
+        port_n = int(port)
+    except ValueError:
+        return None
+    if ip.version != family or not 0 <= port_n <= 65535:
+        return None
+    proto = proto.strip().lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        return None
+    return f"{ip} . {proto} . {port_n}"
+
+
+def ipset_sets(set_id: str, ipset: IPSet) -> list[NftSet]:
+    """Both per-family nft sets for one Calico IP set (both always exist, so rules never dangle)."""
+    out = []
+    for fam in (4, 6):
+        if ipset.set_type is ev.IPSetType.NET:
+            name = set_name(set_id, fam)
+            elements = frozenset(_collapse(ipset.members, fam))
+        else:
+            name = set_name(set_id, fam, named_port=True)
+            elements = frozenset(e for m in ipset.members if (e := _named_port_element(m, fam)) is not None)
+        base = empty_set_for_name(name)
+        out.append(NftSet(name, base.type, base.interval, elements))
+    return out
+
+
+def ipset_set_names(set_id: str, ipset: IPSet) -> list[str]:
+    named = ipset.set_type is ev.IPSetType.IP_PORT
+    return [set_name(set_id, 4, named), set_name(set_id, 6, named)]
+
+
+# --- rules --------------------------------------------------------------------------------------------
+
+_PROTO_NAMES = {
+    "tcp": "tcp",
+    "udp": "udp",
+    "icmp": "icmp",
+    "icmpv6": "ipv6-icmp",
+    "sctp": "sctp",
+    "udplite": "udplite",
+}
+
+
+def _proto(p: str | int) -> str:
+    if isinstance(p, int) or str(p).isdigit():
+        return str(int(p))
+    name = _PROTO_NAMES.get(str(p).lower())
+    if name is None:
+        raise ValueError(f"unknown protocol {p!r}")
+    return name
+
+
+def _ports(ranges: Iterable[ev.PortRange]) -> str:
+    items = [str(a) if a == b else f"{a}-{b}" for a, b in sorted(set(ranges))]
+    return "{ " + ", ".join(items) + " }"
+
+
+def _nets_expr(nets: list[str]) -> str:
+    return "{ " + ", ".join(nets) + " }"
+
+
+def _families(rule: ev.RenderedRule) -> list[int | None]:
+    """Which address families this rule needs a variant for; [None] means one family-agnostic rule."""
+    fams = {4, 6}
+    specific = False
+    if rule.ip_version in (4, 6):
+        fams &= {rule.ip_version}
+    proto = str(rule.protocol).lower() if rule.protocol is not None else None
+    if proto in ("icmp", "1"):
+        fams &= {4}
+    elif proto in ("icmpv6", "58"):
+        fams &= {6}
+    for nets in (rule.src_nets, rule.dst_nets):
+        if nets:
+            specific = True
+            fams &= {ipaddress.ip_network(n, strict=False).version for n in nets}
+    if (
+        rule.not_src_nets
+        or rule.not_dst_nets
+        or rule.src_ip_set_ids
+        or rule.not_src_ip_set_ids
+        or rule.dst_ip_set_ids
+        or rule.not_dst_ip_set_ids
+        or rule.src_named_port_set_ids
+        or rule.not_src_named_port_set_ids
+        or rule.dst_named_port_set_ids
+        or rule.not_dst_named_port_set_ids
+        or rule.icmp_type is not None
+        or rule.not_icmp_type is not None
+        or rule.ip_version in (4, 6)
+    ):
+        specific = True
+    if not specific and fams == {4, 6}:
+        return [None]
+    return sorted(fams)
+
+
+def _action(rule: ev.RenderedRule, chain: str, profile: bool) -> str | None:
+    action = rule.action.lower()
+    if action == "allow":
+        return f"meta mark set meta mark | {MARK_ACCEPT:#010x} return"
+    if action == "deny":
+        return "drop"
+    if action == "pass":
+        # In a profile there is no next tier: Pass means "no match here".
+        return "return" if profile else f"meta mark set meta mark | {MARK_PASS:#010x} return"
+    if action == "log":
+        return f"log prefix {_q(f'calico-{chain[:20]} ')}"
+    return None
+
+
+def render_rule(rule: ev.RenderedRule, chain: str, profile: bool = False) -> tuple[list[str], set[str]]:
+    """One Calico rule -> nft rule lines (one per address family and per OR-ed port alternative) and the
+    named sets they use. Raises ValueError for what cannot be rendered (the caller fails closed)."""
+    verdict = _action(rule, chain, profile)
+    if verdict is None:
+        raise ValueError(f"unknown action {rule.action!r}")
+    lines: list[str] = []
+    refs: set[str] = set()
+    for fam in _families(rule):
+        m: list[str] = []
+        ip = {4: "ip", 6: "ip6", None: ""}[fam]
+        if fam is not None:
+            m.append(f"meta nfproto ipv{fam}")
+        if rule.protocol is not None:
+            m.append(f"meta l4proto {_proto(rule.protocol)}")
+        if rule.not_protocol is not None:
+            m.append(f"meta l4proto != {_proto(rule.not_protocol)}")
+        icmp = "icmp" if fam == 4 else "icmpv6"
+        if rule.icmp_type is not None:
+            m.append(f"{icmp} type {rule.icmp_type}")
+            if rule.icmp_code is not None:
+                m.append(f"{icmp} code {rule.icmp_code}")
+        if rule.not_icmp_type is not None:
+            # notICMP {type, code}: the packet must not match the pair (or the type, without a code).
+            if rule.not_icmp_code is not None:
+                m.append(f"{icmp} type . {icmp} code != {{ {rule.not_icmp_type} . {rule.not_icmp_code} }}")
+            else:
+                m.append(f"{icmp} type != {rule.not_icmp_type}")
+        if fam is not None:
+            for direction, nets, not_nets, sets, not_sets in (
+                ("saddr", rule.src_nets, rule.not_src_nets, rule.src_ip_set_ids, rule.not_src_ip_set_ids),
+                ("daddr", rule.dst_nets, rule.not_dst_nets, rule.dst_ip_set_ids, rule.not_dst_ip_set_ids),
+            ):
+                if nets:
+                    m.append(f"{ip} {direction} {_nets_expr(_collapse(nets, fam))}")
+                nn = _collapse(not_nets, fam)
+                if nn:
+                    m.append(f"{ip} {direction} != {_nets_expr(nn)}")
+                for sid in sets:
+                    name = set_name(sid, fam)
+                    refs.add(name)
+                    m.append(f"{ip} {direction} @{name}")
+                for sid in not_sets:
+                    name = set_name(sid, fam)
+                    refs.add(name)
+                    m.append(f"{ip} {direction} != @{name}")
+        has_ports = bool(
+            rule.src_ports
+            or rule.dst_ports
+            or rule.not_src_ports
+            or rule.not_dst_ports
+            or rule.src_named_port_set_ids
+            or rule.dst_named_port_set_ids
+            or rule.not_src_named_port_set_ids
+            or rule.not_dst_named_port_set_ids
+        )
+        if has_ports and rule.protocol is None:
+            # Calico only allows ports with TCP/UDP/SCTP; without a protocol, match any of those.
+            m.append("meta l4proto { tcp, udp, sctp }")
+        for direction, addr, not_ports, not_named in (
+            ("sport", "saddr", rule.not_src_ports, rule.not_src_named_port_set_ids),
+            ("dport", "daddr", rule.not_dst_ports, rule.not_dst_named_port_set_ids),
+        ):
+            if not_ports:
+                m.append(f"th {direction} != {_ports(not_ports)}")
+            for sid in not_named:
+                name = set_name(sid, fam or 4, named_port=True)
+                refs.add(name)
+                m.append(f"{ip} {addr} . meta l4proto . th {direction} != @{name}")
+        # Numeric and named ports of one side are OR'ed: one line per alternative (cross product of sides).
+        alternatives: list[list[str]] = [[]]
+        for direction, addr, ports, named in (
+            ("sport", "saddr", rule.src_ports, rule.src_named_port_set_ids),
+            ("dport", "daddr", rule.dst_ports, rule.dst_named_port_set_ids),
+        ):
+            options: list[str] = []
+            if ports:
+                options.append(f"th {direction} {_ports(ports)}")
+            for sid in named:
+                name = set_name(sid, fam or 4, named_port=True)
+                refs.add(name)
+                options.append(f"{ip} {addr} . meta l4proto . th {direction} @{name}")
+            if options:
+                alternatives = [[*alt, o] for alt in alternatives for o in options]
+        for alt in alternatives:
+            lines.append(" ".join([*m, *alt, verdict]))
+    return lines, refs
+
+
+def _rules_chain(name: str, rules: tuple[ev.RenderedRule, ...], profile: bool) -> NftChain:
+    lines: list[str] = []
+    refs: set[str] = set()
+    for rule in rules:
+        try:
+            rl, rr = render_rule(rule, name, profile)
+        except (ValueError, TypeError):
+            # Fail closed: an unrenderable rule ends the chain with a drop, never a silent skip.
+            lines.append(f"drop comment {_q('unrenderable rule ' + rule.rule_id[:40])}")
+            break
+        lines.extend(rl)
+        refs |= rr
+    return NftChain(name, tuple(lines), set_refs=frozenset(refs))
+
+
+def policy_chains(policy: ev.PolicyUpdate) -> list[NftChain]:
+    pid = policy.policy_id
+    return [
+        _rules_chain(policy_chain(pid, True), policy.inbound, False),
+        _rules_chain(policy_chain(pid, False), policy.outbound, False),
+    ]
+
+
+def profile_chains(profile: ev.ProfileUpdate) -> list[NftChain]:
+    return [
+        _rules_chain(profile_chain(profile.profile_id, True), profile.inbound, True),
+        _rules_chain(profile_chain(profile.profile_id, False), profile.outbound, True),
+    ]
+
+
+# --- endpoints ----------------------------------------------------------------------------------------
+
+
+def _endpoint_policy_rules(
+    ep: ev.WorkloadEndpointUpdate,
+    inbound: bool,
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+    known_profiles: set[str] | dict[str, object],
+) -> list[str]:
+    accepted = f"meta mark & {MARK_ACCEPT:#010x} != 0 return"
+    not_passed = f"meta mark & {MARK_PASS:#010x} == 0"
+    lines: list[str] = []
+    first = True
+    for tier in ep.tiers:
+        pids = tier.ingress_policies if inbound else tier.egress_policies
+        if not pids:
+            continue  # no policy of this tier applies in this direction: the tier is skipped
+        if not first:  # a Pass in the previous tier must not skip this one (the chain start clears the rest)
+            lines.append(f"meta mark set meta mark & {MARK_CLEAR:#010x}")
+        first = False
+        for pid in pids:
+            if pid not in known_policies:
+                # Out-of-order reference: fail closed until the policy arrives (state marks us dirty then).
+                lines.append(f"{not_passed} drop")
+                continue
+            lines.append(f"{not_passed} jump {policy_chain(pid, inbound)}")
+            lines.append(accepted)
+        if tier.default_action.lower() != "pass":
+            lines.append(f"{not_passed} drop")
+    for prof in ep.profile_ids:
+        if prof not in known_profiles:
+            lines.append("drop")
+            break
+        lines.append(f"jump {profile_chain(prof, inbound)}")
+        lines.append(accepted)
+    lines.append("drop")
+    return lines
+
+
+def _own_nets(ep: ev.WorkloadEndpointUpdate, fam: int) -> list[str]:
+    nets = ep.ipv4_nets if fam == 4 else ep.ipv6_nets
+    return _collapse([*nets, *ep.allow_spoofed_source_prefixes], fam)
+
+
+def endpoint_chains(
+    ep: ev.WorkloadEndpointUpdate,
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+    known_profiles: set[str] | dict[str, object],
+) -> list[NftChain]:
+    """fw-<iface> (traffic from the workload: its egress policy) and tw-<iface> (its ingress policy)."""
+    clear = f"meta mark set meta mark & {MARK_CLEAR:#010x}"
+    fw = [clear]
+    for fam, ip in ((4, "ip"), (6, "ip6")):
+        own = _own_nets(ep, fam)
+        if own:
+            fw.append(f"meta nfproto ipv{fam} {ip} saddr != {_nets_expr(own)} drop")
+        else:
+            fw.append(f"meta nfproto ipv{fam} drop")
+    fw += _endpoint_policy_rules(ep, False, known_policies, known_profiles)
+    tw = [clear, *_endpoint_policy_rules(ep, True, known_policies, known_profiles)]
+    return [NftChain(fw_chain(ep.iface), tuple(fw)), NftChain(tw_chain(ep.iface), tuple(tw))]
+
+
+# --- the whole table ----------------------------------------------------------------------------------
+
+
+def base_chains(prefixes: tuple[str, ...], endpoint_to_host: str) -> list[NftChain]:
+    """The fixed chains; they depend only on config (InterfacePrefix, DefaultEndpointToHostAction)."""
+    pats = [_q(p + "*") for p in prefixes]
+    forward = ["ct state established,related accept"]
+    forward += [f"iifname {p} ct state invalid drop" for p in pats]
+    forward += [f"oifname {p} ct state invalid drop" for p in pats]
+    forward += [f"iifname {p} jump from-wl-dispatch" for p in pats]
+    forward += [f"oifname {p} jump to-wl-dispatch" for p in pats]
+    to_host_action = {"accept": "accept", "return": "return"}.get(endpoint_to_host.lower(), "drop")
+    wl_to_host = [
+        "ct state established,related accept",
+        "ct state invalid drop",
+        "udp dport { 67, 68 } accept",  # DHCP
+        "meta l4proto { tcp, udp } th dport 53 accept",  # DNS
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+        "jump from-wl-dispatch",  # the endpoint's egress policy; unknown interfaces drop there
+        to_host_action,
+    ]
+    return [
+        NftChain("forward", tuple(forward), hook="type filter hook forward priority filter; policy accept;"),
+        NftChain(
+            "input",
+            tuple(f"iifname {p} jump wl-to-host" for p in pats),
+            hook="type filter hook input priority filter; policy accept;",
+        ),
+        # Host -> its own workloads is allowed in Calico (kubelet probes); ND to workloads needs it too.
+        NftChain(
+            "output",
+            tuple(f"oifname {p} accept" for p in pats),
+            hook="type filter hook output priority filter; policy accept;",
+        ),
+        NftChain("from-wl-dispatch", (f"iifname vmap @{FW_MAP}", "drop")),
+        NftChain("to-wl-dispatch", (f"oifname vmap @{TW_MAP}", "drop")),
+        NftChain("wl-to-host", tuple(wl_to_host)),
+    ]
+
+
+def dispatch_entries(ep: ev.WorkloadEndpointUpdate) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(fw map entry, tw map entry) for an endpoint: iface -> "goto <chain>"."""
+    return (ep.iface, f"goto {fw_chain(ep.iface)}"), (ep.iface, f"goto {tw_chain(ep.iface)}")
+
+
+def empty_model(prefixes: tuple[str, ...] = ("cali",), endpoint_to_host: str = "Drop") -> TableModel:
+    """The start-of-day table: dispatch with empty maps, so every workload interface is dropped."""
+    model = TableModel(maps={FW_MAP: {}, TW_MAP: {}})
+    for chain in base_chains(prefixes, endpoint_to_host):
+        model.chains[chain.name] = chain
+    return model
+
+
+def render_model(state: DesiredState) -> TableModel:
+    """The full table for a desired state (start of day, or a full reapply after drift)."""
+    model = empty_model(state.interface_prefixes, state.endpoint_to_host_action)
+    for sid in sorted(state.ipsets):
+        for s in ipset_sets(sid, state.ipsets[sid]):
+            model.sets[s.name] = s
+    chains: list[NftChain] = []
+    for pid in sorted(state.policies):
+        chains += policy_chains(state.policies[pid])
+    for prof in sorted(state.profiles):
+        chains += profile_chains(state.profiles[prof])
+    for eid in sorted(state.endpoints):
+        ep = state.endpoints[eid]
+        chains += endpoint_chains(ep, state.policies, state.profiles)
+        fw, tw = dispatch_entries(ep)
+        model.maps[FW_MAP][fw[0]] = fw[1]
+        model.maps[TW_MAP][tw[0]] = tw[1]
+    for chain in chains:
+        model.chains[chain.name] = chain
+        for ref in chain.set_refs:
+            if ref not in model.sets:  # referenced before it exists: an empty set (matches nothing)
+                model.sets[ref] = empty_set_for_name(ref)
+    return model
+
+
+# --- text ---------------------------------------------------------------------------------------------
+
+
+def set_decl(s: NftSet, with_elements: bool = True) -> str:
+    flags = " flags interval;" if s.interval else ""
+    elems = f" elements = {{ {', '.join(sorted(s.elements))} }};" if with_elements and s.elements else ""
+    return f"set {s.name} {{ type {s.type};{flags}{elems} }}"
+
+
+def map_decl(name: str, elements: dict[str, str]) -> str:
+    elems = ", ".join(f"{_q(k)} : {v}" for k, v in sorted(elements.items()))
+    body = f" elements = {{ {elems} }};" if elems else ""
+    return f"map {name} {{ type ifname : verdict;{body} }}"
+
+
+def _chain_order(model: TableModel) -> list[str]:
+    # Deterministic: non-base chains sorted, then base chains; nft resolves jumps within one file anyway.
+    base = [c for c in model.chains if model.chains[c].hook]
+    return sorted(c for c in model.chains if not model.chains[c].hook) + sorted(base)
+
+
+def render_table_body(model: TableModel) -> str:
+    lines = [f"table {FAMILY} {TABLE} {{"]
+    for name in sorted(model.sets):
+        lines.append("\t" + set_decl(model.sets[name]))
+    for name in sorted(model.maps):
+        lines.append("\t" + map_decl(name, model.maps[name]))
+    for name in _chain_order(model):
+        chain = model.chains[name]
+        lines.append(f"\tchain {name} {{")
+        if chain.hook:
+            lines.append(f"\t\t{chain.hook}")
+        lines.extend(f"\t\t{r}" for r in chain.rules)
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_text(model: TableModel) -> str:
+    """The table definition alone (deterministic; hashed by `TableModel.digest`)."""
+    return render_table_body(model)
+
+
+def render_replace(model: TableModel) -> str:
+    """One atomic transaction replacing the whole table: add (so delete cannot fail), delete, define."""
+    return f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + render_table_body(model)

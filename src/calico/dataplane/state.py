@@ -1,0 +1,168 @@
+"""Desired dataplane state, folded from the calculation graph's events.
+
+In: `calico.calculation.events` (IP set, policy, profile, endpoint, config updates, in the graph's safe
+order). Out: plain dictionaries of the current desired state, plus a `Dirty` record of which keys changed
+since the last `take_dirty()`, so a backend can apply work proportional to the change.
+
+Pure: no I/O. One instance per host agent (or per test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from calico.calculation import events as ev
+
+
+@dataclass(slots=True)
+class IPSet:
+    set_type: ev.IPSetType
+    members: set[str]
+
+
+@dataclass(slots=True)
+class Dirty:
+    """Keys whose desired value changed. A dirty key that is no longer in the state means "removed"."""
+
+    ipsets: set[str] = field(default_factory=set)
+    policies: set[ev.PolicyID] = field(default_factory=set)
+    profiles: set[str] = field(default_factory=set)
+    endpoints: set[ev.WorkloadEndpointID] = field(default_factory=set)
+    host_endpoints: set[str] = field(default_factory=set)
+    config: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.ipsets or self.policies or self.profiles or self.endpoints or self.host_endpoints or self.config
+        )
+
+
+# Settings the nftables renderer reads, with Felix's defaults.
+DEFAULT_CONFIG: dict[str, object] = {
+    "InterfacePrefix": "cali",
+    "DefaultEndpointToHostAction": "Drop",
+}
+
+
+class DesiredState:
+    """Current desired state of this host's dataplane, and what changed since the last apply."""
+
+    def __init__(self) -> None:
+        self.ipsets: dict[str, IPSet] = {}
+        self.policies: dict[ev.PolicyID, ev.PolicyUpdate] = {}
+        self.profiles: dict[str, ev.ProfileUpdate] = {}
+        self.endpoints: dict[ev.WorkloadEndpointID, ev.WorkloadEndpointUpdate] = {}
+        self.host_endpoints: dict[str, ev.HostEndpointUpdate] = {}
+        self.config: dict[str, object] = dict(DEFAULT_CONFIG)
+        self.in_sync = False
+        self.dirty = Dirty()
+        # Reverse index: which endpoints reference a policy/profile. When a policy appears late (out of the
+        # graph's promised order) the endpoints that named it are re-rendered so their fail-closed drop goes.
+        self._policy_users: dict[ev.PolicyID, set[ev.WorkloadEndpointID]] = {}
+        self._profile_users: dict[str, set[ev.WorkloadEndpointID]] = {}
+
+    # --- folding events ---------------------------------------------------------------------------------
+
+    def apply_all(self, events: Iterable[ev.DataplaneEvent]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def apply(self, event: ev.DataplaneEvent) -> None:
+        d = self.dirty
+        match event:
+            case ev.IPSetUpdate(set_id=sid, set_type=st, members=members):
+                self.ipsets[sid] = IPSet(st, set(members))
+                d.ipsets.add(sid)
+            case ev.IPSetDelta(set_id=sid, added=added, removed=removed):
+                ipset = self.ipsets.get(sid)
+                if ipset is None:  # delta for an unknown set: treat as a NET set being created
+                    ipset = self.ipsets[sid] = IPSet(ev.IPSetType.NET, set())
+                ipset.members -= removed
+                ipset.members |= added
+                d.ipsets.add(sid)
+            case ev.IPSetRemove(set_id=sid):
+                if self.ipsets.pop(sid, None) is not None:
+                    d.ipsets.add(sid)
+            case ev.PolicyUpdate(policy_id=pid):
+                if pid not in self.policies:
+                    d.endpoints |= self._policy_users.get(pid, set())
+                self.policies[pid] = event
+                d.policies.add(pid)
+            case ev.PolicyRemove(policy_id=pid):
+                if self.policies.pop(pid, None) is not None:
+                    d.policies.add(pid)
+            case ev.ProfileUpdate(profile_id=pid):
+                if pid not in self.profiles:
+                    d.endpoints |= self._profile_users.get(pid, set())
+                self.profiles[pid] = event
+                d.profiles.add(pid)
+            case ev.ProfileRemove(profile_id=pid):
+                if self.profiles.pop(pid, None) is not None:
+                    d.profiles.add(pid)
+            case ev.WorkloadEndpointUpdate(endpoint_id=eid):
+                self._unindex(eid)
+                self.endpoints[eid] = event
+                self._index(event)
+                d.endpoints.add(eid)
+            case ev.WorkloadEndpointRemove(endpoint_id=eid):
+                self._unindex(eid)
+                if self.endpoints.pop(eid, None) is not None:
+                    d.endpoints.add(eid)
+            case ev.HostEndpointUpdate(name=name):
+                self.host_endpoints[name] = event
+                d.host_endpoints.add(name)
+            case ev.HostEndpointRemove(name=name):
+                if self.host_endpoints.pop(name, None) is not None:
+                    d.host_endpoints.add(name)
+            case ev.ConfigUpdate(settings=settings):
+                new = dict(DEFAULT_CONFIG)
+                new.update(dict(settings))
+                if new != self.config:
+                    self.config = new
+                    d.config = True
+            case ev.InSync():
+                self.in_sync = True
+            case _:
+                raise TypeError(f"unknown dataplane event {event!r}")
+
+    def take_dirty(self) -> Dirty:
+        """Hand the accumulated changes to the caller (the backend) and start a fresh record."""
+        dirty, self.dirty = self.dirty, Dirty()
+        return dirty
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    @property
+    def interface_prefixes(self) -> tuple[str, ...]:
+        raw = str(self.config.get("InterfacePrefix") or "cali")
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+    @property
+    def endpoint_to_host_action(self) -> str:
+        return str(self.config.get("DefaultEndpointToHostAction") or "Drop")
+
+    def _index(self, ep: ev.WorkloadEndpointUpdate) -> None:
+        for tier in ep.tiers:
+            for pid in (*tier.ingress_policies, *tier.egress_policies):
+                self._policy_users.setdefault(pid, set()).add(ep.endpoint_id)
+        for prof in ep.profile_ids:
+            self._profile_users.setdefault(prof, set()).add(ep.endpoint_id)
+
+    def _unindex(self, eid: ev.WorkloadEndpointID) -> None:
+        old = self.endpoints.get(eid)
+        if old is None:
+            return
+        for tier in old.tiers:
+            for pid in (*tier.ingress_policies, *tier.egress_policies):
+                users = self._policy_users.get(pid)
+                if users is not None:
+                    users.discard(eid)
+                    if not users:
+                        del self._policy_users[pid]
+        for prof in old.profile_ids:
+            users = self._profile_users.get(prof)
+            if users is not None:
+                users.discard(eid)
+                if not users:
+                    del self._profile_users[prof]

@@ -1,0 +1,234 @@
+"""A small world of network namespaces wired the way Calico's CNI plugin wires workloads.
+
+In: a run id (short hex, unique per run). Out: a `World` with one "host" namespace (`cnt-<run>-host`) and
+workload namespaces (`cnt-<run>-<name>`), each joined to the host by a veth pair whose host side is
+`cali` + 11 hex chars (MAC ee:ee:ee:ee:ee:ee, proxy_arp, proxy_delay 0) and whose workload side is `eth0`
+with a /32 and a /128, a link route to 169.254.1.1 and default routes via it / via the host side's
+link-local address. The host has /32 and /128 routes to each cali interface, forwarding on, its own
+addresses on `lo`, and an "uplink" veth pair (both ends inside the host namespace) as its default route, so
+proxy ARP for 169.254.1.1 has a route out of another interface to answer for.
+
+Safety: every command targets a namespace this world created (`ip -n NS`, `ip netns exec NS`); the veth
+pair is created inside the host namespace with its peer placed straight into the workload namespace.
+`probe()` starts a bounded listener and sender (killed by PID) or a single `ping -c1`. `close()` deletes
+every namespace the world made (also registered with atexit as a backstop).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import ipaddress
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+HOST_LINK_LOCAL = "fe80::ecee:eeff:feee:eeee"  # EUI-64 of ee:ee:ee:ee:ee:ee
+CALI_MAC = "ee:ee:ee:ee:ee:ee"
+
+_LISTENER = r"""
+import socket, sys, time
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+proto, deadline = sys.argv[3], time.monotonic() + float(sys.argv[4])
+s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+if proto == "tcp":
+    s.listen(8)
+print("ready", flush=True)
+while time.monotonic() < deadline:
+    s.settimeout(max(0.05, deadline - time.monotonic()))
+    try:
+        if proto == "tcp":
+            c, _ = s.accept()
+            c.settimeout(1.0)
+            c.sendall(c.recv(64))
+            c.close()
+        else:
+            data, peer = s.recvfrom(64)
+            s.sendto(data, peer)
+    except OSError:
+        pass
+"""
+
+_SENDER = r"""
+import socket, sys
+dst, port, proto, timeout, src = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+s.settimeout(timeout)
+if src:
+    s.bind((src, 0))
+try:
+    if proto == "tcp":
+        s.connect((dst, port))
+        s.sendall(b"calico-probe")
+        ok = s.recv(64) == b"calico-probe"
+    else:
+        s.sendto(b"calico-probe", (dst, port))
+        ok = s.recvfrom(64)[0] == b"calico-probe"
+except OSError:
+    ok = False
+sys.exit(0 if ok else 1)
+"""
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    netns: str
+    iface: str  # host side, in the host namespace
+    ipv4: str
+    ipv6: str
+
+
+@dataclass
+class World:
+    run_id: str
+    host_ipv4: str = "198.18.0.1"
+    host_ipv6: str = "fd00:c411:0:ff::1"
+    workloads: dict[str, Workload] = field(default_factory=dict)
+    _namespaces: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.host = f"cnt-{self.run_id}-host"
+        atexit.register(self.close)
+        self._add_ns(self.host)
+        try:
+            self._sysctl(
+                self.host,
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            )
+            up_a, up_b = f"u{self.run_id}a", f"u{self.run_id}b"
+            sh("ip", "-n", self.host, "link", "add", up_a, "type", "veth", "peer", "name", up_b)
+            for link in ("lo", up_a, up_b):
+                sh("ip", "-n", self.host, "link", "set", link, "up")
+            sh("ip", "-n", self.host, "addr", "add", f"{self.host_ipv4}/32", "dev", "lo")
+            sh("ip", "-n", self.host, "-6", "addr", "add", f"{self.host_ipv6}/128", "dev", "lo")
+            sh("ip", "-n", self.host, "route", "add", "default", "dev", up_a)
+            sh("ip", "-n", self.host, "-6", "route", "add", "default", "dev", up_a)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- building ----------------------------------------------------------------------------------
+
+    def _add_ns(self, name: str) -> None:
+        sh("ip", "netns", "add", name)
+        self._namespaces.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+
+    @staticmethod
+    def _sysctl(ns: str, *settings: str) -> None:
+        sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", *settings)
+
+    def iface_for(self, name: str) -> str:
+        return "cali" + hashlib.sha1(f"{self.run_id}/{name}".encode()).hexdigest()[:11]
+
+    def add_workload(self, name: str, ipv4: str, ipv6: str) -> Workload:
+        ns = f"cnt-{self.run_id}-{name}"
+        iface = self.iface_for(name)
+        self._add_ns(ns)
+        self._sysctl(ns, "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
+        # Created inside the host namespace; the peer goes straight into the workload namespace.
+        sh("ip", "-n", self.host, "link", "add", iface, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", self.host, "link", "set", iface, "address", CALI_MAC)
+        self._sysctl(
+            self.host,
+            f"net.ipv4.conf.{iface}.proxy_arp=1",
+            f"net.ipv4.neigh.{iface}.proxy_delay=0",
+            f"net.ipv4.conf.{iface}.forwarding=1",
+            f"net.ipv6.conf.{iface}.forwarding=1",
+        )
+        sh("ip", "-n", self.host, "link", "set", iface, "up")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{ipv4}/32", "dev", "eth0")
+        sh("ip", "-n", ns, "-6", "addr", "add", f"{ipv6}/128", "dev", "eth0", "nodad")
+        sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+        sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        sh("ip", "-n", ns, "-6", "route", "add", "default", "via", HOST_LINK_LOCAL, "dev", "eth0")
+        sh("ip", "-n", self.host, "route", "add", f"{ipv4}/32", "dev", iface)
+        sh("ip", "-n", self.host, "-6", "route", "add", f"{ipv6}/128", "dev", iface)
+        wl = Workload(name, ns, iface, ipv4, ipv6)
+        self.workloads[name] = wl
+        return wl
+
+    def add_extra_address(self, wl: Workload, addr: str, host_route: bool = True) -> None:
+        """A second address inside the workload (for spoofing tests), optionally routed back by the host."""
+        fam = ["-6"] if ipaddress.ip_address(addr).version == 6 else []
+        plen = 128 if fam else 32
+        extra = ["nodad"] if fam else []
+        sh("ip", "-n", wl.netns, *fam, "addr", "add", f"{addr}/{plen}", "dev", "eth0", *extra)
+        if host_route:
+            sh("ip", "-n", self.host, *fam, "route", "add", f"{addr}/{plen}", "dev", wl.iface)
+
+    # --- traffic -----------------------------------------------------------------------------------
+
+    def _ns_of(self, ip: str) -> str:
+        for wl in self.workloads.values():
+            if ip in (wl.ipv4, wl.ipv6):
+                return wl.netns
+        if ip in (self.host_ipv4, self.host_ipv6):
+            return self.host
+        raise KeyError(f"no namespace in this world owns {ip}")
+
+    def probe(
+        self,
+        src: Workload | str,
+        dst_ip: str,
+        proto: str = "tcp",
+        port: int = 8080,
+        timeout: float = 1.0,
+        src_ip: str | None = None,
+    ) -> bool:
+        """True when a tcp/udp round trip (or one ping) from `src` to `dst_ip` succeeds within `timeout`."""
+        src_ns = src.netns if isinstance(src, Workload) else src
+        if proto == "icmp":
+            fam = "-6" if ":" in dst_ip else "-4"
+            extra = ["-I", src_ip] if src_ip else []
+            wait = str(max(1, round(timeout)))
+            res = sh("ip", "netns", "exec", src_ns, "ping", fam, "-c1", "-W", wait, *extra, dst_ip,
+                     check=False, timeout=timeout + 5)
+            return res.returncode == 0
+        dst_ns = self._ns_of(dst_ip)
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", dst_ns, sys.executable, "-c", _LISTENER, dst_ip, str(port), proto,
+             str(timeout + 3)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            assert listener.stdout is not None
+            if listener.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"listener on {dst_ip}:{port} in {dst_ns} did not start")
+            res = sh("ip", "netns", "exec", src_ns, sys.executable, "-c", _SENDER, dst_ip, str(port), proto,
+                     str(timeout), src_ip or "", check=False, timeout=timeout + 10)
+            return res.returncode == 0
+        finally:
+            listener.kill()  # by PID: only the process we started
+            listener.wait(timeout=5)
+
+    # --- teardown ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for ns in reversed(self._namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        self._namespaces.clear()
+        atexit.unregister(self.close)
+        time.sleep(0)  # keep close() cheap and idempotent
+
+
+def new_run_id() -> str:
+    import secrets
+
+    return secrets.token_hex(3)
