@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := etcd-server etcd-client openssl python3-venv python3-dev
+APT_PACKAGES := etcd-server etcd-client openssl nftables iptables ipset conntrack iproute2 iputils-ping procps python3-venv python3-dev
 STAMP := $(VENV)/.installed
 
 .PHONY: test setup apt venv lint unit bench clean
