@@ -136,7 +136,11 @@ class World:
     def iface_for(self, name: str) -> str:
         return "cali" + hashlib.sha1(f"{self.run_id}/{name}".encode()).hexdigest()[:11]
 
-    def add_workload(self, name: str, ipv4: str, ipv6: str) -> Workload:
+    def add_workload(
+        self, name: str, ipv4: str, ipv6: str, host_routes: bool = True, host_sysctls: bool = True
+    ) -> Workload:
+        """Wire a workload. host_routes / host_sysctls False leave the host side's routes and per-interface
+        sysctls to the code under test (the route manager)."""
         ns = f"cnt-{self.run_id}-{name}"
         iface = self.iface_for(name)
         self._add_ns(ns)
@@ -144,13 +148,14 @@ class World:
         # Created inside the host namespace; the peer goes straight into the workload namespace.
         sh("ip", "-n", self.host, "link", "add", iface, "type", "veth", "peer", "name", "eth0", "netns", ns)
         sh("ip", "-n", self.host, "link", "set", iface, "address", CALI_MAC)
-        self._sysctl(
-            self.host,
-            f"net.ipv4.conf.{iface}.proxy_arp=1",
-            f"net.ipv4.neigh.{iface}.proxy_delay=0",
-            f"net.ipv4.conf.{iface}.forwarding=1",
-            f"net.ipv6.conf.{iface}.forwarding=1",
-        )
+        if host_sysctls:
+            self._sysctl(
+                self.host,
+                f"net.ipv4.conf.{iface}.proxy_arp=1",
+                f"net.ipv4.neigh.{iface}.proxy_delay=0",
+                f"net.ipv4.conf.{iface}.forwarding=1",
+                f"net.ipv6.conf.{iface}.forwarding=1",
+            )
         sh("ip", "-n", self.host, "link", "set", iface, "up")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{ipv4}/32", "dev", "eth0")
@@ -158,8 +163,9 @@ class World:
         sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
         sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
         sh("ip", "-n", ns, "-6", "route", "add", "default", "via", HOST_LINK_LOCAL, "dev", "eth0")
-        sh("ip", "-n", self.host, "route", "add", f"{ipv4}/32", "dev", iface)
-        sh("ip", "-n", self.host, "-6", "route", "add", f"{ipv6}/128", "dev", iface)
+        if host_routes:
+            sh("ip", "-n", self.host, "route", "add", f"{ipv4}/32", "dev", iface)
+            sh("ip", "-n", self.host, "-6", "route", "add", f"{ipv6}/128", "dev", iface)
         wl = Workload(name, ns, iface, ipv4, ipv6)
         self.workloads[name] = wl
         return wl

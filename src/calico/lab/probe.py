@@ -1,0 +1,66 @@
+"""A probe between two namespaces: a short-lived listener in the destination, one round trip from the source.
+
+Returns a `ProbeResult`; never leaves a process behind (the listener is killed by its PID).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from calico.lab.netns import exec_argv, run
+
+PROTOS = ("tcp", "udp", "sctp", "icmp")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    src: str
+    dst: str
+    dst_ip: str
+    proto: str
+    port: int | None
+    ok: bool
+    elapsed_ms: float
+    error: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def probe(
+    src_ns: str, dst_ns: str, dst_ip: str, proto: str = "tcp", port: int = 8080, timeout: float = 1.0,
+    src_ip: str = "", names: tuple[str, str] = ("", ""),
+) -> ProbeResult:
+    start = time.monotonic()
+    if proto == "icmp":
+        fam = "-6" if ":" in dst_ip else "-4"
+        extra = ["-I", src_ip] if src_ip else []
+        res = run(*exec_argv(src_ns, ["ping", fam, "-c1", "-W", str(max(1, round(timeout))), *extra, dst_ip]),
+                  check=False, timeout=timeout + 5)
+        return ProbeResult(names[0] or src_ns, names[1] or dst_ns, dst_ip, proto, None, res.returncode == 0,
+                           (time.monotonic() - start) * 1000)
+    agent = [sys.executable, "-m", "calico.lab.probe_agent"]
+    listener = subprocess.Popen(
+        exec_argv(dst_ns, [*agent, "listen", dst_ip, str(port), proto, str(timeout + 3)]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    error = ""
+    try:
+        assert listener.stdout is not None
+        if listener.stdout.readline().strip() != "ready":
+            error = f"listener on [{dst_ip}]:{port}/{proto} did not start"
+            ok = False
+        else:
+            res = run(*exec_argv(src_ns, [*agent, "send", dst_ip, str(port), proto, str(timeout), src_ip]),
+                      check=False, timeout=timeout + 10)
+            ok = res.returncode == 0
+    finally:
+        listener.kill()
+        _, err = listener.communicate(timeout=5)
+        if not error and listener.returncode not in (0, -9) and err:
+            error = err.strip().splitlines()[-1]
+    return ProbeResult(names[0] or src_ns, names[1] or dst_ns, dst_ip, proto, port, ok,
+                       (time.monotonic() - start) * 1000, error)

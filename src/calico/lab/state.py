@@ -1,0 +1,101 @@
+"""Where a lab remembers itself: one JSON file per lab under the lab's directory, read and written under a lock.
+
+`$CALICO_LAB_DIR/<name>/` (default `/run/calico-lab/<name>/`) holds `state.json`, the embedded datastore,
+etcd's data dir and every daemon's log, so separate `calico-lab` commands find the same lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from calico.lab.netns import LabError
+
+DEFAULT_ROOT = "/run/calico-lab"
+
+
+@dataclass
+class Host:
+    name: str
+    netns: str
+    addr4: str
+    addr6: str
+    index: int
+    felix_pid: int = 0
+    next_ip: int = 2
+
+
+@dataclass
+class Workload:
+    name: str
+    host: str
+    netns: str
+    iface: str
+    ipv4: str
+    ipv6: str
+    namespace: str
+    endpoint_name: str
+
+
+@dataclass
+class LabState:
+    name: str
+    run_id: str
+    dataplane: str
+    datastore: str
+    fabric_ns: str
+    embedded_path: str = ""
+    etcd_pid: int = 0
+    etcd_endpoint: str = ""  # inside the lab (fabric address)
+    gateway_pid: int = 0
+    gateway_port: int = 0
+    hosts: dict[str, Host] = field(default_factory=dict)
+    workloads: dict[str, Workload] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"cl-{self.run_id}-"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LabState:
+        data = json.loads(text)
+        data["hosts"] = {k: Host(**v) for k, v in data.get("hosts", {}).items()}
+        data["workloads"] = {k: Workload(**v) for k, v in data.get("workloads", {}).items()}
+        return cls(**data)
+
+
+def lab_dir(name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise LabError(f"invalid lab name {name!r}")
+    return Path(os.environ.get("CALICO_LAB_DIR", DEFAULT_ROOT)) / name
+
+
+@contextlib.contextmanager
+def locked(name: str) -> Iterator[Path]:
+    """Serialise commands on one lab (two `workload add` at once must not lose each other's writes)."""
+    d = lab_dir(name)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield d
+
+
+def load(d: Path) -> LabState:
+    path = d / "state.json"
+    if not path.exists():
+        raise LabError(f"no lab at {d} (run `calico-lab up --name {d.name}` first)")
+    return LabState.from_json(path.read_text())
+
+
+def save(d: Path, state: LabState) -> None:
+    tmp = d / "state.json.tmp"
+    tmp.write_text(state.to_json())
+    tmp.replace(d / "state.json")
