@@ -1,5 +1,8 @@
 """Shared pytest fixtures.
 
+* `root_namespace_guard` (session, autouse): snapshots the root network namespace (nft ruleset, routes, link
+  names, forwarding/rp_filter sysctls) before the whole suite and fails the run if anything changed.
+
 * `etcd_server` (session): one plain-HTTP etcd on 127.0.0.1 for the whole run, started on first use
   (so runs that never touch etcd never start it); killed at the end, also on failure.
 * `etcd_factory` (function): `etcd_factory(tls=..., auth=...)` starts a private etcd (for TLS/auth,
@@ -23,6 +26,15 @@ from calico.datastore.embedded import EmbeddedKV
 from calico.datastore.etcd import EtcdKV
 from calico.datastore.kv import KVStore
 from tests.helpers.etcd_server import ETCD_BIN, EtcdServer
+from tests.helpers.root_guard import RootSnapshot
+
+
+@pytest.fixture(scope="session", autouse=True)
+def root_namespace_guard() -> Iterator[None]:
+    before = RootSnapshot.take()
+    yield
+    problems = before.diff(RootSnapshot.take())
+    assert not problems, "the test suite changed the root network namespace:\n" + "\n".join(problems)
 
 
 def _require_etcd() -> None:

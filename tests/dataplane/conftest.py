@@ -1,7 +1,6 @@
 """Fixtures for dataplane tests with real packets in network namespaces.
 
-* `root_namespace_guard` (session, autouse): snapshots the root namespace (nft ruleset, routes, link names,
-  forwarding/rp_filter sysctls) before the dataplane tests and fails the run if anything changed.
+(The root namespace guard covering the whole suite is in `tests/conftest.py`.)
 * `world` (function): a fresh `tests.helpers.netns.World` (host + workload namespaces); deleted afterwards,
   also on failure.
 * `backend` (function): an `NftBackend` bound to the world's host namespace.
@@ -17,7 +16,6 @@ import pytest
 
 from calico.dataplane.nftables.backend import NftBackend
 from tests.helpers.netns import World, new_run_id
-from tests.helpers.root_guard import RootSnapshot
 
 
 def _require_tools() -> None:
@@ -26,15 +24,6 @@ def _require_tools() -> None:
     for tool in ("nft", "ip", "ping"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def root_namespace_guard() -> Iterator[None]:
-    before = RootSnapshot.take()
-    yield
-    after = RootSnapshot.take()
-    problems = before.diff(after)
-    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture

@@ -13,11 +13,17 @@ keeps flowing. Nothing is programmed from a partial view: events are folded into
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from calico.calculation import events as ev
 from calico.dataplane.state import DesiredState
+
+if TYPE_CHECKING:
+    from calico.felix.config import FelixConfig
+    from calico.felix.metrics import FelixMetrics
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,17 @@ class RouteBackend(Protocol):
 
 
 class KernelDriver:
-    def __init__(self, firewall: FirewallBackend, routes: RouteBackend | None = None) -> None:
+    """`settings` (Felix's names, e.g. InterfacePrefix) come from the agent's merged configuration; the graph's
+    ConfigUpdate carries only the datastore's layers, so it must not override them here."""
+
+    def __init__(
+        self,
+        firewall: FirewallBackend,
+        routes: RouteBackend | None = None,
+        settings: Mapping[str, object] | None = None,
+    ) -> None:
         self.state = DesiredState()
+        self.state.config.update(settings or {})
         self.firewall = firewall
         self.routes = routes
         self._programmed = False  # has the in-sync state reached the kernel at least once?
@@ -54,7 +69,7 @@ class KernelDriver:
             await self.routes.start()
 
     async def apply(self, events: Sequence[ev.DataplaneEvent]) -> None:
-        self.state.apply_all(events)
+        self.state.apply_all(e for e in events if not isinstance(e, ev.ConfigUpdate))
         if not self.state.in_sync:
             return  # never program a partial view
         await self.firewall.apply(self.state)
@@ -81,6 +96,50 @@ class KernelDriver:
         """Leave every rule and route in place: the kernel keeps enforcing while the agent is away."""
         if self.routes is not None:
             await self.routes.stop()
+
+
+ALLOW_INITIAL_NETNS = "CALICO_ALLOW_INITIAL_NETNS"
+
+
+def in_initial_netns() -> bool:
+    """True unless this process runs in a named namespace (`ip netns`, /run/netns/*). /proc/1/ns is not
+    always readable (sandboxes), so "not a named namespace" stands for "the machine's own namespace"."""
+    try:
+        mine = os.stat("/proc/self/ns/net")
+    except OSError:
+        return True
+    netns_dir = Path("/run/netns")
+    for entry in netns_dir.iterdir() if netns_dir.is_dir() else ():
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            return False
+    return True
+
+
+def create_driver(config: FelixConfig, metrics: FelixMetrics, netns: str | None = None) -> KernelDriver:
+    """Felix's driver for `config.dataplane_backend`, programming the namespace the agent runs in.
+
+    Interlock: the agent refuses to program the machine's initial network namespace unless
+    CALICO_ALLOW_INITIAL_NETNS=1 says this is a real host (on a development machine everything runs in labs)."""
+    if netns is None and in_initial_netns() and os.environ.get(ALLOW_INITIAL_NETNS) != "1":
+        raise RuntimeError(
+            f"refusing to program the machine's initial network namespace; set {ALLOW_INITIAL_NETNS}=1 on a real "
+            "host, or run calico-felix inside a host namespace (calico-lab does)"
+        )
+    from calico.dataplane.netlink import RouteManager
+
+    prefixes = tuple(p.strip() for p in config.interface_prefix.split(",") if p.strip())
+    iptables_backend = "legacy" if config.iptables_backend == "Legacy" else "nft"
+    firewall = make_firewall(config.dataplane_backend, netns, iptables_backend)
+    routes = RouteManager(netns, prefixes, refresh_interval=config.route_refresh_interval)
+    settings = {
+        "InterfacePrefix": config.interface_prefix,
+        "DefaultEndpointToHostAction": config.default_endpoint_to_host_action,
+    }
+    return KernelDriver(firewall, routes, settings)
 
 
 def make_firewall(kind: str, netns: str | None, iptables_backend: str = "nft") -> FirewallBackend:

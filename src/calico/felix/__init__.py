@@ -1,0 +1,11 @@
+"""calico-felix: the per-host agent's shell around the calculation graph and the dataplane.
+
+Enters: Felix parameters (environment, config file, FelixConfiguration resources) and the datastore.
+Leaves: dataplane batches through a `driver.DataplaneDriver`, status keys under `/calico/felix/v2/`,
+`/liveness` + `/readiness` and `/metrics` over HTTP.
+
+Modules, in the order data flows: `config` (parameters and precedence), `daemon` (syncer -> calc graph ->
+driver, the main loop), `driver` (the dataplane interface and how a backend is found), `status` (reports
+into the datastore), `health` and `metrics` (served by `httpserver`), `logs` (key=value logging), `main`
+(the `calico-felix` command).
+"""

@@ -1,0 +1,135 @@
+"""The interface between the Felix daemon and a dataplane driver, and how a driver is found.
+
+Enters (into a driver): batches of `calico.calculation.events.DataplaneEvent`, in the graph's safe order.
+Leaves (from a driver): kernel state, and each local workload endpoint's status for status reporting.
+
+Contract the daemon relies on:
+- `start()` reads back what the kernel has (a restarting agent finds its old rules) and must not flush:
+  traffic keeps flowing on the old rules until the first `apply()`.
+- `apply(events)` makes one kernel transaction per table for the whole batch. The first batch holds the
+  whole start-of-day state and ends with `InSync` (the driver may then remove leftovers). If `apply`
+  raises, the daemon retries later with the same events followed by newer ones, so re-applying an event
+  must be harmless (every event is a whole-object update, a remove, or a set delta).
+- `refresh()` reads the kernel back and repairs drift (someone else changed our table).
+- `endpoint_status()` is cheap and synchronous: "up", "down" or "error" per local workload endpoint.
+- `stop()` releases resources and leaves the kernel state in place.
+
+A backend package `calico.dataplane.<backend>` ("nftables", "iptables") provides a driver by exposing
+`create_driver(config: FelixConfig, metrics: FelixMetrics) -> DataplaneDriver`; `load_driver_factory`
+imports it lazily (only the chosen backend is imported).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from calico.calculation.events import (
+    DataplaneEvent,
+    WorkloadEndpointID,
+    WorkloadEndpointRemove,
+    WorkloadEndpointUpdate,
+)
+
+if TYPE_CHECKING:
+    from calico.felix.config import FelixConfig
+    from calico.felix.metrics import FelixMetrics
+
+__all__ = [
+    "BACKEND_MODULES",
+    "DataplaneDriver",
+    "DriverFactory",
+    "DriverUnavailable",
+    "RecordingDriver",
+    "load_driver_factory",
+]
+
+
+@runtime_checkable
+class DataplaneDriver(Protocol):
+    async def start(self) -> None: ...
+
+    async def apply(self, events: Sequence[DataplaneEvent]) -> None: ...
+
+    async def refresh(self) -> None: ...
+
+    def endpoint_status(self) -> Mapping[WorkloadEndpointID, str]: ...
+
+    async def stop(self) -> None: ...
+
+
+DriverFactory = Callable[["FelixConfig", "FelixMetrics"], DataplaneDriver]
+
+BACKEND_MODULES = {"nftables": "calico.dataplane.nftables", "iptables": "calico.dataplane.iptables"}
+
+
+class DriverUnavailable(RuntimeError):
+    """The chosen dataplane backend cannot be loaded; the message says which and why."""
+
+
+def load_driver_factory(backend: str) -> DriverFactory:
+    module_name = BACKEND_MODULES.get(backend)
+    if module_name is None:
+        raise DriverUnavailable(f"unknown dataplane backend {backend!r}: expected one of {', '.join(BACKEND_MODULES)}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise DriverUnavailable(
+            f"dataplane backend {backend!r} is not available: cannot import {module_name} ({e})"
+        ) from e
+    factory = getattr(module, "create_driver", None)
+    if not callable(factory):
+        raise DriverUnavailable(
+            f"dataplane backend {backend!r} is not available: {module_name} has no create_driver(config, metrics)"
+        )
+    return factory  # type: ignore[no-any-return]
+
+
+class RecordingDriver:
+    """A driver that keeps everything it is asked to do, for tests (and dry runs).
+
+    `fail_applies` makes the next N `apply` calls raise (after recording the attempt in `attempts`);
+    `batches` holds only the batches that succeeded. Endpoints it has been told about report "up"."""
+
+    def __init__(self, fail_applies: int = 0, fail_refreshes: int = 0) -> None:
+        self.fail_applies = fail_applies
+        self.fail_refreshes = fail_refreshes
+        self.attempts: list[list[DataplaneEvent]] = []
+        self.batches: list[list[DataplaneEvent]] = []
+        self.started = 0
+        self.stopped = 0
+        self.refreshes = 0
+        self.endpoints: dict[WorkloadEndpointID, str] = {}
+
+    async def start(self) -> None:
+        self.started += 1
+
+    async def apply(self, events: Sequence[DataplaneEvent]) -> None:
+        self.attempts.append(list(events))
+        if self.fail_applies > 0:
+            self.fail_applies -= 1
+            raise RuntimeError("injected apply failure")
+        self.batches.append(list(events))
+        for ev in events:
+            if isinstance(ev, WorkloadEndpointUpdate):
+                self.endpoints[ev.endpoint_id] = "up"
+            elif isinstance(ev, WorkloadEndpointRemove):
+                self.endpoints.pop(ev.endpoint_id, None)
+
+    async def refresh(self) -> None:
+        self.refreshes += 1
+        if self.fail_refreshes > 0:
+            self.fail_refreshes -= 1
+            raise RuntimeError("injected refresh failure")
+
+    def endpoint_status(self) -> Mapping[WorkloadEndpointID, str]:
+        return dict(self.endpoints)
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+    @property
+    def events(self) -> list[DataplaneEvent]:
+        """Every successfully applied event, in order."""
+        return [ev for batch in self.batches for ev in batch]

@@ -1,0 +1,154 @@
+"""Felix's Prometheus metrics, with Calico's `felix_*` names, in a registry of their own.
+
+Enters: observations from the daemon (calc graph timings, datastore state, active local objects) and from
+the dataplane driver (process calls, errors, exec times), through the attributes of `FelixMetrics`.
+Leaves: the Prometheus text exposition (`generate_latest` of this registry, never the global one), served
+at `/metrics` on PrometheusMetricsHost:PrometheusMetricsPort by `metrics_server()`.
+
+Counters keep Calico's exact names (`felix_iptables_restore_calls`, not `..._total`): prometheus_client
+always appends `_total` to its counter type, so these are exposed as `untyped` samples that only ever
+grow (rate() works on them as on any counter). Gauges and summaries are prometheus_client's own; summaries
+expose `_count` and `_sum` (no quantiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Summary, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from calico.felix.httpserver import HttpServer, Response
+
+__all__ = ["CalicoCounter", "FelixMetrics", "metrics_server"]
+
+# felix_resync_state values, as Calico numbers them.
+RESYNC_STATE = {"wait-for-datastore": 1, "resync": 2, "in-sync": 3}
+
+
+class CalicoCounter(Collector):
+    """A monotonically increasing count exposed under its exact name (see the module docstring)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 registry: CollectorRegistry | None = None) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._values: dict[tuple[str, ...], float] = {} if self.labelnames else {(): 0.0}
+        if registry is not None:
+            registry.register(self)
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        key = self._key(labels)
+        self._values[key] = self._values.get(key, 0.0) + amount
+
+    def value(self, **labels: str) -> float:
+        return self._values.get(self._key(labels), 0.0)
+
+    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {sorted(labels)}")
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def describe(self) -> Iterator[Metric]:
+        yield Metric(self.name, self.documentation, "unknown")
+
+    def collect(self) -> Iterator[Metric]:
+        m = Metric(self.name, self.documentation, "unknown")
+        for key, val in sorted(self._values.items()):
+            m.add_sample(self.name, dict(zip(self.labelnames, key, strict=True)), val)
+        yield m
+
+
+class FelixMetrics:
+    """Every metric Felix exports; one instance per agent (tests make their own)."""
+
+    def __init__(self, *, process_metrics: bool = False) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        if process_metrics:
+            ProcessCollector(registry=r)
+
+        # Datastore and calculation graph.
+        self.resync_state = Gauge(
+            "felix_resync_state", "Current datastore state: 1 waiting for datastore, 2 resyncing, 3 in sync.",
+            registry=r,
+        )
+        self.resyncs_started = CalicoCounter(
+            "felix_resyncs_started", "Number of times Felix has started resyncing with the datastore.", registry=r
+        )
+        self.calc_graph_update_time = Summary(
+            "felix_calc_graph_update_time_seconds",
+            "Seconds to update the calculation graph for each batch of datastore updates.",
+            registry=r,
+        )
+        self.calc_graph_updates_processed = CalicoCounter(
+            "felix_calc_graph_updates_processed", "Number of datastore updates processed by the calculation graph.",
+            ["type"], registry=r,
+        )
+        self.calc_graph_output_events = CalicoCounter(
+            "felix_calc_graph_output_events", "Number of events emitted by the calculation graph.", registry=r
+        )
+        self.cluster_num_hosts = Gauge(
+            "felix_cluster_num_hosts", "Total number of Calico hosts in the cluster.", registry=r
+        )
+        self.cluster_num_workload_endpoints = Gauge(
+            "felix_cluster_num_workload_endpoints", "Total number of workload endpoints cluster-wide.", registry=r
+        )
+        self.cluster_num_host_endpoints = Gauge(
+            "felix_cluster_num_host_endpoints", "Total number of host endpoints cluster-wide.", registry=r
+        )
+
+        # What is active on this host.
+        self.active_local_endpoints = Gauge(
+            "felix_active_local_endpoints", "Number of active endpoints on this host.", registry=r
+        )
+        self.active_local_policies = Gauge(
+            "felix_active_local_policies", "Number of active policies on this host.", registry=r
+        )
+        self.active_local_selectors = Gauge(
+            "felix_active_local_selectors", "Number of active selectors on this host.", registry=r
+        )
+        self.ipsets_calico = Gauge("felix_ipsets_calico", "Number of active Calico IP sets.", registry=r)
+
+        # The dataplane.
+        self.int_dataplane_apply_time = Summary(
+            "felix_int_dataplane_apply_time_seconds", "Time in seconds that it took to apply a dataplane update.",
+            registry=r,
+        )
+        self.int_dataplane_msg_batch_size = Summary(
+            "felix_int_dataplane_msg_batch_size", "Number of messages processed in each batch.", registry=r
+        )
+        self.int_dataplane_messages = CalicoCounter(
+            "felix_int_dataplane_messages", "Number of dataplane messages by type.", ["type"], registry=r
+        )
+        self.int_dataplane_failures = CalicoCounter(
+            "felix_int_dataplane_failures", "Number of times dataplane updates failed and will be retried.",
+            registry=r,
+        )
+        self.iptables_restore_calls = CalicoCounter(
+            "felix_iptables_restore_calls", "Number of iptables-restore calls.", registry=r
+        )
+        self.iptables_restore_errors = CalicoCounter(
+            "felix_iptables_restore_errors", "Number of iptables-restore errors.", registry=r
+        )
+        self.ipset_calls = CalicoCounter("felix_ipset_calls", "Number of ipset commands executed.", registry=r)
+        self.ipset_errors = CalicoCounter("felix_ipset_errors", "Number of ipset command failures.", registry=r)
+        self.nft_calls = CalicoCounter("felix_nft_calls", "Number of nft commands executed.", registry=r)
+        self.nft_errors = CalicoCounter("felix_nft_errors", "Number of nft command failures.", registry=r)
+        self.exec_time_micros = Summary(
+            "felix_exec_time_micros", "Summary of time taken to fork/exec child processes", registry=r
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def response(self) -> Response:
+        return Response(200, self.exposition(), CONTENT_TYPE_LATEST)
+
+
+def metrics_server(metrics: FelixMetrics, host: str, port: int) -> HttpServer:
+    return HttpServer("prometheus", host, port, {"/metrics": metrics.response})

@@ -1,0 +1,224 @@
+"""Felix parameters: defaults, the five sources and their precedence, parsing, bad values, diffs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from calico.felix import config as c
+from calico.felix.config import ConfigError, FailsafePort, FelixConfig, Source
+from calico.resources.felixconfig import FelixConfigurationSpec
+
+
+def test_defaults_match_calico() -> None:
+    cfg = FelixConfig.load({}, None)
+    assert cfg.felix_hostname  # socket.gethostname()
+    assert cfg.log_severity_screen == "Info"
+    assert cfg.interface_prefix == "cali"
+    assert cfg.default_endpoint_to_host_action == "Drop"
+    assert (cfg.iptables_refresh_interval, cfg.route_refresh_interval, cfg.ipsets_refresh_interval) == (90, 90, 90)
+    assert (cfg.reporting_interval_secs, cfg.reporting_ttl_secs) == (30, 90)
+    assert (cfg.endpoint_reporting_enabled, cfg.endpoint_reporting_delay_secs) == (False, 1)
+    assert (cfg.health_enabled, cfg.health_host, cfg.health_port) == (False, "localhost", 9099)
+    assert (cfg.prometheus_metrics_enabled, cfg.prometheus_metrics_host, cfg.prometheus_metrics_port) == (
+        False, "", 9091)
+    assert [f"{p.protocol}:{p.port}" for p in cfg.failsafe_inbound_host_ports] == [
+        "tcp:22", "udp:68", "tcp:179", "tcp:2379", "tcp:2380", "tcp:5473", "tcp:6443", "tcp:6666", "tcp:6667"]
+    assert [f"{p.protocol}:{p.port}" for p in cfg.failsafe_outbound_host_ports] == [
+        "udp:53", "udp:67", "tcp:179", "tcp:2379", "tcp:2380", "tcp:5473", "tcp:6443", "tcp:6666", "tcp:6667"]
+    assert (cfg.metadata_addr, cfg.metadata_port) == ("127.0.0.1", 8775)
+    assert cfg.ipv6_support is True
+    assert cfg.chain_insert_mode == "Insert"
+    assert cfg.dataplane_backend == "nftables"
+    assert cfg.status_region == "no-region"
+    assert set(cfg.sources.values()) == {Source.DEFAULT}
+
+
+def test_every_datastore_name_is_a_felixconfiguration_field() -> None:
+    fields = FelixConfigurationSpec.model_fields
+    for p in c.PARAMS.values():
+        assert p.spec is None or p.spec in fields, p
+
+
+def _spec(**kw: object) -> dict:
+    return c.parse_datastore_spec(kw, "test")
+
+
+def test_precedence_env_file_node_global_default(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "felix.cfg"
+    cfg_file.write_text("[global]\nHealthPort = 2000\nhealthhost = 10.0.0.2\nMetadataPort = 2001\n")
+    local = FelixConfig.load({"FELIX_HEALTHPORT": "1000"}, str(cfg_file))
+    cfg = local.with_datastore(
+        _spec(healthPort=4000, healthHost="g", metadataPort=4001, prometheusMetricsPort=4002, ipv6Support=False),
+        _spec(healthPort=3000, healthHost="n", metadataPort=3001, prometheusMetricsPort=3002),
+    )
+    assert cfg.health_port == 1000 and cfg.sources["HealthPort"] == Source.ENV
+    assert cfg.health_host == "10.0.0.2" and cfg.sources["HealthHost"] == Source.CONFIG_FILE
+    assert cfg.metadata_port == 2001
+    assert cfg.prometheus_metrics_port == 3002 and cfg.sources["PrometheusMetricsPort"] == Source.DATASTORE_NODE
+    assert cfg.ipv6_support is False and cfg.sources["IPv6Support"] == Source.DATASTORE_GLOBAL
+    assert cfg.log_severity_screen == "Info" and cfg.sources["LogSeverityScreen"] == Source.DEFAULT
+    # Re-merging replaces the datastore layers and keeps the local ones.
+    again = cfg.with_datastore(None, None)
+    assert (again.health_port, again.prometheus_metrics_port, again.ipv6_support) == (1000, 9091, True)
+
+
+def test_env_names_are_case_insensitive_and_hostname_alias() -> None:
+    cfg = FelixConfig.load({"FELIX_hostname": "node7", "FELIX_INTERFACEPREFIX": "tap", "OTHER": "x"}, None)
+    assert cfg.hostname == "node7" and cfg.interface_prefix == "tap"
+    assert FelixConfig.load({"FELIX_FELIXHOSTNAME": "n8"}, None).hostname == "n8"
+
+
+def test_local_only_params_are_not_taken_from_the_datastore() -> None:
+    assert _spec(felixHostname="x", dataplaneBackend="iptables", datastoreType="etcdv3") == {}
+
+
+def test_parsing_per_type() -> None:
+    env = {
+        "FELIX_HEALTHENABLED": "yes",
+        "FELIX_IPV6SUPPORT": "0",
+        "FELIX_IPTABLESREFRESHINTERVAL": "1m30s",
+        "FELIX_ROUTEREFRESHINTERVAL": "0.5",
+        "FELIX_REPORTINGINTERVALSECS": "15",
+        "FELIX_DEFAULTENDPOINTTOHOSTACTION": "accept",
+        "FELIX_LOGSEVERITYSCREEN": "WARN",
+        "FELIX_CHAININSERTMODE": "append",
+        "FELIX_FAILSAFEINBOUNDHOSTPORTS": "tcp:22, udp:10.0.0.0/8:68, 179, sctp:[fd00::/8]:9",
+        "FELIX_FAILSAFEOUTBOUNDHOSTPORTS": "none",
+        "FELIX_LOGFILEPATH": "None",
+    }
+    cfg = FelixConfig.load(env, None)
+    assert cfg.health_enabled is True and cfg.ipv6_support is False
+    assert (cfg.iptables_refresh_interval, cfg.route_refresh_interval, cfg.reporting_interval_secs) == (90, 0.5, 15)
+    assert cfg.default_endpoint_to_host_action == "Accept"
+    assert cfg.log_severity_screen == "Warning"
+    assert cfg.chain_insert_mode == "Append"
+    assert cfg.failsafe_inbound_host_ports == (
+        FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8"), FailsafePort("tcp", 179),
+        FailsafePort("sctp", 9, "fd00::/8"),
+    )
+    assert cfg.failsafe_outbound_host_ports == ()
+    assert cfg.log_file_path == ""
+
+
+def test_datastore_value_forms() -> None:
+    spec = _spec(
+        reportingInterval="1m0s",
+        iptablesRefreshInterval="10s",
+        failsafeInboundHostPorts=[{"protocol": "TCP", "port": 22}, {"protocol": "UDP", "port": 53, "net": "198.18.0.0/15"}],
+        logSeverityScreen="Debug",
+        endpointReportingEnabled=True,
+        bpfEnabled=True,  # a Calico field we do not implement: ignored
+    )
+    assert spec == {
+        "ReportingIntervalSecs": 60.0,
+        "IptablesRefreshInterval": 10.0,
+        "FailsafeInboundHostPorts": (FailsafePort("tcp", 22), FailsafePort("udp", 53, "198.18.0.0/15")),
+        "LogSeverityScreen": "Debug",
+        "EndpointReportingEnabled": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("var", "text"),
+    [
+        ("FELIX_HEALTHPORT", "abc"),
+        ("FELIX_HEALTHPORT", "70000"),
+        ("FELIX_HEALTHENABLED", "maybe"),
+        ("FELIX_IPTABLESREFRESHINTERVAL", "-5"),
+        ("FELIX_IPTABLESREFRESHINTERVAL", "soon"),
+        ("FELIX_FAILSAFEINBOUNDHOSTPORTS", "icmp:1"),
+        ("FELIX_FAILSAFEINBOUNDHOSTPORTS", "tcp:notanet:22"),
+        ("FELIX_DEFAULTENDPOINTTOHOSTACTION", "Allow"),
+        ("FELIX_DATAPLANEBACKEND", "bpf"),
+    ],
+)
+def test_bad_env_value_names_source_and_parameter(var: str, text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        FelixConfig.load({var: text}, None)
+    msg = str(err.value)
+    assert f"environment variable {var}" in msg
+    assert repr(text) in msg
+    assert c.PARAMS[c._BY_LOWER[var[6:].lower()]].name in msg
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[global]\nReportingTTLSecs = forever\n")
+    with pytest.raises(ConfigError, match=r"bad.cfg \[global\] reportingttlsecs: invalid value 'forever' for ReportingTTLSecs"):
+        FelixConfig.load({}, str(bad))
+    missing = str(tmp_path / "nope.cfg")
+    with pytest.raises(ConfigError, match="does not exist"):
+        FelixConfig.load({}, missing, config_file_required=True)
+    assert FelixConfig.load({}, missing).health_port == 9099  # the default path may be absent
+    garbage = tmp_path / "garbage.cfg"
+    garbage.write_text("no section here\n")
+    with pytest.raises(ConfigError, match="not an INI file"):
+        FelixConfig.load({}, str(garbage))
+
+
+def test_config_file_unknown_key_and_other_sections(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "felix.cfg"
+    f.write_text("[global]\nNoSuchThing = 1\nLogSeverityScreen = debug\n[other]\nHealthPort = x\n")
+    with caplog.at_level(logging.WARNING):
+        cfg = FelixConfig.load({}, str(f))
+    assert cfg.log_severity_screen == "Debug"
+    assert "nosuchthing" in caplog.text
+
+
+def test_bad_datastore_value_is_logged_and_falls_through(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        node = _spec(healthPort="nine", reportingTTL="3s")
+        glob = _spec(healthPort=1234)
+    cfg = FelixConfig.load({}, None).with_datastore(glob, node)
+    assert cfg.health_port == 1234 and cfg.reporting_ttl_secs == 3
+    assert "HealthPort" in caplog.text and "nine" in caplog.text
+
+
+def test_parse_datastore_value() -> None:
+    doc = {"kind": "FelixConfiguration", "metadata": {"name": "default"}, "spec": {"interfacePrefix": "tap"}}
+    assert c.parse_datastore_value(json.dumps(doc).encode(), "x") == {"InterfacePrefix": "tap"}
+    assert c.parse_datastore_value(b'{"kind": "FelixConfiguration"}', "x") == {}
+    assert c.parse_datastore_value(b"\xff{not json", "x") is None
+    assert c.parse_datastore_value(b'{"spec": [1]}', "x") is None
+
+
+def test_diff_and_restart_needed() -> None:
+    base = FelixConfig.load({}, None)
+    live = base.with_datastore(_spec(reportingInterval="5s", logSeverityScreen="Debug"), None)
+    changes = c.diff(base, live)
+    assert changes == {"ReportingIntervalSecs": (30.0, 5.0), "LogSeverityScreen": ("Info", "Debug")}
+    assert c.restart_needed(changes) == []
+    restart = live.with_datastore(None, _spec(interfacePrefix="tap", nftablesMode="Disabled"))
+    assert c.restart_needed(c.diff(live, restart)) == ["InterfacePrefix", "NFTablesMode"]
+    assert c.diff(base, FelixConfig.load({}, None).with_datastore({}, {})) == {}
+
+
+def test_backend_choice() -> None:
+    assert FelixConfig.load({}, None).with_datastore(_spec(nftablesMode="Disabled"), None).dataplane_backend == "iptables"
+    assert FelixConfig.load({}, None).with_datastore(_spec(nftablesMode="Enabled"), None).dataplane_backend == "nftables"
+    over = FelixConfig.load({"FELIX_DATAPLANEBACKEND": "iptables"}, None)
+    assert over.with_datastore(_spec(nftablesMode="Enabled"), None).dataplane_backend == "iptables"
+
+
+def test_config_update_for_the_dataplane() -> None:
+    cfg = FelixConfig.load({"FELIX_ETCDPASSWORD": "secret", "FELIX_INTERFACEPREFIX": "tap"}, None)
+    settings = dict(cfg.config_update().settings)
+    assert settings["InterfacePrefix"] == "tap"
+    assert settings["DefaultEndpointToHostAction"] == "Drop"
+    assert "EtcdPassword" not in settings
+    assert "secret" not in repr(cfg)
+
+
+def test_datastore_config_from_felix_and_calicoctl_variables(tmp_path: Path) -> None:
+    cfg = FelixConfig.load({"FELIX_DATASTORETYPE": "etcdv3", "FELIX_ETCDENDPOINTS": "http://127.0.0.1:2379"}, None)
+    ds = cfg.datastore_config({})
+    assert ds.datastore_type == "etcdv3" and ds.etcd_endpoints == ["http://127.0.0.1:2379"]
+    plain = FelixConfig.load({}, None)
+    ds = plain.datastore_config({"CALICO_EMBEDDED_PATH": str(tmp_path / "x.db")})
+    assert ds.datastore_type == "embedded" and ds.embedded_path == str(tmp_path / "x.db")
+    with pytest.raises(ConfigError, match="datastore"):
+        FelixConfig.load({"FELIX_DATASTORETYPE": "etcdv3"}, None).datastore_config({})
