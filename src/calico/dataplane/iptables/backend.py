@@ -1,0 +1,187 @@
+"""The iptables dataplane backend: the one place that runs iptables-restore / iptables-save / ipset.
+
+In: a `DesiredState` (whose dirty record it consumes). Out: Calico's `cali-` chains in the filter table
+(IPv4 via iptables-restore, IPv6 via ip6tables-restore) and its `cali40`/`cali60` ipsets, in one network
+namespace (`netns` name: commands run as `ip netns exec NS ...`; None: the current namespace, only for an
+agent running in its own host namespace). `backend` picks the iptables flavour: "nft" (iptables-nft-*) or
+"legacy" (iptables-legacy-*). Only `cali-` chains are ever written, flushed or deleted; the built-in
+FORWARD / INPUT / OUTPUT chains only get one jump each, inserted when absent.
+
+- `apply(state)`: the first call (and after config changes, a failed incremental or detected drift) reads
+  the kernel and resyncs everything (one restore per family); afterwards one incremental transaction per
+  family for what changed. Order: ipset creates/fills, iptables, ipset destroys.
+- `check_and_repair(state)`: reads back (`iptables-save -t filter`, `ipset list -t`), compares chains'
+  comment hashes, the built-in jumps and set sizes with what was applied, and resyncs when they differ.
+- `install_fail_closed(prefixes)`: before the first sync, if our chains are absent, base chains whose
+  dispatch drops every workload interface. Existing chains (an agent restart) are left to keep traffic
+  flowing until the first full apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from calico.dataplane.iptables import ipsets as ips
+from calico.dataplane.iptables import render as r
+from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
+from calico.dataplane.state import DesiredState
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("nft", "legacy")
+
+
+class IptablesError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Readback:
+    tables: dict[int, r.SavedTable]
+    sets: dict[str, int]  # our set name -> number of entries
+
+
+class IptablesBackend:
+    def __init__(self, netns: str | None = None, backend: str = "nft", ipset: str = "ipset") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"iptables backend must be one of {BACKENDS}, not {backend!r}")
+        self.netns = netns
+        self.backend = backend
+        self.ipset = ipset
+        self.restore_cmd = {4: f"iptables-{backend}-restore", 6: f"ip6tables-{backend}-restore"}
+        self.save_cmd = {4: f"iptables-{backend}-save", 6: f"ip6tables-{backend}-save"}
+        self.planner = Planner()
+        self.last_plan: Plan | None = None
+        self.last_apply_seconds = 0.0
+        self.full_applies = 0
+        self.incremental_applies = 0
+        self.repairs = 0
+
+    # --- process I/O --------------------------------------------------------------------------------
+
+    async def _run(self, *argv: str, stdin: str | None = None) -> str:
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        proc = await asyncio.create_subprocess_exec(
+            *prefix,
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+        if proc.returncode != 0:
+            msg = err.decode(errors="replace")[:2000]
+            raise IptablesError(f"{' '.join(argv)} failed ({proc.returncode}): {msg}")
+        return out.decode()
+
+    async def _restore(self, fam: int, text: str) -> None:
+        if text:
+            # --noflush: only the chains the text declares are replaced; -w: wait for the legacy xtables lock.
+            await self._run(self.restore_cmd[fam], "--noflush", "-w", "10", stdin=text)
+
+    async def _ipset_restore(self, text: str) -> None:
+        if text:
+            await self._run(self.ipset, "restore", "-exist", stdin=text)
+
+    async def _run_plan(self, plan: Plan) -> None:
+        await self._ipset_restore(plan.ipset_pre)
+        await asyncio.gather(*(self._restore(f, plan.tables[f]) for f in FAMILIES))
+        await self._ipset_restore(plan.ipset_post)
+
+    # --- applying -----------------------------------------------------------------------------------
+
+    async def install_fail_closed(self, prefixes: tuple[str, ...] = ("cali",)) -> None:
+        """Start of day, before the first sync: workload interfaces are dropped until we know them."""
+        for fam in FAMILIES:
+            saved = r.parse_save(await self._run(self.save_cmd[fam], "-t", "filter"))
+            if r.FORWARD in saved.chains:
+                continue  # our chains survived an agent restart: keep them until the first full apply
+            jumps = [j for j in r.BUILTIN_JUMPS if j not in saved.jumps]
+            await self._restore(fam, r.restore_text(r.fail_closed_chains(fam, prefixes), (), jumps))
+
+    async def apply(self, state: DesiredState) -> Plan:
+        """Bring the kernel to `state`: full resync first time, then one incremental transaction per family."""
+        dirty = state.take_dirty()
+        start = time.perf_counter()
+        if self.planner.needs_full(dirty):
+            plan = await self._apply_full(state)
+        else:
+            plan = self.planner.plan_incremental(state, dirty)
+            try:
+                await self._run_plan(plan)
+            except IptablesError:
+                # The kernel disagreed with what we think it holds: resync everything instead.
+                log.warning("incremental iptables update failed; resyncing", exc_info=True)
+                self.planner.forget()
+                plan = await self._apply_full(state)
+        self.last_apply_seconds = time.perf_counter() - start
+        self.planner.commit(plan)
+        self.last_plan = plan
+        if plan.full:
+            self.full_applies += 1
+        else:
+            self.incremental_applies += 1
+        return plan
+
+    async def _apply_full(self, state: DesiredState) -> Plan:
+        kernel = await self.read_back()
+        plan = plan_full(state, kernel.tables, set(kernel.sets))
+        try:
+            await self._run_plan(plan)
+        except IptablesError:
+            self.planner.forget()
+            raise
+        return plan
+
+    # --- read-back ----------------------------------------------------------------------------------
+
+    async def read_back(self) -> Readback:
+        saves = await asyncio.gather(*(self._run(self.save_cmd[f], "-t", "filter") for f in FAMILIES))
+        sets = ips.parse_list_terse(await self._run(self.ipset, "list", "-t"))
+        return Readback({f: r.parse_save(text) for f, text in zip(FAMILIES, saves, strict=True)}, sets)
+
+    def expected(self) -> Readback | None:
+        """What read-back should find, from the last committed plan."""
+        plan = self.planner.applied
+        if plan is None:
+            return None
+        tables = {
+            f: r.SavedTable({n: c.hashes for n, c in plan.models[f].items()}, set(r.BUILTIN_JUMPS))
+            for f in FAMILIES
+        }
+        return Readback(tables, {n: len(s.members) for n, s in plan.sets.items()})
+
+    async def check_and_repair(self, state: DesiredState) -> bool:
+        """True when drift was found (and repaired by a full resync)."""
+        expected = self.expected()
+        if expected is None:
+            await self.apply(state)
+            return True
+        kernel = await self.read_back()
+        if kernel == expected:
+            return False
+        log.warning("iptables/ipset state drifted from the applied state; resyncing: %s", _describe(expected, kernel))
+        self.repairs += 1
+        self.planner.forget()
+        await self.apply(state)
+        return True
+
+
+def _describe(expected: Readback, kernel: Readback) -> str:
+    notes = []
+    for f in FAMILIES:
+        want, have = expected.tables[f], kernel.tables[f]
+        for name in sorted(set(want.chains) | set(have.chains)):
+            if want.chains.get(name) != have.chains.get(name):
+                notes.append(f"v{f} chain {name}")
+        notes += [f"v{f} jump {b}->{t} missing" for b, t in sorted(want.jumps - have.jumps)]
+    for name in sorted(set(expected.sets) | set(kernel.sets)):
+        if expected.sets.get(name) != kernel.sets.get(name):
+            notes.append(f"set {name}: {expected.sets.get(name)} != {kernel.sets.get(name)}")
+    return ", ".join(notes[:20])
+
+
+__all__ = ["BACKENDS", "IptablesBackend", "IptablesError", "Readback"]

@@ -1,0 +1,198 @@
+"""Plan iptables + ipset transactions: a full resync, or an incremental update for what changed.
+
+In: a `DesiredState` and the `Dirty` record taken from it (incremental), or the state plus what read-back
+found in the kernel (full). Out: a `Plan`: `ipset restore` text to run first (create / fill / swap),
+one `iptables-restore --noflush` text per family, `ipset restore` text to run last (destroy), and the model
+the kernel holds once all succeed (adopted by the `Planner` only on `commit()`). Pure: no I/O.
+
+Incremental plans touch only dirty keys: their chains, the dispatch chains when an endpoint changed, and
+their sets; chains nothing renders any more are flushed and removed in the same transaction, after the
+rules that jumped to them are rewritten.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from calico.calculation import events as ev
+from calico.dataplane.iptables import ipsets as ips
+from calico.dataplane.iptables import render as r
+from calico.dataplane.state import DesiredState, Dirty
+
+FAMILIES = (4, 6)
+
+
+@dataclass(slots=True)
+class Plan:
+    full: bool
+    ipset_pre: str
+    tables: dict[int, str]  # family -> iptables-restore text ("" = nothing to do)
+    ipset_post: str
+    models: dict[int, dict[str, r.Chain]]
+    sets: dict[str, ips.IpsetSpec]
+    refs: Counter[str]
+    ifaces: dict[ev.WorkloadEndpointID, str]
+    state_sets: set[str]  # kernel set names that come from the state's IP sets (not just from references)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """Everything this plan runs, for logs and tests."""
+        return self.ipset_pre + "".join(self.tables.values()) + self.ipset_post
+
+
+def _refs(models: dict[int, dict[str, r.Chain]]) -> Counter[str]:
+    refs: Counter[str] = Counter()
+    for model in models.values():
+        for chain in model.values():
+            refs.update(chain.set_refs)
+    return refs
+
+
+def plan_full(state: DesiredState, kernel: dict[int, r.SavedTable], kernel_sets: set[str]) -> Plan:
+    """Rewrite every chain we own, remove stale `cali-` chains and sets, insert missing jumps."""
+    models = {f: r.render_family(state, f) for f in FAMILIES}
+    sets = r.render_ipsets(state, models.values())
+    pre: list[str] = []
+    for name in sorted(sets):
+        pre += ips.replace_lines(sets[name])
+    tables = {}
+    for f in FAMILIES:
+        stale = set(kernel[f].chains) - set(models[f])
+        jumps = [j for j in r.BUILTIN_JUMPS if j not in kernel[f].jumps]
+        tables[f] = r.restore_text(models[f].values(), stale, jumps)
+    post = ips.destroy_lines(n for n in kernel_sets if ips.is_ours(n) and n not in sets)
+    state_sets = {
+        ips.set_name(sid, f, s.set_type is ev.IPSetType.IP_PORT) for sid, s in state.ipsets.items() for f in FAMILIES
+    }
+    ifaces = {eid: ep.iface for eid, ep in state.endpoints.items()}
+    stats = {"chains": sum(len(m) for m in models.values()), "sets": len(sets)}
+    return Plan(True, ips.restore_text(pre), tables, ips.restore_text(post), models, sets, _refs(models), ifaces,
+                state_sets, stats)
+
+
+class Planner:
+    """Remembers what was last committed to the kernel, and plans the next transaction against it."""
+
+    def __init__(self) -> None:
+        self.applied: Plan | None = None
+
+    def commit(self, plan: Plan) -> None:
+        self.applied = plan
+
+    def forget(self) -> None:
+        """After a failure or detected drift: the next plan is a full resync."""
+        self.applied = None
+
+    def needs_full(self, dirty: Dirty) -> bool:
+        return self.applied is None or dirty.config
+
+    def plan_incremental(self, state: DesiredState, dirty: Dirty) -> Plan:
+        old = self.applied
+        assert old is not None
+        models = {f: dict(old.models[f]) for f in FAMILIES}
+        write: dict[int, dict[str, r.Chain]] = {f: {} for f in FAMILIES}
+        delete: dict[int, set[str]] = {f: set() for f in FAMILIES}
+        refs = Counter(old.refs)
+        ifaces = dict(old.ifaces)
+
+        def drop(name: str) -> None:
+            for f in FAMILIES:
+                prev = models[f].pop(name, None)
+                if prev is not None:
+                    refs.subtract(prev.set_refs)
+                    delete[f].add(name)
+                write[f].pop(name, None)
+
+        def put(f: int, chain: r.Chain) -> None:
+            prev = models[f].get(chain.name)
+            delete[f].discard(chain.name)
+            if prev == chain:
+                return
+            if prev is not None:
+                refs.subtract(prev.set_refs)
+            refs.update(chain.set_refs)
+            models[f][chain.name] = chain
+            write[f][chain.name] = chain
+
+        # Removals first, so a name reused by another key in the same batch is rewritten, not deleted.
+        for pid in dirty.policies:
+            if pid not in state.policies:
+                drop(r.policy_chain(pid, True))
+                drop(r.policy_chain(pid, False))
+        for prof in dirty.profiles:
+            if prof not in state.profiles:
+                drop(r.profile_chain(prof, True))
+                drop(r.profile_chain(prof, False))
+        for eid in dirty.endpoints:
+            ep = state.endpoints.get(eid)
+            old_iface = ifaces.get(eid)
+            if old_iface is not None and (ep is None or ep.iface != old_iface):
+                drop(r.fw_chain(old_iface))
+                drop(r.tw_chain(old_iface))
+                del ifaces[eid]
+        for f in FAMILIES:
+            for pid in dirty.policies:
+                if (pol := state.policies.get(pid)) is not None:
+                    for c in r.policy_chains(pol, f):
+                        put(f, c)
+            for prof in dirty.profiles:
+                if (p := state.profiles.get(prof)) is not None:
+                    for c in r.profile_chains(p, f):
+                        put(f, c)
+            for eid in dirty.endpoints:
+                if (ep := state.endpoints.get(eid)) is not None:
+                    for c in r.endpoint_chains(ep, f, state.policies, state.profiles):
+                        put(f, c)
+                    ifaces[eid] = ep.iface
+            if dirty.endpoints:
+                for c in r.dispatch_chains(ifaces.values(), state.interface_prefixes):
+                    put(f, c)
+
+        # Sets: fill before the rules that name them; destroy after the last rule naming them is gone.
+        sets = dict(old.sets)
+        state_sets = set(old.state_sets)
+        pre: list[str] = []
+        gone: set[str] = set()
+        for sid in sorted(dirty.ipsets):
+            ipset = state.ipsets.get(sid)
+            if ipset is None:
+                names = ips.all_names(sid)
+                state_sets -= set(names)
+                gone |= set(names)
+                continue
+            for spec in ips.specs_for(sid, ipset):
+                state_sets.add(spec.name)
+                prev = sets.get(spec.name)
+                if prev is None or prev.kind != spec.kind:
+                    pre += ips.replace_lines(spec)
+                elif prev != spec:
+                    pre += ips.delta_lines(prev, spec)
+                sets[spec.name] = spec
+        for name, count in sorted(refs.items()):
+            if count > 0 and name not in sets:  # named before its members exist: an empty set matches nothing
+                sets[name] = ips.empty_spec(name)
+                pre += ips.replace_lines(sets[name])
+        post: list[str] = []
+        for name in sorted(gone | {n for n, c in refs.items() if c <= 0}):
+            if name not in sets or name in state_sets:
+                continue
+            if refs.get(name, 0) > 0:
+                # Still named by a rule (graph ordering violated): keep it, but empty.
+                if sets[name].members:
+                    sets[name] = ips.empty_spec(name)
+                    pre += ips.replace_lines(sets[name])
+                continue
+            post.append(f"destroy {name}")
+            del sets[name]
+        refs = Counter({k: v for k, v in refs.items() if v > 0})
+
+        tables = {f: r.restore_text(write[f].values(), delete[f]) for f in FAMILIES}
+        stats = {
+            "chains_written": sum(len(w) for w in write.values()),
+            "chains_deleted": sum(len(d) for d in delete.values()),
+            "ipset_lines": len(pre) + len(post),
+        }
+        return Plan(False, ips.restore_text(pre), tables, ips.restore_text(post), models, sets, refs, ifaces,
+                    state_sets, stats)
