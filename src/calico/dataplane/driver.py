@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class FirewallBackend(Protocol):
+    """nftables and iptables backends both fit. `install_fail_closed` must keep a previous run's rules."""
+
     async def install_fail_closed(self, prefixes: tuple[str, ...] = ("cali",)) -> None: ...
     async def apply(self, state: DesiredState) -> Any: ...
     async def read_back(self) -> Any: ...
@@ -61,10 +63,8 @@ class KernelDriver:
         self._programmed = False  # has the in-sync state reached the kernel at least once?
 
     async def start(self) -> None:
-        if await self.firewall.read_back() is None:
-            await self.firewall.install_fail_closed(self.state.interface_prefixes)
-        else:
-            log.info("found Calico's table from a previous run; keeping it until in sync")
+        # Restart-safe by contract: a table from a previous run is kept until the first full apply.
+        await self.firewall.install_fail_closed(self.state.interface_prefixes)
         if self.routes is not None:
             await self.routes.start()
 
@@ -82,8 +82,7 @@ class KernelDriver:
     async def refresh(self) -> None:
         """Read back and repair drift (someone deleted our table, a chain, a set, a route)."""
         if not self._programmed:
-            if await self.firewall.read_back() is None:
-                await self.firewall.install_fail_closed(self.state.interface_prefixes)
+            await self.firewall.install_fail_closed(self.state.interface_prefixes)
             return
         await self.firewall.check_and_repair(self.state)
         if self.routes is not None:

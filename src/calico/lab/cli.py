@@ -316,8 +316,8 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
     """Reachability of every workload from every workload."""
     state = load(lab_dir(lab))
     names = sorted(state.workloads)
-    table = Table(title=f"{proto}{'' if proto == 'icmp' else f':{port}'} {'IPv6' if ipv6 else 'IPv4'} "
-                        "(row = source, column = destination)")
+    table = Table(caption=f"{proto}{'' if proto == 'icmp' else f':{port}'} {'IPv6' if ipv6 else 'IPv4'}: "
+                          "row = source, column = destination")
     table.add_column("from \\ to")
     for n in names:
         table.add_column(n, justify="center")
@@ -331,7 +331,7 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
             r = probe(state.workloads[s].netns, wl.netns, wl.ipv6 if ipv6 else wl.ipv4, proto, port, timeout)
             cells.append("[green]ok[/green]" if r.ok else "[red]x[/red]")
         table.add_row(s, *cells)
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 @cli.command()

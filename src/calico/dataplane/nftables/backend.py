@@ -104,7 +104,12 @@ class NftBackend:
     # --- applying -----------------------------------------------------------------------------------
 
     async def install_fail_closed(self, prefixes: tuple[str, ...] = ("cali",)) -> None:
-        """Start of day, before the first sync: workload interfaces are dropped until we know them."""
+        """Start of day, before the first sync: workload interfaces are dropped until we know them.
+
+        A table left by a previous run of the agent is kept (allowed traffic keeps flowing) until the first
+        full apply replaces it atomically."""
+        if await self.read_back() is not None:
+            return
         model = r.empty_model(prefixes)
         await self.run_transaction(r.render_replace(model))
 
