@@ -250,3 +250,27 @@ def test_incremental_plans_are_valid_nft(scratch_ns: str) -> None:
     p = planner.plan(s, s.take_dirty())
     nft_check(scratch_ns, p.text, check_only=False)
     subprocess.run(["ip", "netns", "exec", scratch_ns, "nft", "delete", "table", "inet", "calico"], check=True)
+
+
+def test_unreferenced_set_still_desired_keeps_its_members() -> None:
+    """A set whose last rule goes while the set stays in the state must not be deleted: when a rule names it
+    again, the graph does not re-send its members."""
+    s = DesiredState()
+    members = frozenset({"198.18.1.0/24"})
+    s.apply_all([ev.IPSetUpdate("set1", ev.IPSetType.NET, members),
+                 ev.PolicyUpdate(PID, inbound=(rule(src_ip_set_ids=("set1",)),), outbound=())])
+    planner = Planner()
+    planner.commit(planner.plan(s, s.take_dirty()))
+    name = r.set_name("set1", 4, False)
+    assert planner.applied is not None and name in planner.applied.sets
+    s.apply(ev.PolicyRemove(PID))
+    plan = planner.plan(s, s.take_dirty())
+    planner.commit(plan)
+    assert f"delete set {r.FAMILY} {r.TABLE} {name}" not in plan.text
+    s.apply(ev.PolicyUpdate(PID, inbound=(rule(src_ip_set_ids=("set1",)),), outbound=()))
+    plan = planner.plan(s, s.take_dirty())
+    assert planner.applied.sets[name].elements, "members lost"
+    s.apply(ev.IPSetRemove("set1"))
+    s.apply(ev.PolicyRemove(PID))
+    plan = planner.plan(s, s.take_dirty())
+    assert f"delete set {r.FAMILY} {r.TABLE} {name}" in plan.text

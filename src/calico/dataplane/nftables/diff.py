@@ -177,7 +177,15 @@ class Planner:
                 changed_sets.add(name)
             model.sets[name] = s
         set_tail: list[str] = []
-        for name in sorted(gone_sets | {n for n, c in refs.items() if c <= 0}):
+        unreferenced = {n for n, c in refs.items() if c <= 0}
+        # A set no rule names any more but still in the desired state keeps its members (a rule may name it
+        # again without the graph re-sending them); only sets gone from the state are deleted.
+        live = (
+            {r.set_name(sid, f, n) for sid in state.ipsets for f in (4, 6) for n in (False, True)}
+            if unreferenced
+            else set()
+        )
+        for name in sorted(gone_sets | (unreferenced - live)):
             prev = model.sets.get(name)
             if prev is None or name in desired_sets:
                 continue
