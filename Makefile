@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client openssl nftables iptables ipset conntrack iproute2 iputils-ping procps python3-venv python3-dev
 STAMP := $(VENV)/.installed
 
-.PHONY: test setup apt venv lint unit bench clean
+.PHONY: test setup apt venv lint unit bench clean lab lab-down
 
 test: setup lint
 	$(PY) -m pytest tests
@@ -32,6 +32,19 @@ unit: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# A one-host lab with two workloads (nothing in the root network namespace is changed).
+LAB ?= demo
+lab: setup
+	$(VENV)/bin/calico-lab up --name $(LAB) --hosts 1
+	$(VENV)/bin/calico-lab workload add web --name $(LAB) --labels app=web
+	$(VENV)/bin/calico-lab workload add client --name $(LAB) --labels app=client
+	$(VENV)/bin/calico-lab matrix --name $(LAB)
+	@echo 'Point calicoctl at it:  eval "$$($(VENV)/bin/calico-lab env --name $(LAB))"'
+	@echo 'Tear it down:           make lab-down'
+
+lab-down:
+	$(VENV)/bin/calico-lab down --name $(LAB)
 
 clean:
 	rm -rf $(VENV)
