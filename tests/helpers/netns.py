@@ -6,7 +6,8 @@ workload namespaces (`cnt-<run>-<name>`), each joined to the host by a veth pair
 with a /32 and a /128, a link route to 169.254.1.1 and default routes via it / via the host side's
 link-local address. The host has /32 and /128 routes to each cali interface, forwarding on, its own
 addresses on `lo`, and an "uplink" veth pair (both ends inside the host namespace) as its default route, so
-proxy ARP for 169.254.1.1 has a route out of another interface to answer for.
+proxy ARP for 169.254.1.1 has a route out of another interface to answer for. `add_external()` gives the
+host a second uplink whose peer namespace acts as an external client (for host endpoint tests).
 
 Safety: every command targets a namespace this world created (`ip -n NS`, `ip netns exec NS`); the veth
 pair is created inside the host namespace with its peer placed straight into the workload namespace.
@@ -90,12 +91,23 @@ class Workload:
     ipv6: str
 
 
+@dataclass(frozen=True)
+class External:
+    """A client outside the host: its own namespace, joined to the host by a second "uplink" veth."""
+
+    netns: str
+    host_iface: str  # the host's side, in the host namespace (a host endpoint's interfaceName)
+    host_ip: str  # the host's address on that link
+    ipv4: str  # the client's address
+
+
 @dataclass
 class World:
     run_id: str
     host_ipv4: str = "198.18.0.1"
     host_ipv6: str = "fd00:c411:0:ff::1"
     workloads: dict[str, Workload] = field(default_factory=dict)
+    externals: dict[str, External] = field(default_factory=dict)
     _namespaces: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -179,6 +191,24 @@ class World:
         if host_route:
             sh("ip", "-n", self.host, *fam, "route", "add", f"{addr}/{plen}", "dev", wl.iface)
 
+    def add_external(
+        self, name: str = "ext", host_ip: str = "198.18.200.1", ipv4: str = "198.18.200.2", plen: int = 24
+    ) -> External:
+        """A second host uplink `x<run><n>` with `host_ip`, whose peer namespace `cnt-<run>-<name>` holds
+        `ipv4` and a default route via the host (so it can reach the host and, forwarded, its workloads)."""
+        ns = f"cnt-{self.run_id}-{name}"
+        iface = f"x{self.run_id}{len(self.externals)}"
+        self._add_ns(ns)
+        sh("ip", "-n", self.host, "link", "add", iface, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", self.host, "addr", "add", f"{host_ip}/{plen}", "dev", iface)
+        sh("ip", "-n", self.host, "link", "set", iface, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{ipv4}/{plen}", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "route", "add", "default", "via", host_ip, "dev", "eth0")
+        ext = External(ns, iface, host_ip, ipv4)
+        self.externals[name] = ext
+        return ext
+
     # --- traffic -----------------------------------------------------------------------------------
 
     def _ns_of(self, ip: str) -> str:
@@ -187,6 +217,11 @@ class World:
                 return wl.netns
         if ip in (self.host_ipv4, self.host_ipv6):
             return self.host
+        for ext in self.externals.values():
+            if ip == ext.host_ip:
+                return self.host
+            if ip == ext.ipv4:
+                return ext.netns
         raise KeyError(f"no namespace in this world owns {ip}")
 
     def probe(

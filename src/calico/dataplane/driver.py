@@ -134,11 +134,27 @@ def create_driver(config: FelixConfig, metrics: FelixMetrics, netns: str | None 
     iptables_backend = "legacy" if config.iptables_backend == "Legacy" else "nft"
     firewall = make_firewall(config.dataplane_backend, netns, iptables_backend)
     routes = RouteManager(netns, prefixes, refresh_interval=config.route_refresh_interval)
-    settings = {
+    settings: dict[str, object] = {
         "InterfacePrefix": config.interface_prefix,
         "DefaultEndpointToHostAction": config.default_endpoint_to_host_action,
+        "FailsafeInboundHostPorts": config.failsafe_inbound_host_ports,
+        "FailsafeOutboundHostPorts": config.failsafe_outbound_host_ports,
     }
+    if openstack_active(config):
+        # Metadata DNAT only for OpenStack, as in Felix; the renderers read these two keys.
+        settings["MetadataAddr"] = config.metadata_addr
+        settings["MetadataPort"] = config.metadata_port
     return KernelDriver(firewall, routes, settings)
+
+
+def openstack_active(config: FelixConfig) -> bool:
+    """Felix's test: a region is set, the interface prefix is OpenStack's `tap`, or metadata is not default."""
+    return bool(
+        config.openstack_region
+        or any(p.strip().startswith("tap") for p in config.interface_prefix.split(","))
+        or config.metadata_addr != "127.0.0.1"
+        or config.metadata_port != 8775
+    )
 
 
 def make_firewall(kind: str, netns: str | None, iptables_backend: str = "nft") -> FirewallBackend:

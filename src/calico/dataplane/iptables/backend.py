@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import render as r
 from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
@@ -128,7 +129,10 @@ class IptablesBackend:
 
     async def _apply_full(self, state: DesiredState) -> Plan:
         kernel = await self.read_back()
-        plan = plan_full(state, kernel.tables, set(kernel.sets))
+        nat_jump = None
+        if hepm.metadata_target(state) is not None:  # nat is only read (and written) when metadata DNAT is on
+            nat_jump = r.nat_has_jump(await self._run(self.save_cmd[4], "-t", "nat"))
+        plan = plan_full(state, kernel.tables, set(kernel.sets), nat_jump)
         try:
             await self._run_plan(plan)
         except IptablesError:

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
+from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import render as r
 from calico.dataplane.state import DesiredState, Dirty
@@ -50,8 +51,12 @@ def _refs(models: dict[int, dict[str, r.Chain]]) -> Counter[str]:
     return refs
 
 
-def plan_full(state: DesiredState, kernel: dict[int, r.SavedTable], kernel_sets: set[str]) -> Plan:
-    """Rewrite every chain we own, remove stale `cali-` chains and sets, insert missing jumps."""
+def plan_full(
+    state: DesiredState, kernel: dict[int, r.SavedTable], kernel_sets: set[str], nat_jump: bool | None = None
+) -> Plan:
+    """Rewrite every chain we own, remove stale `cali-` chains and sets, insert missing jumps. With OpenStack
+    metadata configured, the IPv4 text also (re)writes nat cali-PREROUTING; `nat_jump` says whether the
+    kernel's nat PREROUTING already jumps to it (None: unknown, insert it)."""
     models = {f: r.render_family(state, f) for f in FAMILIES}
     sets = r.render_ipsets(state, models.values())
     pre: list[str] = []
@@ -62,6 +67,9 @@ def plan_full(state: DesiredState, kernel: dict[int, r.SavedTable], kernel_sets:
         stale = set(kernel[f].chains) - set(models[f])
         jumps = [j for j in r.BUILTIN_JUMPS if j not in kernel[f].jumps]
         tables[f] = r.restore_text(models[f].values(), stale, jumps)
+    metadata = hepm.metadata_target(state)
+    if metadata is not None:
+        tables[4] += r.nat_restore_text(metadata, state.interface_prefixes, bool(nat_jump))
     post = ips.destroy_lines(n for n in kernel_sets if ips.is_ours(n) and n not in sets)
     state_sets = {
         ips.set_name(sid, f, s.set_type is ev.IPSetType.IP_PORT) for sid, s in state.ipsets.items() for f in FAMILIES
@@ -132,6 +140,7 @@ class Planner:
                 drop(r.fw_chain(old_iface))
                 drop(r.tw_chain(old_iface))
                 del ifaces[eid]
+        hep_names: list[set[str]] = []
         for f in FAMILIES:
             for pid in dirty.policies:
                 if (pol := state.policies.get(pid)) is not None:
@@ -149,6 +158,17 @@ class Planner:
             if dirty.endpoints:
                 for c in r.dispatch_chains(ifaces.values(), state.interface_prefixes):
                     put(f, c)
+            if dirty.host_endpoints or dirty.policies or dirty.profiles:
+                # Host endpoint chains name policies and profiles: re-render them (put() skips unchanged ones),
+                # so a policy that arrived after the endpoint replaces its fail-closed drop.
+                hep_chains = r.state_host_endpoint_chains(state, f)
+                for c in hep_chains:
+                    put(f, c)
+                hep_names.append({c.name for c in hep_chains})
+        if hep_names:
+            keep = set().union(*hep_names)
+            for name in {n for f in FAMILIES for n in models[f] if r.is_hep_chain(n)} - keep:
+                drop(name)  # a host endpoint went away or changed interface
 
         # Sets: fill before the rules that name them; destroy after the last rule naming them is gone.
         sets = dict(old.sets)

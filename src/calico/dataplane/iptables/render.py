@@ -7,10 +7,17 @@ Out: `Chain`s (name, rules as iptables match/target text, the ipsets they name) 
 
     FORWARD / INPUT / OUTPUT   one jump each, inserted at the top, to cali-FORWARD / cali-INPUT / cali-OUTPUT
     cali-FORWARD               ct established/related accept; invalid from/to a workload drop; clear our mark
-                               bits; -i <prefix>+ -> cali-from-wl-dispatch; -o <prefix>+ -> cali-to-wl-dispatch;
-                               accept what policy accepted
-    cali-INPUT                 -i <prefix>+ -> cali-wl-to-host
-    cali-OUTPUT                -o <prefix>+ return (host -> local workload is allowed, as in Calico)
+                               bits; -> cali-from-hep-forward; -i <prefix>+ -> cali-from-wl-dispatch;
+                               -o <prefix>+ -> cali-to-wl-dispatch; -> cali-to-hep-forward; accept what policy
+                               accepted
+    cali-INPUT                 -i <prefix>+ -> cali-wl-to-host; -> cali-from-host-endpoint
+    cali-OUTPUT                -o <prefix>+ return (host -> local workload is allowed, as in Calico);
+                               -> cali-to-host-endpoint
+    cali-from-host-endpoint,   host endpoint dispatch (workload interfaces and lo return first): -i/-o <iface>
+    cali-to-host-endpoint,     -g cali-fh-/cali-th-/cali-fhfw-/cali-thfw-<iface>, then the "*" endpoint's
+    cali-from/to-hep-forward   chain if there is one. fh/th: ct, cali-failsafe-in/-out, tiers, profiles, DROP;
+                               fhfw/thfw: applyOnForward tiers, DROP (RETURN when none apply)
+    nat cali-PREROUTING        (IPv4, only with OpenStack metadata) 169.254.169.254:80 DNAT to MetadataAddr
     cali-wl-to-host            ct, DHCP, DNS, IPv6 ND accepted; egress policy via cali-from-wl-dispatch;
                                then DefaultEndpointToHostAction
     cali-from-wl-dispatch      -i <iface> -g cali-fw-<iface> ...; -i <prefix>+ DROP   <- fail closed
@@ -34,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
+from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.state import DesiredState
 
@@ -336,7 +344,7 @@ def _clear(bits: int) -> Rule:
 
 
 def _endpoint_policy_rules(
-    ep: ev.WorkloadEndpointUpdate,
+    ep: ev.WorkloadEndpointUpdate | ev.HostEndpointUpdate | hepm.Policed,
     inbound: bool,
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
@@ -395,20 +403,28 @@ def dispatch_chains(ifaces: Iterable[str], prefixes: tuple[str, ...]) -> list[Ch
     return [Chain(FROM_WL, tuple(fw)), Chain(TO_WL, tuple(tw))]
 
 
-def base_chains(fam: int, prefixes: tuple[str, ...], endpoint_to_host: str) -> list[Chain]:
-    """The fixed chains; they depend only on config (InterfacePrefix, DefaultEndpointToHostAction)."""
+def base_chains(
+    fam: int, prefixes: tuple[str, ...], endpoint_to_host: str, metadata: tuple[str, int] | None = None
+) -> list[Chain]:
+    """The fixed chains; they depend only on config (InterfacePrefix, DefaultEndpointToHostAction, metadata)."""
     ct = "-m conntrack --ctstate"
     forward = [Rule(f"{ct} RELATED,ESTABLISHED", "-j ACCEPT")]
     forward += [Rule(f"-i {p}+ {ct} INVALID", "-j DROP") for p in prefixes]
     forward += [Rule(f"-o {p}+ {ct} INVALID", "-j DROP") for p in prefixes]
     forward.append(_clear(MARK_BOTH))  # only policy may set our bits
+    forward.append(Rule("", f"-j {FROM_HEP_FWD}"))
     forward += [Rule(f"-i {p}+", f"-j {FROM_WL}") for p in prefixes]
     forward += [Rule(f"-o {p}+", f"-j {TO_WL}") for p in prefixes]
+    forward.append(Rule("", f"-j {TO_HEP_FWD}"))
     forward.append(Rule(_ACCEPTED, "-j ACCEPT"))
     dhcp = "67,68" if fam == 4 else "546,547"
     to_host = [
         Rule(f"{ct} RELATED,ESTABLISHED", "-j ACCEPT"),
         Rule(f"{ct} INVALID", "-j DROP"),
+    ]
+    if metadata and fam == 4:  # OpenStack metadata (DNATed in nat PREROUTING) before the egress policy
+        to_host.append(Rule(f"-p tcp -d {metadata[0]}/32 --dport {metadata[1]}", "-j ACCEPT"))
+    to_host += [
         Rule(f"-p udp -m multiport --dports {dhcp}", "-j ACCEPT"),  # DHCP
         Rule("-p udp --dport 53", "-j ACCEPT"),  # DNS
         Rule("-p tcp --dport 53", "-j ACCEPT"),
@@ -420,24 +436,164 @@ def base_chains(fam: int, prefixes: tuple[str, ...], endpoint_to_host: str) -> l
     to_host.append(Rule("", action))
     return [
         Chain(FORWARD, tuple(forward)),
-        Chain(INPUT, tuple(Rule(f"-i {p}+", f"-j {WL_TO_HOST}") for p in prefixes)),
-        Chain(OUTPUT, tuple(Rule(f"-o {p}+", "-j RETURN") for p in prefixes)),
+        Chain(INPUT, (*(Rule(f"-i {p}+", f"-j {WL_TO_HOST}") for p in prefixes), Rule("", f"-j {FROM_HEP}"))),
+        Chain(OUTPUT, (*(Rule(f"-o {p}+", "-j RETURN") for p in prefixes), Rule("", f"-j {TO_HEP}"))),
         Chain(WL_TO_HOST, tuple(to_host)),
     ]
+
+
+# --- host endpoints -----------------------------------------------------------------------------------
+
+FROM_HEP = "cali-from-host-endpoint"
+TO_HEP = "cali-to-host-endpoint"
+FROM_HEP_FWD = "cali-from-hep-forward"
+TO_HEP_FWD = "cali-to-hep-forward"
+FAILSAFE_IN = "cali-failsafe-in"
+FAILSAFE_OUT = "cali-failsafe-out"
+HEP_FIXED = (FROM_HEP, TO_HEP, FROM_HEP_FWD, TO_HEP_FWD, FAILSAFE_IN, FAILSAFE_OUT)
+HEP_KINDS = ("cali-fh-", "cali-th-", "cali-fhfw-", "cali-thfw-")
+NAT_PREROUTING = "cali-PREROUTING"
+
+
+def hep_chain(kind: str, iface: str) -> str:
+    """kind: one of HEP_KINDS. "/" cannot occur in an interface name, so the wildcard's "/all" cannot collide."""
+    return kind + "/all" if iface == hepm.WILDCARD else _chain_id(kind, iface)
+
+
+def is_hep_chain(name: str) -> bool:
+    return name in HEP_FIXED or name.startswith(HEP_KINDS)
+
+
+def failsafe_rules(failsafes: Iterable[hepm.Failsafe], fam: int, inbound: bool) -> list[Rule]:
+    flag = "-s" if inbound else "-d"
+    out = []
+    for proto, net, ports in hepm.grouped_ports(failsafes, fam):
+        where = f" {flag} {net}" if net is not None else ""
+        out += [Rule(f"-p {proto}{where} -m multiport --dports {c}", "-j ACCEPT")
+                for c in port_chunks((p, p) for p in ports)]
+    return out
+
+
+def _hep_policy_chain(
+    name: str,
+    policed: hepm.Policed,
+    inbound: bool,
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+    known_profiles: set[str] | dict[str, object],
+    head: tuple[Rule, ...] = (),
+    allow_if_none: bool = False,
+) -> Chain:
+    if allow_if_none and not hepm.has_direction(policed.tiers, inbound):
+        return Chain(name, (Rule("", "-j RETURN"),))  # forwarded, no applyOnForward policy: left alone
+    rules = _endpoint_policy_rules(policed, inbound, known_policies, known_profiles)
+    return Chain(name, (*head, _clear(MARK_BOTH), *rules))
+
+
+def host_endpoint_chains(
+    heps: list[ev.HostEndpointUpdate],
+    fam: int,
+    prefixes: tuple[str, ...],
+    fs_in: tuple[hepm.Failsafe, ...],
+    fs_out: tuple[hepm.Failsafe, ...],
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+    known_profiles: set[str] | dict[str, object],
+) -> list[Chain]:
+    """Every host endpoint chain of one family, dispatch and failsafe chains included."""
+    ct = "-m conntrack --ctstate"
+    chains = [
+        Chain(FAILSAFE_IN, tuple(failsafe_rules(fs_in, fam, True))),
+        Chain(FAILSAFE_OUT, tuple(failsafe_rules(fs_out, fam, False))),
+    ]
+    for dname, kind, flag in (
+        (FROM_HEP, "cali-fh-", "-i"),
+        (TO_HEP, "cali-th-", "-o"),
+        (FROM_HEP_FWD, "cali-fhfw-", "-i"),
+        (TO_HEP_FWD, "cali-thfw-", "-o"),
+    ):
+        # Workload interfaces and loopback are never policed by host endpoint rules.
+        rules = [Rule(f"{flag} {p}+", "-j RETURN") for p in prefixes] + [Rule(f"{flag} lo", "-j RETURN")]
+        for hep in heps:
+            iface = hep.iface or ""
+            target = f"-g {hep_chain(kind, iface)}"
+            rules.append(Rule("", target) if iface == hepm.WILDCARD else Rule(f"{flag} {iface}", target))
+        chains.append(Chain(dname, tuple(rules)))
+    for hep in heps:
+        iface = hep.iface or ""
+        normal = hepm.policed_normal(hep)
+        fwd = hepm.policed_forward(hep)
+        conn = (Rule(f"{ct} RELATED,ESTABLISHED", "-j ACCEPT"), Rule(f"{ct} INVALID", "-j DROP"))
+        invalid = (Rule(f"{ct} INVALID", "-j DROP"),)
+        chains += [
+            _hep_policy_chain(hep_chain("cali-fh-", iface), normal, True, known_policies, known_profiles,
+                              head=(*conn, Rule("", f"-j {FAILSAFE_IN}"))),
+            _hep_policy_chain(hep_chain("cali-th-", iface), normal, False, known_policies, known_profiles,
+                              head=(*conn, Rule("", f"-j {FAILSAFE_OUT}"))),
+            _hep_policy_chain(hep_chain("cali-fhfw-", iface), fwd, True, known_policies, known_profiles,
+                              head=invalid, allow_if_none=True),
+            _hep_policy_chain(hep_chain("cali-thfw-", iface), fwd, False, known_policies, known_profiles,
+                              head=invalid, allow_if_none=True),
+        ]
+    return chains
+
+
+def state_host_endpoint_chains(state: DesiredState, fam: int) -> list[Chain]:
+    return host_endpoint_chains(
+        hepm.active_host_endpoints(state),
+        fam,
+        state.interface_prefixes,
+        hepm.failsafes_in(state),
+        hepm.failsafes_out(state),
+        state.policies,
+        state.profiles,
+    )
+
+
+def nat_restore_text(metadata: tuple[str, int], prefixes: tuple[str, ...], have_jump: bool) -> str:
+    """IPv4 `*nat` section: cali-PREROUTING (re)filled with the metadata DNAT; the PREROUTING jump if missing."""
+    addr, port = metadata
+    rules = tuple(
+        Rule(f"-i {p}+ -d {hepm.METADATA_IP}/32 -p tcp --dport {hepm.METADATA_PORT}",
+             f"-j DNAT --to-destination {addr}:{port}")
+        for p in prefixes
+    )
+    chain = Chain(NAT_PREROUTING, rules)
+    lines = ["*nat", f":{NAT_PREROUTING} - [0:0]"]
+    if not have_jump:
+        h = jump_hash("PREROUTING", NAT_PREROUTING)
+        lines.append(f'-I PREROUTING 1 -m comment --comment "cali:{h}" -j {NAT_PREROUTING}')
+    lines += [rule_line(NAT_PREROUTING, r, h) for r, h in zip(chain.rules, chain.hashes, strict=True)]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def nat_has_jump(save_text: str) -> bool:
+    """Does `iptables-save -t nat` show our PREROUTING jump?"""
+    return any(
+        line.startswith("-A PREROUTING ") and line.endswith(f"-j {NAT_PREROUTING}") for line in save_text.splitlines()
+    )
 
 
 # --- whole models -------------------------------------------------------------------------------------
 
 
-def fail_closed_chains(fam: int, prefixes: tuple[str, ...] = ("cali",), endpoint_to_host: str = "Drop") -> list[Chain]:
-    """Start of day before any sync: base chains and dispatch that drops every workload interface."""
-    return base_chains(fam, prefixes, endpoint_to_host) + dispatch_chains((), prefixes)
+def fail_closed_chains(
+    fam: int, prefixes: tuple[str, ...] = ("cali",), endpoint_to_host: str = "Drop",
+    metadata: tuple[str, int] | None = None,
+) -> list[Chain]:
+    """Start of day before any sync: base chains and dispatch that drops every workload interface (host
+    interfaces are left alone until host endpoints are known)."""
+    return (
+        base_chains(fam, prefixes, endpoint_to_host, metadata)
+        + host_endpoint_chains([], fam, prefixes, (), (), {}, {})
+        + dispatch_chains((), prefixes)
+    )
 
 
 def render_family(state: DesiredState, fam: int) -> dict[str, Chain]:
     """Every chain of one family for a desired state (start of day, or a full reapply after drift)."""
-    chains = fail_closed_chains(fam, state.interface_prefixes, state.endpoint_to_host_action)
-    chains[-2:] = dispatch_chains((ep.iface for ep in state.endpoints.values()), state.interface_prefixes)
+    chains = base_chains(fam, state.interface_prefixes, state.endpoint_to_host_action, hepm.metadata_target(state))
+    chains += state_host_endpoint_chains(state, fam)
+    chains += dispatch_chains((ep.iface for ep in state.endpoints.values()), state.interface_prefixes)
     for pid in sorted(state.policies):
         chains += policy_chains(state.policies[pid], fam)
     for prof in sorted(state.profiles):

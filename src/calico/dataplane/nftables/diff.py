@@ -37,7 +37,11 @@ def _owned_full(state: DesiredState) -> dict[object, tuple[str, ...]]:
         owned[("profile", prof)] = (r.profile_chain(prof, True), r.profile_chain(prof, False))
     for eid, ep in state.endpoints.items():
         owned[("endpoint", eid)] = (r.fw_chain(ep.iface), r.tw_chain(ep.iface))
+    owned[HEP_KEY] = tuple(c.name for c in r.state_host_endpoint_chains(state))
     return owned
+
+
+HEP_KEY = ("host-endpoints",)  # all host endpoint chains, dispatch included, rendered as one unit (they are few)
 
 
 def plan_full(state: DesiredState) -> Plan:
@@ -102,6 +106,11 @@ class Planner:
             old_iface = old_names[0][3:] if old_names else None
             desired[key] = r.endpoint_chains(ep, state.policies, state.profiles) if ep else []
             ep_changes.append((key, old_iface, ep.iface if ep else None))
+
+        if dirty.host_endpoints or dirty.policies or dirty.profiles:
+            # Host endpoint chains name policies and profiles: re-render them (unchanged chains are skipped
+            # below), so one that arrived after the endpoint replaces its fail-closed drop.
+            desired[HEP_KEY] = r.state_host_endpoint_chains(state)
 
         removed_chains: set[str] = set()
         for key, chains in desired.items():

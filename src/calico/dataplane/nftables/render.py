@@ -5,10 +5,16 @@ In: a `DesiredState` (or single policies / profiles / endpoints / IP sets from i
 
 Layout (all names fixed, so read-back and incremental updates can address them):
 
-    forward (hook forward)  ct established/related accept; invalid from/to a workload drop;
-                            iifname <prefix>* jump from-wl-dispatch; oifname <prefix>* jump to-wl-dispatch
-    input   (hook input)    iifname <prefix>* jump wl-to-host
-    output  (hook output)   host -> local workload traffic is allowed (as in Calico); chain kept for symmetry
+    forward (hook forward)  ct established/related accept; invalid from/to a workload drop; jump hep-fwd-in;
+                            iifname <prefix>* jump from-wl-dispatch; oifname <prefix>* jump to-wl-dispatch;
+                            jump hep-fwd-out
+    input   (hook input)    iifname <prefix>* jump wl-to-host; jump hep-in
+    output  (hook output)   host -> local workload traffic is allowed (as in Calico); jump hep-out
+    nat-prerouting          (only with OpenStack metadata) workload -> 169.254.169.254:80 dnat to MetadataAddr
+    hep-in / hep-out        host endpoint dispatch (workload interfaces and lo return first): iifname/oifname
+    hep-fwd-in/-out         "<iface>" goto fh-/th-/fhf-/thf-<iface>; then the "*" endpoint's chain, if any
+    fh-/th-<iface>          to / from the host: ct, failsafe-in / failsafe-out, tiers, profiles, drop
+    fhf-/thf-<iface>        forwarded in / out: applyOnForward tiers, drop (return when none apply)
     from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
     to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
     wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
@@ -37,6 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
+from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.state import DesiredState, IPSet
 
 TABLE = "calico"
@@ -394,7 +401,7 @@ def profile_chains(profile: ev.ProfileUpdate) -> list[NftChain]:
 
 
 def _endpoint_policy_rules(
-    ep: ev.WorkloadEndpointUpdate,
+    ep: ev.WorkloadEndpointUpdate | ev.HostEndpointUpdate | hepm.Policed,
     inbound: bool,
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
@@ -456,41 +463,159 @@ def endpoint_chains(
 # --- the whole table ----------------------------------------------------------------------------------
 
 
-def base_chains(prefixes: tuple[str, ...], endpoint_to_host: str) -> list[NftChain]:
-    """The fixed chains; they depend only on config (InterfacePrefix, DefaultEndpointToHostAction)."""
+def base_chains(
+    prefixes: tuple[str, ...], endpoint_to_host: str, metadata: tuple[str, int] | None = None
+) -> list[NftChain]:
+    """The fixed chains; they depend only on config (InterfacePrefix, DefaultEndpointToHostAction, metadata)."""
     pats = [_q(p + "*") for p in prefixes]
     forward = ["ct state established,related accept"]
     forward += [f"iifname {p} ct state invalid drop" for p in pats]
     forward += [f"oifname {p} ct state invalid drop" for p in pats]
+    forward.append(f"jump {HEP_FWD_IN}")
     forward += [f"iifname {p} jump from-wl-dispatch" for p in pats]
     forward += [f"oifname {p} jump to-wl-dispatch" for p in pats]
+    forward.append(f"jump {HEP_FWD_OUT}")
     to_host_action = {"accept": "accept", "return": "return"}.get(endpoint_to_host.lower(), "drop")
+    # OpenStack metadata (already DNATed in prerouting) is allowed before the workload's egress policy.
+    meta = [f"ip daddr {metadata[0]} tcp dport {metadata[1]} accept"] if metadata else []
     wl_to_host = [
         "ct state established,related accept",
         "ct state invalid drop",
+        *meta,
         "udp dport { 67, 68 } accept",  # DHCP
         "meta l4proto { tcp, udp } th dport 53 accept",  # DNS
         "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
         "jump from-wl-dispatch",  # the endpoint's egress policy; unknown interfaces drop there
         to_host_action,
     ]
-    return [
+    chains = [
         NftChain("forward", tuple(forward), hook="type filter hook forward priority filter; policy accept;"),
         NftChain(
             "input",
-            tuple(f"iifname {p} jump wl-to-host" for p in pats),
+            (*(f"iifname {p} jump wl-to-host" for p in pats), f"jump {HEP_IN}"),
             hook="type filter hook input priority filter; policy accept;",
         ),
         # Host -> its own workloads is allowed in Calico (kubelet probes); ND to workloads needs it too.
         NftChain(
             "output",
-            tuple(f"oifname {p} accept" for p in pats),
+            (*(f"oifname {p} accept" for p in pats), f"jump {HEP_OUT}"),
             hook="type filter hook output priority filter; policy accept;",
         ),
         NftChain("from-wl-dispatch", (f"iifname vmap @{FW_MAP}", "drop")),
         NftChain("to-wl-dispatch", (f"oifname vmap @{TW_MAP}", "drop")),
         NftChain("wl-to-host", tuple(wl_to_host)),
     ]
+    if metadata:
+        dnat = [
+            f"iifname {p} ip daddr {hepm.METADATA_IP} tcp dport {hepm.METADATA_PORT} "
+            f"dnat ip to {metadata[0]}:{metadata[1]}"
+            for p in pats
+        ]
+        chains.append(
+            NftChain("nat-prerouting", tuple(dnat), hook="type nat hook prerouting priority dstnat; policy accept;")
+        )
+    return chains
+
+
+# --- host endpoints -----------------------------------------------------------------------------------
+
+HEP_IN = "hep-in"
+HEP_OUT = "hep-out"
+HEP_FWD_IN = "hep-fwd-in"
+HEP_FWD_OUT = "hep-fwd-out"
+FAILSAFE_IN = "failsafe-in"
+FAILSAFE_OUT = "failsafe-out"
+
+
+def hep_chain(kind: str, iface: str) -> str:
+    """kind: fh (to the host), th (from the host), fhf / thf (forwarded in / out). "/" cannot occur in an
+    interface name, so the wildcard endpoint's "/all" never collides with a real interface's chain."""
+    return f"{kind}-" + ("/all" if iface == hepm.WILDCARD else _ident(iface))
+
+
+def failsafe_rules(failsafes: Iterable[hepm.Failsafe], inbound: bool) -> list[str]:
+    side = "saddr" if inbound else "daddr"
+    out = []
+    for proto, net, ports in hepm.grouped_ports(failsafes):
+        match = ""
+        if net is not None:
+            fam = ipaddress.ip_network(net).version
+            match = f"{'ip' if fam == 4 else 'ip6'} {side} {net} "
+        out.append(f"{match}meta l4proto {proto} th dport {_ports((p, p) for p in ports)} accept")
+    return out
+
+
+def _hep_policy_chain(
+    name: str,
+    policed: hepm.Policed,
+    inbound: bool,
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+    known_profiles: set[str] | dict[str, object],
+    head: tuple[str, ...] = (),
+    allow_if_none: bool = False,
+) -> NftChain:
+    if allow_if_none and not hepm.has_direction(policed.tiers, inbound):
+        return NftChain(name, ("return",))  # forwarded traffic with no applyOnForward policy: left alone
+    clear = f"meta mark set meta mark & {MARK_CLEAR:#010x}"
+    rules = _endpoint_policy_rules(policed, inbound, known_policies, known_profiles)
+    return NftChain(name, (*head, clear, *rules))
+
+
+def host_endpoint_chains(
+    heps: list[ev.HostEndpointUpdate],
+    prefixes: tuple[str, ...],
+    fs_in: tuple[hepm.Failsafe, ...],
+    fs_out: tuple[hepm.Failsafe, ...],
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+    known_profiles: set[str] | dict[str, object],
+) -> list[NftChain]:
+    """Every host endpoint chain, dispatch included (few endpoints: plain rules, not verdict maps)."""
+    pats = [_q(p + "*") for p in prefixes]
+    ct = ("ct state established,related accept", "ct state invalid drop")
+    chains = [
+        NftChain(FAILSAFE_IN, tuple(failsafe_rules(fs_in, True))),
+        NftChain(FAILSAFE_OUT, tuple(failsafe_rules(fs_out, False))),
+    ]
+    dispatch: dict[str, list[str]] = {}
+    for dname, kind, key in (
+        (HEP_IN, "fh", "iifname"),
+        (HEP_OUT, "th", "oifname"),
+        (HEP_FWD_IN, "fhf", "iifname"),
+        (HEP_FWD_OUT, "thf", "oifname"),
+    ):
+        # Workload interfaces and loopback are never policed by host endpoint rules.
+        lines = [f"{key} {p} return" for p in pats] + [f'{key} "lo" return']
+        for hep in heps:
+            target = f"goto {hep_chain(kind, hep.iface or '')}"
+            lines.append(target if hep.iface == hepm.WILDCARD else f"{key} {_q(hep.iface or '')} {target}")
+        dispatch[dname] = lines
+    chains += [NftChain(n, tuple(lines)) for n, lines in dispatch.items()]
+    for hep in heps:
+        iface = hep.iface or ""
+        normal = hepm.policed_normal(hep)
+        fwd = hepm.policed_forward(hep)
+        chains += [
+            _hep_policy_chain(hep_chain("fh", iface), normal, True, known_policies, known_profiles,
+                              head=(*ct, f"jump {FAILSAFE_IN}")),
+            _hep_policy_chain(hep_chain("th", iface), normal, False, known_policies, known_profiles,
+                              head=(*ct, f"jump {FAILSAFE_OUT}")),
+            _hep_policy_chain(hep_chain("fhf", iface), fwd, True, known_policies, known_profiles,
+                              head=("ct state invalid drop",), allow_if_none=True),
+            _hep_policy_chain(hep_chain("thf", iface), fwd, False, known_policies, known_profiles,
+                              head=("ct state invalid drop",), allow_if_none=True),
+        ]
+    return chains
+
+
+def state_host_endpoint_chains(state: DesiredState) -> list[NftChain]:
+    return host_endpoint_chains(
+        hepm.active_host_endpoints(state),
+        state.interface_prefixes,
+        hepm.failsafes_in(state),
+        hepm.failsafes_out(state),
+        state.policies,
+        state.profiles,
+    )
 
 
 def dispatch_entries(ep: ev.WorkloadEndpointUpdate) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -498,17 +623,22 @@ def dispatch_entries(ep: ev.WorkloadEndpointUpdate) -> tuple[tuple[str, str], tu
     return (ep.iface, f"goto {fw_chain(ep.iface)}"), (ep.iface, f"goto {tw_chain(ep.iface)}")
 
 
-def empty_model(prefixes: tuple[str, ...] = ("cali",), endpoint_to_host: str = "Drop") -> TableModel:
-    """The start-of-day table: dispatch with empty maps, so every workload interface is dropped."""
+def empty_model(
+    prefixes: tuple[str, ...] = ("cali",), endpoint_to_host: str = "Drop", metadata: tuple[str, int] | None = None
+) -> TableModel:
+    """The start-of-day table: dispatch with empty maps, so every workload interface is dropped (host
+    interfaces are left alone until host endpoints are known)."""
     model = TableModel(maps={FW_MAP: {}, TW_MAP: {}})
-    for chain in base_chains(prefixes, endpoint_to_host):
+    for chain in base_chains(prefixes, endpoint_to_host, metadata):
+        model.chains[chain.name] = chain
+    for chain in host_endpoint_chains([], prefixes, (), (), {}, {}):
         model.chains[chain.name] = chain
     return model
 
 
 def render_model(state: DesiredState) -> TableModel:
     """The full table for a desired state (start of day, or a full reapply after drift)."""
-    model = empty_model(state.interface_prefixes, state.endpoint_to_host_action)
+    model = empty_model(state.interface_prefixes, state.endpoint_to_host_action, hepm.metadata_target(state))
     for sid in sorted(state.ipsets):
         for s in ipset_sets(sid, state.ipsets[sid]):
             model.sets[s.name] = s
@@ -523,6 +653,7 @@ def render_model(state: DesiredState) -> TableModel:
         fw, tw = dispatch_entries(ep)
         model.maps[FW_MAP][fw[0]] = fw[1]
         model.maps[TW_MAP][tw[0]] = tw[1]
+    chains += state_host_endpoint_chains(state)
     for chain in chains:
         model.chains[chain.name] = chain
         for ref in chain.set_refs:

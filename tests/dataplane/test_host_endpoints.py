@@ -1,0 +1,202 @@
+"""Real packets through host endpoint policy, failsafes and the OpenStack metadata DNAT, on both backends.
+
+Each test builds a host namespace with one or two workloads and an external client namespace joined to the
+host by a second uplink (`World.add_external`), folds hand-written events into a `DesiredState`, applies it
+with the nftables or the iptables (nf_tables flavour) backend inside the host namespace, and probes TCP.
+Only the test's own namespaces are touched; run under `flock /tmp/calico-netns.lock`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from calico.calculation import events as ev
+from calico.dataplane.iptables import IptablesBackend
+from calico.dataplane.nftables.backend import NftBackend
+from calico.dataplane.state import DesiredState
+from tests.helpers import netns
+from tests.helpers.netns import External, World, sh
+
+pytestmark = pytest.mark.heavy
+
+V4 = {"a": "198.18.1.2", "b": "198.18.1.3"}
+V6 = {"a": "fd00:c411:0:1::2", "b": "fd00:c411:0:1::3"}
+DROP_T = 0.4  # probes expected to fail wait this long
+
+_ids = itertools.count()
+
+
+def rule(action: str = "Allow", **kw: object) -> ev.RenderedRule:
+    return ev.RenderedRule(action=action, rule_id=f"h{next(_ids)}", **kw)  # type: ignore[arg-type]
+
+
+def gpid(name: str) -> ev.PolicyID:
+    return ev.PolicyID("default", name)  # host endpoint policy is global
+
+
+def gpolicy(name: str, inbound=(), outbound=(), forward: bool = False) -> ev.PolicyUpdate:
+    return ev.PolicyUpdate(gpid(name), tuple(inbound), tuple(outbound), apply_on_forward=forward)
+
+
+def tier(ingress=(), egress=()) -> ev.TierInfo:
+    return ev.TierInfo("default", "Deny", tuple(gpid(n) for n in ingress), tuple(gpid(n) for n in egress))
+
+
+def hep(iface: str, tiers=(), forward_tiers=(), profiles=(), name: str = "h1") -> ev.HostEndpointUpdate:
+    return ev.HostEndpointUpdate(name, iface, (), tuple(tiers), (), (), tuple(forward_tiers), tuple(profiles))
+
+
+ALLOW_ALL = ev.ProfileUpdate("allow-all", inbound=(rule(),), outbound=(rule(),))
+
+
+def workload(world: World, name: str, profiles=("allow-all",)) -> ev.WorkloadEndpointUpdate:
+    wl = world.workloads[name]
+    return ev.WorkloadEndpointUpdate(
+        ev.WorkloadEndpointID("ns1", name), wl.iface, None, (f"{wl.ipv4}/32",), (f"{wl.ipv6}/128",), (),
+        tuple(profiles),
+    )
+
+
+@pytest.fixture(params=["nft", "iptables"])
+def fw(request: pytest.FixtureRequest, world: World) -> NftBackend | IptablesBackend:
+    if request.param == "nft":
+        return NftBackend(world.host)
+    for tool in ("iptables-nft-restore", "ip6tables-nft-restore", "ipset"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed")
+    return IptablesBackend(world.host, "nft")
+
+
+@pytest.fixture
+def ext(world: World) -> External:
+    for name in ("a", "b"):
+        world.add_workload(name, V4[name], V6[name])
+    return world.add_external()
+
+
+async def setup(fw: NftBackend | IptablesBackend, events: list, **config: object) -> DesiredState:
+    state = DesiredState()
+    state.config.update(config)
+    state.apply_all([ALLOW_ALL, *events, ev.InSync()])
+    await fw.apply(state)
+    return state
+
+
+def can(world: World, src: str, dst_ip: str, port: int = 8080, timeout: float = 1.0) -> bool:
+    return world.probe(src, dst_ip, "tcp", port, timeout=timeout)
+
+
+def cannot(world: World, src: str, dst_ip: str, port: int = 8080) -> bool:
+    return not world.probe(src, dst_ip, "tcp", port, timeout=DROP_T)
+
+
+def probe_via(world: World, src_ns: str, dst_ip: str, dst_port: int, listen_ip: str, listen_port: int,
+              timeout: float = 1.0) -> bool:
+    """TCP round trip to dst_ip:dst_port answered by a listener on listen_ip:listen_port in the host (DNAT)."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", world.host, sys.executable, "-c", netns._LISTENER, listen_ip, str(listen_port),
+         "tcp", str(timeout + 3)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready"
+        res = sh("ip", "netns", "exec", src_ns, sys.executable, "-c", netns._SENDER, dst_ip, str(dst_port), "tcp",
+                 str(timeout), "", check=False, timeout=timeout + 10)
+        return res.returncode == 0
+    finally:
+        listener.kill()  # by PID: only the process we started
+        listener.wait(timeout=5)
+
+
+# --- tests ----------------------------------------------------------------------------------------------
+
+
+async def test_no_host_endpoint_leaves_host_traffic_alone(world: World, ext: External, fw) -> None:
+    await setup(fw, [workload(world, "a"), workload(world, "b")])
+    assert can(world, ext.netns, ext.host_ip) and can(world, ext.netns, ext.host_ip, 9090)
+    assert can(world, world.host, ext.ipv4)
+    assert can(world, ext.netns, V4["a"])  # forwarded to a workload: only the workload's policy applies
+
+
+async def test_ingress_policy_and_inbound_failsafe(world: World, ext: External, fw) -> None:
+    await setup(fw, [
+        gpolicy("web", inbound=[rule(protocol="TCP", dst_ports=((8080, 8080),))]),
+        workload(world, "a"),
+        hep(ext.host_iface, tiers=[tier(ingress=["web"])]),
+    ])
+    assert can(world, ext.netns, ext.host_ip, 8080)
+    assert cannot(world, ext.netns, ext.host_ip, 9090)  # tier applied, nothing matched: default Deny
+    assert can(world, ext.netns, ext.host_ip, 22)  # failsafe inbound
+    # No egress policy and no profile: the host may not open connections out of it, except failsafes.
+    assert cannot(world, world.host, ext.ipv4, 8080)
+    assert can(world, world.host, ext.ipv4, 179)
+
+
+async def test_deny_all_host_endpoint_keeps_failsafes(world: World, ext: External, fw) -> None:
+    await setup(fw, [
+        gpolicy("deny-all", inbound=[rule("Deny")], outbound=[rule("Deny")]),
+        hep(ext.host_iface, tiers=[tier(ingress=["deny-all"], egress=["deny-all"])], profiles=("allow-all",)),
+    ])
+    assert cannot(world, ext.netns, ext.host_ip, 8080)
+    assert can(world, ext.netns, ext.host_ip, 22)
+    assert cannot(world, world.host, ext.ipv4, 8080)
+    assert can(world, world.host, ext.ipv4, 2379)  # failsafe outbound
+
+
+async def test_egress_policy_limits_host_to_external(world: World, ext: External, fw) -> None:
+    await setup(fw, [
+        gpolicy("out-9000", outbound=[rule(protocol="TCP", dst_ports=((9000, 9000),))]),
+        hep(ext.host_iface, tiers=[tier(egress=["out-9000"])], profiles=("allow-all",)),
+    ], FailsafeOutboundHostPorts="tcp:6666")
+    assert can(world, world.host, ext.ipv4, 9000) and can(world, world.host, ext.ipv4, 6666)
+    assert cannot(world, world.host, ext.ipv4, 8080) and cannot(world, world.host, ext.ipv4, 179)
+    assert can(world, ext.netns, ext.host_ip, 8080)  # ingress: no policy, the profile allows
+
+
+async def test_wildcard_host_endpoint_never_polices_workloads(world: World, ext: External, fw) -> None:
+    await setup(fw, [workload(world, "a"), workload(world, "b"), hep("*")])
+    assert cannot(world, ext.netns, ext.host_ip, 8080)  # "*" covers the uplink: no policy, no profile
+    assert can(world, ext.netns, ext.host_ip, 22)
+    wl_a = world.workloads["a"]
+    assert can(world, wl_a.netns, V4["b"]) and world.probe(wl_a, V6["b"], "tcp", 8080, timeout=1.0)
+    assert can(world, world.host, V4["a"])  # host -> local workload
+    assert can(world, ext.netns, V4["a"])  # forwarded: no applyOnForward policy, left alone
+
+
+async def test_apply_on_forward_blocks_forwarded_traffic(world: World, ext: External, fw) -> None:
+    await setup(fw, [
+        gpolicy("fwd", inbound=[rule("Deny", protocol="TCP", dst_ports=((8080, 8080),)), rule()], forward=True),
+        workload(world, "a"),
+        hep(ext.host_iface, forward_tiers=[tier(ingress=["fwd"])], profiles=("allow-all",)),
+    ])
+    assert cannot(world, ext.netns, V4["a"], 8080)
+    assert can(world, ext.netns, V4["a"], 8081)
+    assert can(world, ext.netns, ext.host_ip, 8080)  # to the host itself: normal policy (profile) applies
+    # Replies of the workload's own connections out through the uplink pass; new ones are allowed (no egress).
+    assert can(world, world.workloads["a"].netns, ext.ipv4, 8080)
+
+
+async def test_host_endpoint_update_and_removal(world: World, ext: External, fw) -> None:
+    state = await setup(fw, [hep(ext.host_iface)])
+    assert cannot(world, ext.netns, ext.host_ip, 8080)
+    # A policy that arrives after the endpoint (incremental), then the endpoint goes away.
+    state.apply_all([gpolicy("web", inbound=[rule()]), hep(ext.host_iface, tiers=[tier(ingress=["web"])])])
+    await fw.apply(state)
+    assert can(world, ext.netns, ext.host_ip, 8080)
+    state.apply(ev.HostEndpointRemove("h1"))
+    await fw.apply(state)
+    assert can(world, world.host, ext.ipv4, 8080)
+    assert not fw.last_plan.full
+
+
+async def test_metadata_dnat_reaches_host_listener(world: World, ext: External, fw) -> None:
+    await setup(fw, [workload(world, "a", profiles=())], MetadataAddr=world.host_ipv4, MetadataPort=8775)
+    wl_a = world.workloads["a"]
+    assert probe_via(world, wl_a.netns, "169.254.169.254", 80, world.host_ipv4, 8775)
+    assert cannot(world, wl_a.netns, world.host_ipv4, 8080)  # everything else to the host: egress policy drops
