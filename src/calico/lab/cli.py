@@ -90,14 +90,16 @@ name_option = click.option("--name", "lab", default="lab", show_default=True, he
 @click.option("--hosts", type=click.IntRange(1, 50), default=1, show_default=True)
 @click.option("--dataplane", type=click.Choice(["nftables", "iptables"]), default="nftables", show_default=True)
 @click.option("--datastore", type=click.Choice(["embedded", "etcd"]), default="embedded", show_default=True)
-def up(lab: str, hosts: int, dataplane: str, datastore: str) -> None:
+@click.option("--refresh-interval", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True,
+              help="Seconds between felix's read-back and repair of its firewall rules and IP sets.")
+def up(lab: str, hosts: int, dataplane: str, datastore: str, refresh_interval: float) -> None:
     """Build the fabric, the hosts and their felix agents (and etcd, with --datastore etcd)."""
     with locked(lab) as d:
         if (d / "state.json").exists():
             fail(f"lab {lab!r} is already up ({d}); `calico-lab down --name {lab}` first")
         run_id = secrets.token_hex(3)
         state = LabState(name=lab, run_id=run_id, dataplane=dataplane, datastore=datastore,
-                         fabric_ns=f"cl-{run_id}-fabric")
+                         fabric_ns=f"cl-{run_id}-fabric", refresh_interval=refresh_interval)
         save(d, state)  # recorded first, so `down` can clean up a half-built lab
         try:
             build(d, state, hosts)
@@ -136,13 +138,19 @@ def build(d: Path, state: LabState, hosts: int) -> None:
         docs.append(v3("Node", name, {"bgp": {"ipv4Address": host.addr4, "ipv6Address": host.addr6}}))
     asyncio.run(write_resources(state, docs))
     for host in state.hosts.values():
-        env = {**os.environ, **datastore_env(state, inside=True), "FELIX_FELIXHOSTNAME": host.name,
-               "FELIX_DATAPLANEBACKEND": state.dataplane, "FELIX_HEALTHENABLED": "true",
-               "FELIX_HEALTHPORT": str(HEALTH_PORT), "FELIX_IPTABLESREFRESHINTERVAL": "10"}
-        host.felix_pid = daemons.start_felix(host.netns, env, d / f"felix-{host.name}.log")
+        host.felix_pid = daemons.start_felix(host.netns, felix_env(state, host), d / f"felix-{host.name}.log")
         save(d, state)
     for host in state.hosts.values():
         daemons.wait_felix_ready(host.netns, HEALTH_PORT, 30)
+
+
+def felix_env(state: LabState, host: Host) -> dict[str, str]:
+    """The environment every felix of this lab runs with (shared by `up` and `felix restart`)."""
+    refresh = f"{state.refresh_interval:g}"
+    return {**os.environ, **datastore_env(state, inside=True), "FELIX_FELIXHOSTNAME": host.name,
+            "FELIX_DATAPLANEBACKEND": state.dataplane, "FELIX_HEALTHENABLED": "true",
+            "FELIX_HEALTHPORT": str(HEALTH_PORT), "FELIX_IPTABLESREFRESHINTERVAL": refresh,
+            "FELIX_IPSETSREFRESHINTERVAL": refresh}
 
 
 def teardown(d: Path, state: LabState) -> None:
@@ -354,6 +362,33 @@ def status(lab: str) -> None:
         click.echo(f"  host {h.name} ns={h.netns} {h.addr4} felix pid {h.felix_pid} {up_}")
     for w in state.workloads.values():
         click.echo(f"  workload {w.name} on {w.host} {w.ipv4} {w.ipv6} iface {w.iface} ns={w.netns}")
+
+
+@cli.group()
+def felix() -> None:
+    """Manage a host's calico-felix."""
+
+
+@felix.command("restart")
+@click.option("--host", "host_name", default="h1", show_default=True)
+@click.option("--kill", is_flag=True, help="SIGKILL the running felix (no clean shutdown) instead of SIGTERM.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the new felix to report ready.")
+@name_option
+def felix_restart(host_name: str, kill: bool, no_wait: bool, lab: str) -> None:
+    """Stop the host's felix (if it runs) and start a new one exactly as `up` does; the kernel rules stay."""
+    with locked(lab) as d:
+        state = load(d)
+        host = state.hosts.get(host_name) or fail(f"no host {host_name!r} in lab {lab!r}")
+        old = host.felix_pid
+        if kill:
+            daemons.kill(old, "calico-felix")
+        else:
+            daemons.stop(old, "calico-felix")
+        host.felix_pid = daemons.start_felix(host.netns, felix_env(state, host), d / f"felix-{host.name}.log")
+        save(d, state)
+        if not no_wait:
+            daemons.wait_felix_ready(host.netns, HEALTH_PORT, 30)
+    click.echo(f"felix on {host_name} restarted: pid {old} -> {host.felix_pid}")
 
 
 def main() -> None:

@@ -51,6 +51,16 @@ def stop(pid: int, marker: str, timeout: float = 5.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def kill(pid: int, marker: str, timeout: float = 5.0) -> None:
+    """SIGKILL at once (a crash, not a shutdown) and wait until it is gone; same PID check as `stop`."""
+    if not alive(pid, marker):
+        return
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid, marker):
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

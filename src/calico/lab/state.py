@@ -54,6 +54,7 @@ class LabState:
     etcd_endpoint: str = ""  # inside the lab (fabric address)
     gateway_pid: int = 0
     gateway_port: int = 0
+    refresh_interval: float = 10.0  # felix's firewall/IP set read-back period, seconds
     hosts: dict[str, Host] = field(default_factory=dict)
     workloads: dict[str, Workload] = field(default_factory=dict)
 
