@@ -127,3 +127,19 @@ async def test_malformed_stored_value_is_isolated(kv: KVStore) -> None:
     assert [p.metadata.name for p in await store.list("NetworkPolicy", "ns1")] == ["good"]
     with pytest.raises(ResourceError):
         await store.get("NetworkPolicy", "bad", "ns1")
+
+
+async def test_malformed_stored_value_can_be_replaced_and_deleted(kv: KVStore) -> None:
+    store = ResourceStore(kv)
+    await store.create(policy("p1"))
+    await store.create(policy("p2"))
+    await kv.put(f"{KEY_BASE}networkpolicies/ns1/p1", b"{corrupt")
+    await kv.put(f"{KEY_BASE}networkpolicies/ns1/p2", b'{"kind": "NetworkPolicy", "spec": 7}')
+    repaired = await store.update(policy("p1", order=42))
+    assert repaired.spec.order == 42 and repaired.metadata.uid
+    assert (await store.get("NetworkPolicy", "p1", "ns1")).spec.order == 42
+    gone = await store.delete("NetworkPolicy", "p2", "ns1")
+    assert (gone.KIND, gone.metadata.name) == ("NetworkPolicy", "p2")
+    assert await kv.get(f"{KEY_BASE}networkpolicies/ns1/p2") is None
+    _, created = await store.apply(policy("p2"))
+    assert created

@@ -17,7 +17,7 @@ import uuid
 
 from calico.datastore.keys import ResourceKey, kind_prefix
 from calico.datastore.kv import KeyExists, KeyNotFound, KeyValue, KVStore, RevisionMismatch
-from calico.resources import KINDS, Resource, ResourceError, parse_resource
+from calico.resources import KINDS, ObjectMeta, Resource, ResourceError, parse_resource
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,25 @@ class ResourceStore:
     # --- reads -------------------------------------------------------------------------------------
 
     async def get(self, kind: str, name: str, namespace: str | None = None) -> Resource:
+        return decode(await self._raw(kind, name, namespace))
+
+    async def _raw(self, kind: str, name: str, namespace: str | None) -> KeyValue:
         cls = KINDS[kind]
         key = ResourceKey(cls.PLURAL, name, namespace if cls.NAMESPACED else None)
         kv = await self.kv.get(key.path())
         if kv is None:
             raise NotFound(f"{describe(kind, name, namespace)}: resource does not exist")
-        return decode(kv)
+        return kv
+
+    async def _current(self, kind: str, name: str, namespace: str | None) -> tuple[KeyValue, Resource | None]:
+        """The stored key and its resource, or None for a value that no longer decodes (so that it can still
+        be replaced or deleted: a corrupt value must never be stuck)."""
+        kv = await self._raw(kind, name, namespace)
+        try:
+            return kv, decode(kv)
+        except ResourceError as e:
+            log.warning("%s: replacing or deleting a malformed stored value: %s", describe(kind, name, namespace), e)
+            return kv, None
 
     async def list(self, kind: str, namespace: str | None = None) -> list[Resource]:
         """Every stored resource of a kind (in one namespace when given); malformed values are logged and
@@ -124,24 +137,23 @@ class ResourceStore:
     async def update(self, res: Resource) -> Resource:
         """Replace an existing resource. With `metadata.resourceVersion` set, only if it is current."""
         res = self._defaulted(res)
-        current = await self.get(res.KIND, res.metadata.name, res.metadata.namespace)
+        raw, current = await self._current(res.KIND, res.metadata.name, res.metadata.namespace)
         wanted = res.metadata.resourceVersion
-        if wanted and wanted != current.metadata.resourceVersion:
+        if wanted and wanted != str(raw.mod_revision):
             raise Conflict(
                 f"{_desc(res)}: resourceVersion {wanted} is stale (current is "
-                f"{current.metadata.resourceVersion}); get the resource again and retry"
+                f"{raw.mod_revision}); get the resource again and retry"
             )
         await self._check(res)
+        kept = current.metadata if current else res.metadata  # a corrupt value keeps nothing
         stored = _with_meta(
             res,
             resourceVersion=None,
-            uid=current.metadata.uid,
-            creationTimestamp=current.metadata.creationTimestamp,
+            uid=kept.uid or str(uuid.uuid4()),
+            creationTimestamp=kept.creationTimestamp or _now(),
         )
         try:
-            rev = await self.kv.update(
-                key_of(res).path(), encode(stored), mod_revision=int(current.metadata.resourceVersion or 0)
-            )
+            rev = await self.kv.update(key_of(res).path(), encode(stored), mod_revision=raw.mod_revision)
         except RevisionMismatch:
             raise Conflict(f"{_desc(res)}: changed by someone else during the update; retry") from None
         except KeyNotFound:
@@ -158,12 +170,16 @@ class ResourceStore:
     async def delete(
         self, kind: str, name: str, namespace: str | None = None, resource_version: str | None = None
     ) -> Resource:
-        current = await self.get(kind, name, namespace)
-        if resource_version and resource_version != current.metadata.resourceVersion:
+        raw, current = await self._current(kind, name, namespace)
+        if resource_version and resource_version != str(raw.mod_revision):
             raise Conflict(f"{describe(kind, name, namespace)}: resourceVersion {resource_version} is stale")
+        if current is None:  # what was stored no longer decodes: report what the key names
+            cls = KINDS[kind]
+            meta = ObjectMeta(name=name, namespace=namespace if cls.NAMESPACED else None)
+            current = cls.model_construct(kind=kind, metadata=meta)
         await self._check_delete(current)
         try:
-            await self.kv.delete(key_of(current).path(), mod_revision=int(current.metadata.resourceVersion or 0))
+            await self.kv.delete(raw.key, mod_revision=raw.mod_revision)
         except RevisionMismatch:
             raise Conflict(f"{describe(kind, name, namespace)}: changed during the delete; retry") from None
         except KeyNotFound:
