@@ -28,6 +28,7 @@ from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import render as r
 from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
+from calico.dataplane.process import ToolError, run_tool
 from calico.dataplane.state import DesiredState
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("nft", "legacy")
 
 
-class IptablesError(RuntimeError):
+class IptablesError(ToolError):
     pass
 
 
@@ -64,19 +65,10 @@ class IptablesBackend:
     # --- process I/O --------------------------------------------------------------------------------
 
     async def _run(self, *argv: str, stdin: str | None = None) -> str:
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        proc = await asyncio.create_subprocess_exec(
-            *prefix,
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        if proc.returncode != 0:
-            msg = err.decode(errors="replace")[:2000]
-            raise IptablesError(f"{' '.join(argv)} failed ({proc.returncode}): {msg}")
-        return out.decode()
+        try:
+            return (await run_tool(self.netns, argv, stdin))[1]
+        except ToolError as e:
+            raise IptablesError(str(e)) from None
 
     async def _restore(self, fam: int, text: str) -> None:
         if text:

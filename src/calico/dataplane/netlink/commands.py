@@ -9,11 +9,12 @@ process would change the namespace the agent runs in, never the one asked for: h
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import shlex
 from collections.abc import Iterable
+
+from calico.dataplane.process import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +38,10 @@ def interface_sysctls(iface: str) -> list[str]:
     ]
 
 
-def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *argv] if netns else argv
-
-
 async def run(netns: str | None, argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
     """Run `argv` inside `netns` without blocking the event loop; returns (rc, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        *_in_netns(netns, argv),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except (TimeoutError, asyncio.CancelledError):
-        proc.kill()  # only the process we started
-        await proc.wait()
-        raise
-    return proc.returncode or 0, err.decode(errors="replace").strip()
+    rc, _, err = await run_tool(netns, argv, timeout=timeout, check=False)
+    return rc, err.strip()
 
 
 async def write_sysctls(netns: str | None, ifaces: Iterable[str]) -> set[str]:

@@ -14,7 +14,6 @@ namespace, used only by an agent running in its own host namespace). It never to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -22,12 +21,13 @@ from dataclasses import dataclass
 
 from calico.dataplane.nftables import render as r
 from calico.dataplane.nftables.diff import Plan, Planner
+from calico.dataplane.process import ToolError, run_tool
 from calico.dataplane.state import DesiredState, Dirty
 
 log = logging.getLogger(__name__)
 
 
-class NftError(RuntimeError):
+class NftError(ToolError):
     pass
 
 
@@ -78,21 +78,11 @@ class NftBackend:
 
     # --- process I/O --------------------------------------------------------------------------------
 
-    def _argv(self, *args: str) -> list[str]:
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        return [*prefix, self.nft, *args]
-
     async def _run(self, *args: str, stdin: str | None = None) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv(*args),
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        if proc.returncode != 0:
-            raise NftError(f"nft {' '.join(args)} failed ({proc.returncode}): {err.decode(errors='replace')[:2000]}")
-        return out.decode()
+        try:
+            return (await run_tool(self.netns, [self.nft, *args], stdin))[1]
+        except ToolError as e:
+            raise NftError(str(e)) from None
 
     async def run_transaction(self, text: str) -> None:
         if text:
