@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -19,8 +17,8 @@ from calico.calculation import events as ev
 from calico.dataplane.iptables import IptablesBackend
 from calico.dataplane.nftables.backend import NftBackend
 from calico.dataplane.state import DesiredState
-from tests.helpers import netns
-from tests.helpers.netns import External, World, sh
+from calico.lab.probe import probe as lab_probe
+from tests.helpers.netns import External, World
 
 pytestmark = pytest.mark.heavy
 
@@ -98,20 +96,10 @@ def cannot(world: World, src: str, dst_ip: str, port: int = 8080) -> bool:
 def probe_via(world: World, src_ns: str, dst_ip: str, dst_port: int, listen_ip: str, listen_port: int,
               timeout: float = 1.0) -> bool:
     """TCP round trip to dst_ip:dst_port answered by a listener on listen_ip:listen_port in the host (DNAT)."""
-    listener = subprocess.Popen(
-        ["ip", "netns", "exec", world.host, sys.executable, "-c", netns._LISTENER, listen_ip, str(listen_port),
-         "tcp", str(timeout + 3)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert listener.stdout is not None
-        assert listener.stdout.readline().strip() == "ready"
-        res = sh("ip", "netns", "exec", src_ns, sys.executable, "-c", netns._SENDER, dst_ip, str(dst_port), "tcp",
-                 str(timeout), "", check=False, timeout=timeout + 10)
-        return res.returncode == 0
-    finally:
-        listener.kill()  # by PID: only the process we started
-        listener.wait(timeout=5)
+    result = lab_probe(src_ns, world.host, dst_ip, "tcp", dst_port, timeout, listen=(listen_ip, listen_port))
+    if result.error:
+        raise RuntimeError(result.error)
+    return result.ok
 
 
 # --- tests ----------------------------------------------------------------------------------------------

@@ -21,58 +21,12 @@ import atexit
 import hashlib
 import ipaddress
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
-HOST_LINK_LOCAL = "fe80::ecee:eeff:feee:eeee"  # EUI-64 of ee:ee:ee:ee:ee:ee
-CALI_MAC = "ee:ee:ee:ee:ee:ee"
-
-_LISTENER = r"""
-import socket, sys, time
-fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
-proto, deadline = sys.argv[3], time.monotonic() + float(sys.argv[4])
-s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-if proto == "tcp":
-    s.listen(8)
-print("ready", flush=True)
-while time.monotonic() < deadline:
-    s.settimeout(max(0.05, deadline - time.monotonic()))
-    try:
-        if proto == "tcp":
-            c, _ = s.accept()
-            c.settimeout(1.0)
-            c.sendall(c.recv(64))
-            c.close()
-        else:
-            data, peer = s.recvfrom(64)
-            s.sendto(data, peer)
-    except OSError:
-        pass
-"""
-
-_SENDER = r"""
-import socket, sys
-dst, port, proto, timeout, src = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
-fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
-s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-s.settimeout(timeout)
-if src:
-    s.bind((src, 0))
-try:
-    if proto == "tcp":
-        s.connect((dst, port))
-        s.sendall(b"calico-probe")
-        ok = s.recv(64) == b"calico-probe"
-    else:
-        s.sendto(b"calico-probe", (dst, port))
-        ok = s.recvfrom(64)[0] == b"calico-probe"
-except OSError:
-    ok = False
-sys.exit(0 if ok else 1)
-"""
+from calico.lab import wiring
+from calico.lab.probe import probe as lab_probe
+from calico.lab.wiring import CALI_MAC, HOST_LINK_LOCAL  # noqa: F401 - re-exported for tests
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -155,26 +109,8 @@ class World:
         sysctls to the code under test (the route manager)."""
         ns = f"cnt-{self.run_id}-{name}"
         iface = self.iface_for(name)
-        self._add_ns(ns)
-        self._sysctl(ns, "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
-        # Created inside the host namespace; the peer goes straight into the workload namespace.
-        sh("ip", "-n", self.host, "link", "add", iface, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        sh("ip", "-n", self.host, "link", "set", iface, "address", CALI_MAC)
-        if host_sysctls:
-            self._sysctl(
-                self.host,
-                f"net.ipv4.conf.{iface}.proxy_arp=1",
-                f"net.ipv4.neigh.{iface}.proxy_delay=0",
-                f"net.ipv4.conf.{iface}.forwarding=1",
-                f"net.ipv6.conf.{iface}.forwarding=1",
-            )
-        sh("ip", "-n", self.host, "link", "set", iface, "up")
-        sh("ip", "-n", ns, "link", "set", "eth0", "up")
-        sh("ip", "-n", ns, "addr", "add", f"{ipv4}/32", "dev", "eth0")
-        sh("ip", "-n", ns, "-6", "addr", "add", f"{ipv6}/128", "dev", "eth0", "nodad")
-        sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-        sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-        sh("ip", "-n", ns, "-6", "route", "add", "default", "via", HOST_LINK_LOCAL, "dev", "eth0")
+        self._namespaces.append(ns)  # recorded first: close() removes it even if wiring fails half-way
+        wiring.wire_workload(self.host, ns, iface, ipv4, ipv6, host_sysctls=host_sysctls)
         if host_routes:
             sh("ip", "-n", self.host, "route", "add", f"{ipv4}/32", "dev", iface)
             sh("ip", "-n", self.host, "-6", "route", "add", f"{ipv6}/128", "dev", iface)
@@ -235,29 +171,11 @@ class World:
     ) -> bool:
         """True when a tcp/udp round trip (or one ping) from `src` to `dst_ip` succeeds within `timeout`."""
         src_ns = src.netns if isinstance(src, Workload) else src
-        if proto == "icmp":
-            fam = "-6" if ":" in dst_ip else "-4"
-            extra = ["-I", src_ip] if src_ip else []
-            wait = str(max(1, round(timeout)))
-            res = sh("ip", "netns", "exec", src_ns, "ping", fam, "-c1", "-W", wait, *extra, dst_ip,
-                     check=False, timeout=timeout + 5)
-            return res.returncode == 0
-        dst_ns = self._ns_of(dst_ip)
-        listener = subprocess.Popen(
-            ["ip", "netns", "exec", dst_ns, sys.executable, "-c", _LISTENER, dst_ip, str(port), proto,
-             str(timeout + 3)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        try:
-            assert listener.stdout is not None
-            if listener.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"listener on {dst_ip}:{port} in {dst_ns} did not start")
-            res = sh("ip", "netns", "exec", src_ns, sys.executable, "-c", _SENDER, dst_ip, str(port), proto,
-                     str(timeout), src_ip or "", check=False, timeout=timeout + 10)
-            return res.returncode == 0
-        finally:
-            listener.kill()  # by PID: only the process we started
-            listener.wait(timeout=5)
+        dst_ns = src_ns if proto == "icmp" else self._ns_of(dst_ip)
+        result = lab_probe(src_ns, dst_ns, dst_ip, proto, port, timeout, src_ip or "")
+        if result.error:  # a probe that could not run must not read as "blocked"
+            raise RuntimeError(result.error)
+        return result.ok
 
     # --- teardown ----------------------------------------------------------------------------------
 

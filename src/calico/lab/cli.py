@@ -306,11 +306,13 @@ def probe_cmd(src: str, dst: str, proto: str, port: int, ipv6: bool, timeout: fl
     dst_wl = state.workloads.get(dst) or fail(f"no workload {dst!r}")
     result = probe(target_ns(state, src), dst_wl.netns, dst_wl.ipv6 if ipv6 else dst_wl.ipv4, proto, port,
                    timeout, names=(src, dst))
+    if result.error:  # the probe itself could not run: that is neither "allowed" nor "blocked"
+        fail(f"probe {src} -> {dst}: {result.error}")
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
         click.echo(f"{src} -> {dst} {result.dst_ip} {proto}{'' if proto == 'icmp' else f':{port}'}: "
-                   f"{'allowed' if result.ok else 'blocked'}" + (f" ({result.error})" if result.error else ""))
+                   f"{'allowed' if result.ok else 'blocked'}")
     sys.exit(0 if result.ok else 1)
 
 

@@ -32,8 +32,9 @@ class ProbeResult:
 
 def probe(
     src_ns: str, dst_ns: str, dst_ip: str, proto: str = "tcp", port: int = 8080, timeout: float = 1.0,
-    src_ip: str = "", names: tuple[str, str] = ("", ""),
+    src_ip: str = "", names: tuple[str, str] = ("", ""), listen: tuple[str, int] | None = None,
 ) -> ProbeResult:
+    """`listen` puts the listener on another address/port than the one dialled (to see a DNAT at work)."""
     start = time.monotonic()
     if proto == "icmp":
         fam = "-6" if ":" in dst_ip else "-4"
@@ -43,15 +44,16 @@ def probe(
         return ProbeResult(names[0] or src_ns, names[1] or dst_ns, dst_ip, proto, None, res.returncode == 0,
                            (time.monotonic() - start) * 1000)
     agent = [sys.executable, "-m", "calico.lab.probe_agent"]
+    listen_ip, listen_port = listen or (dst_ip, port)
     listener = subprocess.Popen(
-        exec_argv(dst_ns, [*agent, "listen", dst_ip, str(port), proto, str(timeout + 3)]),
+        exec_argv(dst_ns, [*agent, "listen", listen_ip, str(listen_port), proto, str(timeout + 3)]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     error = ""
     try:
         assert listener.stdout is not None
         if listener.stdout.readline().strip() != "ready":
-            error = f"listener on [{dst_ip}]:{port}/{proto} did not start"
+            error = f"listener on [{listen_ip}]:{listen_port}/{proto} did not start"
             ok = False
         else:
             res = run(*exec_argv(src_ns, [*agent, "send", dst_ip, str(port), proto, str(timeout), src_ip]),

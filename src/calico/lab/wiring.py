@@ -56,18 +56,23 @@ def make_host(host_ns: str, fabric_ns: str, port: str, addr4: str, addr6: str, g
     ip(host_ns, "-6", "route", "add", "default", "via", gw6.split("/")[0])
 
 
-def wire_workload(host_ns: str, wl_ns: str, iface: str, ipv4: str | None, ipv6: str | None) -> None:
+def wire_workload(
+    host_ns: str, wl_ns: str, iface: str, ipv4: str | None, ipv6: str | None, host_sysctls: bool = True
+) -> None:
+    """`host_sysctls=False` leaves the host side's per-interface sysctls to Felix (tests of its route manager)."""
     netns.add(wl_ns)
     netns.sysctl(wl_ns, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+    # Created inside the host namespace; the peer goes straight into the workload namespace.
     ip(host_ns, "link", "add", iface, "type", "veth", "peer", "name", "eth0", "netns", wl_ns)
     ip(host_ns, "link", "set", iface, "address", CALI_MAC)
-    sysctl(
-        host_ns,
-        f"net.ipv4.conf.{iface}.proxy_arp=1",
-        f"net.ipv4.neigh.{iface}.proxy_delay=0",
-        f"net.ipv4.conf.{iface}.forwarding=1",
-        f"net.ipv6.conf.{iface}.forwarding=1",
-    )
+    if host_sysctls:
+        sysctl(
+            host_ns,
+            f"net.ipv4.conf.{iface}.proxy_arp=1",
+            f"net.ipv4.neigh.{iface}.proxy_delay=0",
+            f"net.ipv4.conf.{iface}.forwarding=1",
+            f"net.ipv6.conf.{iface}.forwarding=1",
+        )
     ip(host_ns, "link", "set", iface, "up")
     ip(wl_ns, "link", "set", "eth0", "up")
     if ipv4:
