@@ -118,13 +118,17 @@ def test_unrenderable_rule_fails_closed() -> None:
 
 def test_endpoint_chain_structure() -> None:
     s = full_state()
-    fw, tw = r.endpoint_chains(s.endpoints[ev.WorkloadEndpointID("ns1", "a")], s.policies, s.profiles)
+    fw, tw, g_out, g_in = r.endpoint_chains(s.endpoints[ev.WorkloadEndpointID("ns1", "a")], s.policies, s.profiles)
     assert fw.name == "fw-cali0123456789a" and tw.name == "tw-cali0123456789a"
     assert fw.rules[1] == "meta nfproto ipv4 ip saddr != { 198.18.1.2 } drop"
     assert fw.rules[2] == "meta nfproto ipv6 ip6 saddr != { fd00:c411::2 } drop"
+    assert fw.rules[-1] == f"goto {g_out.name}" and tw.rules == ("meta mark set meta mark & 0xfffcffff", f"goto {g_in.name}")
+    # The policy group is shared by content: another endpoint with the same policies names the same chains.
+    a = s.endpoints[ev.WorkloadEndpointID("ns1", "a")]
+    other = r.endpoint_chains(ep("z", "cali000000000zz", a.tiers, a.profile_ids), s.policies, s.profiles)
+    assert (other[2].name, other[3].name) == (g_out.name, g_in.name)
     # Ingress: security tier (default Pass: no drop), default tier (default Deny), profile, final drop.
-    assert tw.rules == (
-        "meta mark set meta mark & 0xfffcffff",
+    assert g_in.rules == (
         "meta mark & 0x00020000 == 0 jump pi-security/deny-bad",
         "meta mark & 0x00010000 != 0 return",
         "meta mark set meta mark & 0xfffcffff",
@@ -136,8 +140,8 @@ def test_endpoint_chain_structure() -> None:
         "drop",
     )
     # Unknown policy: fail closed.
-    _, tw2 = r.endpoint_chains(ep(tiers=[ev.TierInfo("default", "Deny", (GPID,))]), {}, {})
-    assert "meta mark & 0x00020000 == 0 drop" in tw2.rules and "jump" not in " ".join(tw2.rules)
+    _, _, _, g_in2 = r.endpoint_chains(ep(tiers=[ev.TierInfo("default", "Deny", (GPID,))]), {}, {})
+    assert "meta mark & 0x00020000 == 0 drop" in g_in2.rules and "jump" not in " ".join(g_in2.rules)
 
 
 def test_unsafe_names_are_hashed() -> None:
@@ -274,3 +278,22 @@ def test_unreferenced_set_still_desired_keeps_its_members() -> None:
     s.apply(ev.PolicyRemove(PID))
     plan = planner.plan(s, s.take_dirty())
     assert f"delete set {r.FAMILY} {r.TABLE} {name}" in plan.text
+
+
+def test_policy_group_chain_is_shared_and_removed_with_its_last_user() -> None:
+    s = full_state()
+    a = s.endpoints[ev.WorkloadEndpointID("ns1", "a")]
+    s.apply(ep("twin", "cali0123456789t", a.tiers, a.profile_ids))
+    planner = Planner()
+    planner.commit(planner.plan(s, s.take_dirty()))
+    group = r.endpoint_chains(a, s.policies, s.profiles)[3].name
+    s.apply(ev.WorkloadEndpointRemove(a.endpoint_id))
+    plan = planner.plan(s, s.take_dirty())
+    planner.commit(plan)
+    assert f"delete chain {r.FAMILY} {r.TABLE} {group}" not in plan.text  # "twin" still goes there
+    assert f"delete chain {r.FAMILY} {r.TABLE} tw-cali0123456789a" in plan.text
+    s.apply(ev.WorkloadEndpointRemove(ev.WorkloadEndpointID("ns1", "twin")))
+    plan = planner.plan(s, s.take_dirty())
+    assert f"delete chain {r.FAMILY} {r.TABLE} {group}" in plan.text
+    assert plan.text.index(f"flush chain {r.FAMILY} {r.TABLE} tw-cali0123456789t") < plan.text.index(
+        f"delete chain {r.FAMILY} {r.TABLE} {group}")

@@ -35,8 +35,8 @@ def _owned_full(state: DesiredState) -> dict[object, tuple[str, ...]]:
         owned[("policy", pid)] = (r.policy_chain(pid, True), r.policy_chain(pid, False))
     for prof in state.profiles:
         owned[("profile", prof)] = (r.profile_chain(prof, True), r.profile_chain(prof, False))
-    for eid, ep in state.endpoints.items():
-        owned[("endpoint", eid)] = (r.fw_chain(ep.iface), r.tw_chain(ep.iface))
+    for eid, ep in state.endpoints.items():  # fw/tw and the (shared) policy-group chains they go to
+        owned[("endpoint", eid)] = tuple(c.name for c in r.endpoint_chains(ep, state.policies, state.profiles))
     owned[HEP_KEY] = tuple(c.name for c in r.state_host_endpoint_chains(state))
     return owned
 
@@ -88,6 +88,7 @@ class Planner:
         map_del: list[str] = []
         map_add: list[str] = []
         del_chain_cmds: list[str] = []
+        del_chain_tail: list[str] = []  # every removed chain is flushed before any is deleted: they jump to each other
         changed_sets: set[str] = set()
 
         # --- chains: collect the desired chains of every dirty key ---
@@ -136,6 +137,10 @@ class Planner:
             else:
                 owned.pop(key, None)
 
+        # Policy-group chains are shared between endpoints: one goes only when no owner names it any more.
+        if removed_chains:
+            removed_chains -= {n for names in owned.values() for n in names}
+
         # --- dispatch maps: an endpoint's entries go after its chains exist, before they are deleted ---
         for _key, old_iface, new_iface in ep_changes:
             if old_iface is not None and old_iface != new_iface:
@@ -156,7 +161,8 @@ class Planner:
             if prev is None:
                 continue
             refs.subtract(prev.set_refs)
-            del_chain_cmds += [f"flush chain {T} {name}", f"delete chain {T} {name}"]
+            del_chain_cmds.append(f"flush chain {T} {name}")
+            del_chain_tail.append(f"delete chain {T} {name}")
 
         # --- sets: dirty IP sets, plus empty sets rules name before their members exist ---
         desired_sets: dict[str, r.NftSet] = {}
@@ -210,7 +216,7 @@ class Planner:
 
         # `add set` lines are written as `add set NAME {...}`: give them the table.
         set_cmds = [c.replace("add set ", f"add set {T} ", 1) if c.startswith("add set ") else c for c in set_cmds]
-        cmds = set_cmds + add_chain_cmds + rule_cmds + map_del + map_add + del_chain_cmds + set_tail
+        cmds = set_cmds + add_chain_cmds + rule_cmds + map_del + map_add + del_chain_cmds + del_chain_tail + set_tail
         text = "\n".join(cmds) + ("\n" if cmds else "")
         stats = {"commands": len(cmds), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
         return Plan(text, model, owned, False, refs, stats)

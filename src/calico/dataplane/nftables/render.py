@@ -446,8 +446,17 @@ def endpoint_chains(
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
 ) -> list[NftChain]:
-    """fw-<iface> (traffic from the workload: its egress policy) and tw-<iface> (its ingress policy)."""
+    """fw-<iface> (traffic from the workload: anti-spoofing, then its egress policy) and tw-<iface> (its ingress
+    policy), each ending in a `goto` to a policy-group chain.
+
+    A policy group is the rendered tier/policy/profile sequence for one direction, named by its content, so every
+    endpoint with the same ordered policies shares one chain. Adding an endpoint then adds two short chains and
+    two map entries instead of copying hundreds of jumps, which keeps the table (and nft's per-transaction cost,
+    which grows with the table) small. The group's `return`/`drop` verdicts act exactly as if inlined: `goto`
+    does not push a return address."""
     clear = f"meta mark set meta mark & {MARK_CLEAR:#010x}"
+    groups = [_group_chain(_endpoint_policy_rules(ep, inbound, known_policies, known_profiles), inbound)
+              for inbound in (False, True)]
     fw = [clear]
     for fam, ip in ((4, "ip"), (6, "ip6")):
         own = _own_nets(ep, fam)
@@ -455,9 +464,13 @@ def endpoint_chains(
             fw.append(f"meta nfproto ipv{fam} {ip} saddr != {_nets_expr(own)} drop")
         else:
             fw.append(f"meta nfproto ipv{fam} drop")
-    fw += _endpoint_policy_rules(ep, False, known_policies, known_profiles)
-    tw = [clear, *_endpoint_policy_rules(ep, True, known_policies, known_profiles)]
-    return [NftChain(fw_chain(ep.iface), tuple(fw)), NftChain(tw_chain(ep.iface), tuple(tw))]
+    fw.append(f"goto {groups[0].name}")
+    tw = [clear, f"goto {groups[1].name}"]
+    return [NftChain(fw_chain(ep.iface), tuple(fw)), NftChain(tw_chain(ep.iface), tuple(tw)), *groups]
+
+
+def _group_chain(lines: list[str], inbound: bool) -> NftChain:
+    return NftChain(f"pg{'i' if inbound else 'o'}-{_short_hash(chr(10).join(lines))}", tuple(lines))
 
 
 # --- the whole table ----------------------------------------------------------------------------------
