@@ -180,7 +180,8 @@ def test_incremental_plan_is_proportional_and_ordered() -> None:
     s.apply(ev.IPSetDelta("set1", frozenset({"198.18.2.0/24"}), frozenset({"fd00:c411::/64"})))
     p = planner.plan(s, s.take_dirty())
     assert p.text.splitlines() == [
-        "add element inet calico s4-set1 { 198.18.2.0/24 }",
+        # additions re-declare the set with the new elements (cheap: no element-cache fetch by nft)
+        "add set inet calico s4-set1 { type ipv4_addr; flags interval; elements = { 198.18.2.0/24 }; }",
         "delete element inet calico s6-set1 { fd00:c411::/64 }",
     ]
     planner.commit(p)

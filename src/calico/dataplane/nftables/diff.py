@@ -154,7 +154,7 @@ class Planner:
                         if new_iface in model.maps[mname]:
                             map_del.append(f'delete element {T} {mname} {{ "{new_iface}" }}')
                         model.maps[mname][new_iface] = verdict
-                        map_add.append(f'add element {T} {mname} {{ "{new_iface}" : {verdict} }}')
+                        map_add.append(f"add {r.map_decl(mname, {new_iface: verdict})}")
 
         for name in sorted(removed_chains):
             prev = model.chains.pop(name, None)
@@ -187,7 +187,9 @@ class Planner:
                 if gone:
                     set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(gone))} }}")
                 if new:
-                    set_cmds.append(f"add element {T} {name} {{ {', '.join(sorted(new))} }}")
+                    # Re-declaring the set with the new elements adds them without nft first fetching every
+                    # element of every set in the table (`add element` does: ~70 ms at 80k elements vs ~4 ms).
+                    set_cmds.append(f"add {r.set_decl(r.NftSet(name, s.type, s.interval, frozenset(new)))}")
             if prev != s:
                 changed_sets.add(name)
             model.sets[name] = s
@@ -216,6 +218,7 @@ class Planner:
 
         # `add set` lines are written as `add set NAME {...}`: give them the table.
         set_cmds = [c.replace("add set ", f"add set {T} ", 1) if c.startswith("add set ") else c for c in set_cmds]
+        map_add = [c.replace("add map ", f"add map {T} ", 1) for c in map_add]
         cmds = set_cmds + add_chain_cmds + rule_cmds + map_del + map_add + del_chain_cmds + del_chain_tail + set_tail
         text = "\n".join(cmds) + ("\n" if cmds else "")
         stats = {"commands": len(cmds), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
