@@ -12,6 +12,7 @@ keeps flowing. Nothing is programmed from a partial view: events are folded into
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -72,9 +73,12 @@ class KernelDriver:
         self.state.apply_all(e for e in events if not isinstance(e, ev.ConfigUpdate))
         if not self.state.in_sync:
             return  # never program a partial view
-        await self.firewall.apply(self.state)
-        if self.routes is not None:
-            await self.routes.update(self.state.endpoints)
+        if self.routes is None:
+            await self.firewall.apply(self.state)
+        else:
+            # Independent kernel objects: program them side by side, so a new workload's latency is the slower
+            # of the two, not their sum. A route before its rules is safe: the dispatch drops unknown interfaces.
+            await asyncio.gather(self.firewall.apply(self.state), self.routes.update(self.state.endpoints))
             if not self._programmed:
                 await self.routes.reconcile()  # leftovers go only once the full state is in
         self._programmed = True
