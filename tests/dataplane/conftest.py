@@ -3,7 +3,8 @@
 (The root namespace guard covering the whole suite is in `tests/conftest.py`.)
 * `world` (function): a fresh `tests.helpers.netns.World` (host + workload namespaces); deleted afterwards,
   also on failure.
-* `backend` (function): an `NftBackend` bound to the world's host namespace.
+* `backend` (function): an `NftBackend` bound to the world's host namespace, once per transport: libnftables
+  in-process (what Felix uses) and a spawned `nft -f -` per call.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def world() -> Iterator[World]:
         w.close()
 
 
-@pytest.fixture
-def backend(world: World) -> NftBackend:
-    return NftBackend(world.host)
+@pytest.fixture(params=["libnftables", "nft-process"])
+def backend(world: World, request: pytest.FixtureRequest) -> Iterator[NftBackend]:
+    b = NftBackend(world.host, use_lib=request.param == "libnftables")
+    try:
+        yield b
+    finally:
+        b.close()

@@ -40,3 +40,17 @@ def test_named_namespace_is_not_initial(tmp_path) -> None:  # type: ignore[no-un
         assert out == "False"
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+async def test_driver_feeds_tool_calls_to_metrics_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from calico.dataplane import process
+
+    monkeypatch.setattr(driver, "make_firewall", lambda *a, **k: object())
+    metrics = FelixMetrics()
+    d = driver.create_driver(FelixConfig.load({}, None), metrics, netns="not-used-here")
+    d.routes = None  # never started: nothing to stop
+    process.report("/usr/sbin/ipset", 0.001, False)
+    assert metrics.ipset_calls.value() == 1 and metrics.ipset_errors.value() == 1
+    await d.stop()
+    process.report("ipset", 0.001, True)
+    assert metrics.ipset_calls.value() == 1  # unhooked with the driver

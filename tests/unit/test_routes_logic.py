@@ -176,3 +176,13 @@ def test_unapplied_plan_put_back() -> None:
     p.applied(plan, {*plan.add, *plan.delete}, set(plan.configure), conntrack_done=False)
     again = p.plan()
     assert again.add == plan.add and again.configure == plan.configure
+
+
+def test_proc_path_keeps_dotted_interface_names() -> None:
+    from pathlib import Path
+
+    from calico.dataplane.netlink.commands import proc_path
+
+    assert proc_path("net.ipv4.conf.cali1.proxy_arp=1") == (Path("/proc/sys/net/ipv4/conf/cali1/proxy_arp"), "1")
+    assert proc_path("net.ipv4.neigh.eth0.100.proxy_delay=0") == (
+        Path("/proc/sys/net/ipv4/neigh/eth0.100/proxy_delay"), "0")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,6 +62,7 @@ class KernelDriver:
         self.firewall = firewall
         self.routes = routes
         self._programmed = False  # has the in-sync state reached the kernel at least once?
+        self.on_stop: list[Callable[[], object]] = []  # e.g. unhook metrics
 
     async def start(self) -> None:
         # Restart-safe by contract: a table from a previous run is kept until the first full apply.
@@ -99,6 +100,9 @@ class KernelDriver:
         """Leave every rule and route in place: the kernel keeps enforcing while the agent is away."""
         if self.routes is not None:
             await self.routes.stop()
+        for fn in self.on_stop:
+            fn()
+        self.on_stop.clear()
 
 
 ALLOW_INITIAL_NETNS = "CALICO_ALLOW_INITIAL_NETNS"
@@ -133,6 +137,9 @@ def create_driver(config: FelixConfig, metrics: FelixMetrics, netns: str | None 
             "host, or run calico-felix inside a host namespace (calico-lab does)"
         )
     from calico.dataplane.netlink import RouteManager
+    from calico.dataplane.process import observe
+
+    unobserve = observe(metrics.observe_tool)  # felix_nft_calls, felix_iptables_restore_calls, felix_ipset_calls...
 
     prefixes = tuple(p.strip() for p in config.interface_prefix.split(",") if p.strip())
     iptables_backend = "legacy" if config.iptables_backend == "Legacy" else "nft"
@@ -148,7 +155,9 @@ def create_driver(config: FelixConfig, metrics: FelixMetrics, netns: str | None 
         # Metadata DNAT only for OpenStack, as in Felix; the renderers read these two keys.
         settings["MetadataAddr"] = config.metadata_addr
         settings["MetadataPort"] = config.metadata_port
-    return KernelDriver(firewall, routes, settings)
+    driver = KernelDriver(firewall, routes, settings)
+    driver.on_stop.append(unobserve)
+    return driver
 
 
 def openstack_active(config: FelixConfig) -> bool:

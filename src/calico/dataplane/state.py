@@ -26,6 +26,9 @@ class Dirty:
     """Keys whose desired value changed. A dirty key that is no longer in the state means "removed"."""
 
     ipsets: set[str] = field(default_factory=set)
+    # For dirty IP sets changed only by deltas since the last take: (members added, members removed), net.
+    # A dirty set missing here was replaced or removed: a backend must re-render it whole.
+    ipset_deltas: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
     policies: set[ev.PolicyID] = field(default_factory=set)
     profiles: set[str] = field(default_factory=set)
     endpoints: set[ev.WorkloadEndpointID] = field(default_factory=set)
@@ -74,16 +77,27 @@ class DesiredState:
             case ev.IPSetUpdate(set_id=sid, set_type=st, members=members):
                 self.ipsets[sid] = IPSet(st, set(members))
                 d.ipsets.add(sid)
+                d.ipset_deltas.pop(sid, None)
             case ev.IPSetDelta(set_id=sid, added=added, removed=removed):
                 ipset = self.ipsets.get(sid)
                 if ipset is None:  # delta for an unknown set: treat as a NET set being created
                     ipset = self.ipsets[sid] = IPSet(ev.IPSetType.NET, set())
+                    d.ipset_deltas.pop(sid, None)
+                elif sid not in d.ipsets:
+                    d.ipset_deltas[sid] = (set(), set())
                 ipset.members -= removed
                 ipset.members |= added
                 d.ipsets.add(sid)
+                if (acc := d.ipset_deltas.get(sid)) is not None:
+                    acc_added, acc_removed = acc
+                    acc_added -= removed
+                    acc_removed -= added
+                    acc_added |= added
+                    acc_removed |= removed
             case ev.IPSetRemove(set_id=sid):
                 if self.ipsets.pop(sid, None) is not None:
                     d.ipsets.add(sid)
+                    d.ipset_deltas.pop(sid, None)
             case ev.PolicyUpdate(policy_id=pid):
                 if pid not in self.policies:
                     d.endpoints |= self._policy_users.get(pid, set())

@@ -135,6 +135,12 @@ class FelixMetrics:
         self.iptables_restore_errors = CalicoCounter(
             "felix_iptables_restore_errors", "Number of iptables-restore errors.", registry=r
         )
+        self.iptables_save_calls = CalicoCounter(
+            "felix_iptables_save_calls", "Number of iptables-save calls.", registry=r
+        )
+        self.iptables_save_errors = CalicoCounter(
+            "felix_iptables_save_errors", "Number of iptables-save errors.", registry=r
+        )
         self.ipset_calls = CalicoCounter("felix_ipset_calls", "Number of ipset commands executed.", registry=r)
         self.ipset_errors = CalicoCounter("felix_ipset_errors", "Number of ipset command failures.", registry=r)
         self.nft_calls = CalicoCounter("felix_nft_calls", "Number of nft commands executed.", registry=r)
@@ -142,6 +148,24 @@ class FelixMetrics:
         self.exec_time_micros = Summary(
             "felix_exec_time_micros", "Summary of time taken to fork/exec child processes", registry=r
         )
+
+    def observe_tool(self, tool: str, seconds: float, ok: bool) -> None:
+        """A kernel tool call reported by `calico.dataplane.process` (spawned, or libnftables as "nft")."""
+        if tool.endswith("-restore") and "tables" in tool:  # iptables-restore, ip6tables-nft-restore, ...
+            calls, errors = self.iptables_restore_calls, self.iptables_restore_errors
+        elif tool.endswith("-save") and "tables" in tool:
+            calls, errors = self.iptables_save_calls, self.iptables_save_errors
+        elif tool == "ipset":
+            calls, errors = self.ipset_calls, self.ipset_errors
+        elif tool == "nft":
+            calls, errors = self.nft_calls, self.nft_errors
+        else:
+            calls = errors = None
+        if calls is not None and errors is not None:
+            calls.inc()
+            if not ok:
+                errors.inc()
+        self.exec_time_micros.observe(seconds * 1e6)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -70,3 +70,18 @@ def test_key_value_log_lines() -> None:
     assert ' level=warning logger=calico.felix.daemon msg="apply failed: boom" events=12 params=A,B ' in line
     assert line.endswith('note="has \\"quotes\\" and spaces"')
     assert level_of("Debug") == logging.DEBUG and level_of("Fatal") == logging.CRITICAL
+
+
+def test_tool_calls_map_to_calico_counters() -> None:
+    m = FelixMetrics()
+    m.observe_tool("iptables-nft-restore", 0.002, True)
+    m.observe_tool("ip6tables-legacy-restore", 0.002, False)
+    m.observe_tool("iptables-save", 0.001, True)
+    m.observe_tool("ipset", 0.001, False)
+    m.observe_tool("nft", 0.003, True)
+    m.observe_tool("sysctl", 0.001, True)  # exec time only
+    assert m.iptables_restore_calls.value() == 2 and m.iptables_restore_errors.value() == 1
+    assert m.iptables_save_calls.value() == 1 and m.iptables_save_errors.value() == 0
+    assert m.ipset_calls.value() == 1 and m.ipset_errors.value() == 1
+    assert m.nft_calls.value() == 1 and m.nft_errors.value() == 0
+    assert m.registry.get_sample_value("felix_exec_time_micros_count") == 6

@@ -9,6 +9,7 @@ namespace, used only by an agent running in its own host namespace). It never to
 - `check_and_repair(state)`: reads the table back (`nft -j list table inet calico`), compares its shape
   (sets and their element counts, map entries, chains and their rule counts) with what was applied, and
   reapplies the whole table when they differ (someone deleted the table, flushed a chain, removed an element).
+- transport: libnftables in-process (a persistent context, no spawn per call), else `nft -f -` per call.
 - `install_fail_closed(prefixes)`: before the first sync, a table whose dispatch drops every workload iface.
 """
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 
 from calico.dataplane.nftables import render as r
 from calico.dataplane.nftables.diff import Plan, Planner
-from calico.dataplane.process import ToolError, run_tool
+from calico.dataplane.nftables.libnft import LibNft, LibNftError
+from calico.dataplane.process import ToolError, report, run_tool
 from calico.dataplane.state import DesiredState, Dirty
 
 log = logging.getLogger(__name__)
@@ -66,9 +68,15 @@ def json_shape(doc: dict) -> Shape:
 
 
 class NftBackend:
-    def __init__(self, netns: str | None = None, nft: str = "nft") -> None:
+    def __init__(self, netns: str | None = None, nft: str = "nft", *, use_lib: bool | None = None) -> None:
+        """`use_lib`: None picks libnftables whenever the library loads; False spawns `nft` per call."""
         self.netns = netns
         self.nft = nft
+        if use_lib is None:
+            use_lib = LibNft.available()
+        self._lib = LibNft(netns) if use_lib else None
+        self.calls = 0  # nft transactions and listings, for felix_nft_calls
+        self.errors = 0
         self.planner = Planner()
         self.last_plan: Plan | None = None
         self.last_apply_seconds = 0.0
@@ -76,20 +84,42 @@ class NftBackend:
         self.incremental_applies = 0
         self.repairs = 0
 
+    def close(self) -> None:
+        """Release the libnftables context and its thread (which holds a reference to the namespace)."""
+        if self._lib is not None:
+            self._lib.close()
+            self._lib = None
+
     # --- process I/O --------------------------------------------------------------------------------
 
-    async def _run(self, *args: str, stdin: str | None = None) -> str:
+    async def _run(self, text: str, *, json_output: bool = False, dry_run: bool = False) -> str:
+        """One nft command text: in-process through libnftables when programming our own namespace, else
+        `nft -f -` in the target namespace."""
+        self.calls += 1
         try:
-            return (await run_tool(self.netns, [self.nft, *args], stdin))[1]
-        except ToolError as e:
+            if self._lib is None:
+                if json_output:  # `nft -j -f` would parse its input as JSON: pass the (one, ours) command as argv
+                    return (await run_tool(self.netns, [self.nft, "-j", *text.split()]))[1]
+                flags = ["-c"] if dry_run else []
+                return (await run_tool(self.netns, [self.nft, *flags, "-f", "-"], text))[1]
+            started = time.perf_counter()
+            try:
+                out = await self._lib.run(text, json_output=json_output, dry_run=dry_run)
+            except LibNftError:
+                report("nft", time.perf_counter() - started, False)
+                raise
+            report("nft", time.perf_counter() - started, True)
+            return out
+        except (ToolError, LibNftError) as e:
+            self.errors += 1
             raise NftError(str(e)) from None
 
     async def run_transaction(self, text: str) -> None:
         if text:
-            await self._run("-f", "-", stdin=text)
+            await self._run(text)
 
     async def check_syntax(self, text: str) -> None:
-        await self._run("-c", "-f", "-", stdin=text)
+        await self._run(text, dry_run=True)
 
     # --- applying -----------------------------------------------------------------------------------
 
@@ -132,7 +162,7 @@ class NftBackend:
     async def read_back(self) -> Shape | None:
         """The table's shape as the kernel has it, or None when the table does not exist."""
         try:
-            out = await self._run("-j", "list", "table", r.FAMILY, r.TABLE)
+            out = await self._run(f"list table {r.FAMILY} {r.TABLE}", json_output=True)
         except NftError as exc:
             if "No such file or directory" in str(exc):
                 return None

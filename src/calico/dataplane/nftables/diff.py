@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from calico.calculation import events as ev
 from calico.dataplane.nftables import render as r
-from calico.dataplane.state import DesiredState, Dirty
+from calico.dataplane.state import DesiredState, Dirty, IPSet
 
 T = f"{r.FAMILY} {r.TABLE}"
 
@@ -59,6 +60,9 @@ class Planner:
         self.applied: r.TableModel | None = None
         self._owned: dict[object, tuple[str, ...]] = {}  # state key -> chain names it rendered
         self._refs: Counter[str] = Counter()  # set name -> number of chains using it
+        # set name -> (the NftSet last seen, whether deltas may update it: see _delta_ok); keyed by the object
+        # too, so a set replaced since is looked at afresh.
+        self._hosts: dict[str, tuple[r.NftSet, bool]] = {}
 
     def commit(self, plan: Plan) -> None:
         self.applied = plan.model
@@ -73,6 +77,46 @@ class Planner:
         if self.applied is None or dirty.config:
             return plan_full(state)
         return self._plan_incremental(state, dirty)
+
+    def _delta_ok(self, s: r.NftSet, ipset: IPSet) -> bool:
+        """May `s` be updated by element deltas? Its elements must all be single addresses and every member
+        spelled canonically (one spelling per element), so that a removed member's element is gone for sure."""
+        cached = self._hosts.get(s.name)
+        if cached is None or cached[0] is not s:
+            ok = r.hosts_only(s) and all(r.canonical_host(m) for m in ipset.members)
+            cached = self._hosts[s.name] = (s, ok)
+        return cached[1]
+
+    def _delta_sets(
+        self, sid: str, ipset: IPSet, delta: tuple[set[str], set[str]], model: r.TableModel
+    ) -> list[r.NftSet] | None:
+        """Both family sets of an address set changed only by `delta`, in time proportional to the delta; None
+        when that cannot be exact (a prefix or an odd spelling is involved, or the set is not in the model)."""
+        if ipset.set_type is not ev.IPSetType.NET:
+            return None
+        added: dict[int, set[str]] = {4: set(), 6: set()}
+        removed: dict[int, set[str]] = {4: set(), 6: set()}
+        for members, out in ((delta[0], added), (delta[1], removed)):
+            for m in members:
+                h = r.canonical_host(m)
+                if h is None:
+                    return None
+                out[h[0]].add(h[1])
+        prevs = [model.sets.get(r.set_name(sid, fam)) for fam in (4, 6)]
+        if any(p is None or not self._delta_ok(p, ipset) for p in prevs):
+            return None
+        result = []
+        for fam, prev in zip((4, 6), prevs, strict=True):
+            assert prev is not None
+            new = added[fam] - prev.elements
+            gone = (removed[fam] & prev.elements) - added[fam]
+            if new or gone:
+                s = r.NftSet(prev.name, prev.type, prev.interval, (prev.elements - gone) | new)
+                self._hosts[s.name] = (s, True)
+            else:
+                s = prev
+            result.append(s)
+        return result
 
     def _plan_incremental(self, state: DesiredState, dirty: Dirty) -> Plan:
         assert self.applied is not None
@@ -170,7 +214,9 @@ class Planner:
         for sid in dirty.ipsets:
             ipset = state.ipsets.get(sid)
             if ipset is not None:
-                for s in r.ipset_sets(sid, ipset):
+                delta = dirty.ipset_deltas.get(sid)
+                sets = self._delta_sets(sid, ipset, delta, model) if delta is not None else None
+                for s in sets if sets is not None else r.ipset_sets(sid, ipset):
                     desired_sets[s.name] = s
             else:
                 gone_sets |= {r.set_name(sid, f, n) for f in (4, 6) for n in (False, True)}

@@ -36,6 +36,7 @@ drop`) rather than `fib saddr . iif oif missing`: it does not depend on the host
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -145,8 +146,29 @@ def empty_set_for_name(name: str) -> NftSet:
     return NftSet(name, typ, interval, frozenset())
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def host_element(member: str) -> tuple[int, str] | None:
+    """(family, element) when `member` is one address ("198.18.0.1", "198.18.0.1/32", "fd00::1/128"), else
+    None. Cached: the same endpoint addresses are looked at again on every change of the sets they are in."""
+    addr, _, plen = member.strip().partition("/")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    if plen and plen != str(ip.max_prefixlen):
+        return None
+    return ip.version, str(ip)
+
+
 def _collapse(nets: Iterable[str], family: int) -> list[str]:
-    """Canonical, non-overlapping CIDRs of one family (nft rejects overlapping interval elements)."""
+    """Canonical, non-overlapping CIDRs of one family (nft rejects overlapping interval elements).
+
+    A set of single addresses (the usual selector set) is kept one element per address, never merged into
+    covering prefixes, so that later deltas map one member to one element (see diff.Planner)."""
+    nets = list(nets)
+    hosts = [host_element(n) for n in nets]
+    if all(h is not None for h in hosts):
+        return sorted({h[1] for h in hosts if h is not None and h[0] == family})
     parsed = []
     for n in nets:
         try:
@@ -159,6 +181,20 @@ def _collapse(nets: Iterable[str], family: int) -> list[str]:
     for net in ipaddress.collapse_addresses(parsed):  # type: ignore[type-var]
         out.append(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
     return out
+
+
+def hosts_only(s: NftSet) -> bool:
+    """True when every element of an address set is a single address (no prefix)."""
+    return s.name[0] == "s" and not any("/" in e for e in s.elements)
+
+
+def canonical_host(member: str) -> tuple[int, str] | None:
+    """`host_element(member)` when `member` is spelled the graph's way, "<canonical address>/32" or "/128":
+    one spelling per element, so a removed member's element is gone for sure."""
+    h = host_element(member)
+    if h is None or member != f"{h[1]}/{32 if h[0] == 4 else 128}":
+        return None
+    return h
 
 
 def _named_port_element(member: str, family: int) -> str | None:
