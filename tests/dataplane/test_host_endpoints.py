@@ -8,6 +8,7 @@ Only the test's own namespaces are touched; run under `flock /tmp/calico-netns.l
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
 
@@ -184,7 +185,53 @@ async def test_host_endpoint_update_and_removal(world: World, ext: External, fw)
 
 
 async def test_metadata_dnat_reaches_host_listener(world: World, ext: External, fw) -> None:
-    await setup(fw, [workload(world, "a", profiles=())], MetadataAddr=world.host_ipv4, MetadataPort=8775)
+    state = await setup(fw, [workload(world, "a", profiles=())], MetadataAddr=world.host_ipv4, MetadataPort=8775)
     wl_a = world.workloads["a"]
     assert probe_via(world, wl_a.netns, "169.254.169.254", 80, world.host_ipv4, 8775)
     assert cannot(world, wl_a.netns, world.host_ipv4, 8080)  # everything else to the host: egress policy drops
+    # Tamper: someone empties the DNAT chain; the periodic read-back notices and puts it back.
+    import subprocess
+
+    if isinstance(fw, NftBackend):
+        tamper = ["nft", "flush", "chain", "inet", "calico", "nat-prerouting"]
+    else:
+        tamper = ["iptables-nft", "-t", "nat", "-F", "cali-PREROUTING"]
+    subprocess.run(["ip", "netns", "exec", world.host, *tamper], check=True)
+    assert not probe_via(world, wl_a.netns, "169.254.169.254", 80, world.host_ipv4, 8775, timeout=DROP_T)
+    assert await fw.check_and_repair(state)
+    assert probe_via(world, wl_a.netns, "169.254.169.254", 80, world.host_ipv4, 8775)
+    assert not await fw.check_and_repair(state)  # whole again: nothing more to repair
+
+
+async def test_host_endpoint_by_expected_ip_follows_interface_addresses(world: World, ext: External, fw) -> None:
+    """No interfaceName: the endpoint covers whichever interface holds its expected IP, as the kernel's addresses
+    come and go (a real netlink address monitor feeding the driver)."""
+    import subprocess
+
+    from calico.dataplane.driver import KernelDriver
+    from calico.dataplane.netlink.addresses import HostAddressMonitor
+
+    extra = "198.18.200.9"
+    by_ip = ev.HostEndpointUpdate("by-ip", None, (extra,), (), (), (), (), ())
+    driver = KernelDriver(fw, None, {}, HostAddressMonitor(world.host, ("cali",)))
+    await driver.start()
+    try:
+        await driver.apply([ALLOW_ALL, workload(world, "a"), by_ip, ev.InSync()])
+        assert can(world, ext.netns, ext.host_ip, 8080)  # nothing holds the expected IP yet: not policed
+
+        async def settled(want_blocked: bool) -> bool:
+            for _ in range(40):  # the address news reaches the driver asynchronously; allow up to ~2 s
+                await asyncio.sleep(0.05)
+                if driver.addresses is not None and (ext.host_iface in driver.state.host_addresses) == want_blocked:
+                    break
+            await asyncio.sleep(0.1)
+            return cannot(world, ext.netns, ext.host_ip, 8080) if want_blocked else can(world, ext.netns,
+                                                                                          ext.host_ip, 8080)
+
+        subprocess.run(["ip", "-n", world.host, "addr", "add", f"{extra}/32", "dev", ext.host_iface], check=True)
+        assert await settled(True)  # the uplink is now the endpoint's: no policy, no profile -> drop
+        assert can(world, ext.netns, ext.host_ip, 22)  # failsafe
+        subprocess.run(["ip", "-n", world.host, "addr", "del", f"{extra}/32", "dev", ext.host_iface], check=True)
+        assert await settled(False)
+    finally:
+        await driver.stop()

@@ -58,6 +58,24 @@ def test_active_host_endpoints_one_per_interface_wildcard_last() -> None:
     assert [(h.name, h.iface) for h in hepm.active_host_endpoints(s)] == [("d", "eth0"), ("a", "eth1"), ("z", "*")]
 
 
+def test_host_endpoints_by_expected_ips_resolve_through_interface_addresses() -> None:
+    by_ip = ev.HostEndpointUpdate("e", None, ("198.18.7.1", "fd00:7::0001"), (TIER,), (), (), (), ())
+    s = state(POLICY, by_ip, hep("named", "eth1"))
+    assert [h.name for h in hepm.active_host_endpoints(s)] == ["named"]  # no addresses known: nothing matched
+    s.take_dirty()
+    changed = s.set_host_addresses({"eth0": frozenset({"198.18.7.1"}), "eth1": frozenset({"fd00:7::1"}),
+                                    "eth2": frozenset({"fd00:7::1"}), "eth3": frozenset({"198.18.9.9"})})
+    assert changed and s.take_dirty().host_endpoints == {"e"}
+    # eth1 is named by another endpoint; eth0 (v4) and eth2 (v6, other spelling) hold expected IPs.
+    assert [(h.name, h.iface) for h in hepm.active_host_endpoints(s)] == [("e", "eth0"), ("named", "eth1"),
+                                                                          ("e", "eth2")]
+    assert not s.set_host_addresses(dict(s.host_addresses))  # unchanged: nothing to do
+    text = nr.render_replace(nr.render_model(s))
+    assert 'iifname "eth0"' in text and 'iifname "eth2"' in text and 'iifname "eth3"' not in text
+    s2 = state(hep("named", "eth1"))
+    assert not s2.set_host_addresses({"eth0": frozenset({"198.18.7.1"})})  # no endpoint by IP: nothing dirty
+
+
 def test_metadata_target_only_for_ipv4_literal() -> None:
     assert hepm.metadata_target(state()) is None
     assert hepm.metadata_target(state(MetadataAddr="10.1.2.3", MetadataPort=8775)) == ("10.1.2.3", 8775)

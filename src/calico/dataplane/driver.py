@@ -1,6 +1,7 @@
 """The kernel dataplane driver Felix runs: calculation-graph events in, one firewall transaction per batch out.
 
-Enters: batches of `calico.calculation.events`. Leaves: the host namespace's Calico table (nftables or
+Enters: batches of `calico.calculation.events`, and the host's interface addresses (an `AddressSource`, for
+host endpoints matched by expectedIPs). Leaves: the host namespace's Calico table (nftables or
 iptables + ipset, through a firewall backend) and, when a route manager is given, workload routes and sysctls.
 
 Restart safety: at start it only reads back. If Calico's table is absent it installs the fail-closed table
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +48,16 @@ class RouteBackend(Protocol):
     def endpoint_status(self) -> Mapping[ev.WorkloadEndpointID, str]: ...
 
 
+class AddressSource(Protocol):
+    """The host's interface addresses (netlink.addresses.HostAddressMonitor)."""
+
+    on_change: Callable[[dict[str, frozenset[str]]], Awaitable[None]] | None
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def addresses(self) -> dict[str, frozenset[str]]: ...
+
+
 class KernelDriver:
     """`settings` (Felix's names, e.g. InterfacePrefix) come from the agent's merged configuration; the graph's
     ConfigUpdate carries only the datastore's layers, so it must not override them here."""
@@ -56,12 +67,15 @@ class KernelDriver:
         firewall: FirewallBackend,
         routes: RouteBackend | None = None,
         settings: Mapping[str, object] | None = None,
+        addresses: AddressSource | None = None,
     ) -> None:
         self.state = DesiredState()
         self.state.config.update(settings or {})
         self.firewall = firewall
         self.routes = routes
+        self.addresses = addresses
         self._programmed = False  # has the in-sync state reached the kernel at least once?
+        self._lock = asyncio.Lock()  # the daemon's batches and address news never program side by side
         self.on_stop: list[Callable[[], object]] = []  # e.g. unhook metrics
 
     async def start(self) -> None:
@@ -69,8 +83,26 @@ class KernelDriver:
         await self.firewall.install_fail_closed(self.state.interface_prefixes)
         if self.routes is not None:
             await self.routes.start()
+        if self.addresses is not None:
+            self.addresses.on_change = self._on_addresses
+            await self.addresses.start()  # before the first apply: name-less host endpoints resolve at once
+            self.state.set_host_addresses(self.addresses.addresses())
+
+    async def _on_addresses(self, addresses: dict[str, frozenset[str]]) -> None:
+        """An interface address came or went: re-resolve host endpoints matched by expectedIPs."""
+        async with self._lock:
+            if self.state.set_host_addresses(addresses) and self._programmed:
+                try:
+                    await self.firewall.apply(self.state)
+                except Exception:
+                    # The backend forgot its model: the next batch or refresh replaces the whole table.
+                    log.exception("applying host endpoint changes after an address change failed")
 
     async def apply(self, events: Sequence[ev.DataplaneEvent]) -> None:
+        async with self._lock:
+            await self._apply_locked(events)
+
+    async def _apply_locked(self, events: Sequence[ev.DataplaneEvent]) -> None:
         self.state.apply_all(e for e in events if not isinstance(e, ev.ConfigUpdate))
         if not self.state.in_sync:
             return  # never program a partial view
@@ -86,6 +118,10 @@ class KernelDriver:
 
     async def refresh(self) -> None:
         """Read back and repair drift (someone deleted our table, a chain, a set, a route)."""
+        async with self._lock:
+            await self._refresh_locked()
+
+    async def _refresh_locked(self) -> None:
         if not self._programmed:
             await self.firewall.install_fail_closed(self.state.interface_prefixes)
             return
@@ -100,6 +136,8 @@ class KernelDriver:
         """Leave every rule and route in place: the kernel keeps enforcing while the agent is away."""
         if self.routes is not None:
             await self.routes.stop()
+        if self.addresses is not None:
+            await self.addresses.stop()
         for fn in self.on_stop:
             fn()
         self.on_stop.clear()
@@ -137,6 +175,7 @@ def create_driver(config: FelixConfig, metrics: FelixMetrics, netns: str | None 
             "host, or run calico-felix inside a host namespace (calico-lab does)"
         )
     from calico.dataplane.netlink import RouteManager
+    from calico.dataplane.netlink.addresses import HostAddressMonitor
     from calico.dataplane.process import observe
 
     unobserve = observe(metrics.observe_tool)  # felix_nft_calls, felix_iptables_restore_calls, felix_ipset_calls...
@@ -155,7 +194,7 @@ def create_driver(config: FelixConfig, metrics: FelixMetrics, netns: str | None 
         # Metadata DNAT only for OpenStack, as in Felix; the renderers read these two keys.
         settings["MetadataAddr"] = config.metadata_addr
         settings["MetadataPort"] = config.metadata_port
-    driver = KernelDriver(firewall, routes, settings)
+    driver = KernelDriver(firewall, routes, settings, HostAddressMonitor(netns, prefixes))
     driver.on_stop.append(unobserve)
     return driver
 

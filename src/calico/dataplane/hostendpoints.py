@@ -11,15 +11,15 @@ Semantics (Calico's):
     interfaces and loopback, which host endpoint rules never police.
   - Forwarded traffic entering / leaving a host endpoint's interface runs only its applyOnForward tiers
     (no profiles); when none apply in that direction, forwarded traffic is left alone.
-  - A host endpoint without an interface name (matched by expected IPs only) needs the host's interface
-    addresses to resolve; this renderer does not know them, so such endpoints are not programmed.
+  - A host endpoint without an interface name covers each host interface holding one of its expectedIPs
+    (`DesiredState.host_addresses`, read from the kernel), unless another endpoint names that interface.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from calico.calculation import events as ev
 from calico.dataplane.state import DesiredState
@@ -123,13 +123,30 @@ def metadata_target(state: DesiredState) -> tuple[str, int] | None:
 
 
 def active_host_endpoints(state: DesiredState) -> list[ev.HostEndpointUpdate]:
-    """One endpoint per interface (the first by name when two claim it), wildcard last; name-less ones out."""
+    """One endpoint per interface, wildcard last. An interface named by an endpoint is that endpoint's (the first
+    by name when two claim it); an endpoint without a name is resolved to the interfaces holding its
+    expectedIPs (a copy with `iface` set per interface); an interface matched by two goes to the first by name."""
     by_iface: dict[str, ev.HostEndpointUpdate] = {}
+    by_ip: list[ev.HostEndpointUpdate] = []
     for name in sorted(state.host_endpoints):
         hep = state.host_endpoints[name]
         if hep.iface:
             by_iface.setdefault(hep.iface, hep)
+        elif hep.expected_ips:
+            by_ip.append(hep)
+    for hep in by_ip:
+        wanted = {_canonical_ip(ip) for ip in hep.expected_ips} - {None}
+        for iface in sorted(state.host_addresses):
+            if iface not in by_iface and wanted & state.host_addresses[iface]:
+                by_iface[iface] = replace(hep, iface=iface)
     return [by_iface[i] for i in sorted(by_iface, key=lambda i: (i == WILDCARD, i))]
+
+
+def _canonical_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip().split("/", 1)[0]))
+    except ValueError:
+        return None
 
 
 def has_direction(tiers: Iterable[ev.TierInfo], inbound: bool) -> bool:

@@ -57,6 +57,9 @@ class DesiredState:
         self.profiles: dict[str, ev.ProfileUpdate] = {}
         self.endpoints: dict[ev.WorkloadEndpointID, ev.WorkloadEndpointUpdate] = {}
         self.host_endpoints: dict[str, ev.HostEndpointUpdate] = {}
+        # The host's own interfaces and their addresses (not from the graph: read from the kernel), by which
+        # host endpoints without an interface name find theirs.
+        self.host_addresses: dict[str, frozenset[str]] = {}
         self.config: dict[str, object] = dict(DEFAULT_CONFIG)
         self.in_sync = False
         self.dirty = Dirty()
@@ -139,6 +142,15 @@ class DesiredState:
                 self.in_sync = True
             case _:
                 raise TypeError(f"unknown dataplane event {event!r}")
+
+    def set_host_addresses(self, addresses: dict[str, frozenset[str]]) -> bool:
+        """New interface addresses; True when that changes what some host endpoint covers (it is marked dirty)."""
+        if addresses == self.host_addresses:
+            return False
+        self.host_addresses = dict(addresses)
+        by_ip = {n for n, h in self.host_endpoints.items() if not h.iface}
+        self.dirty.host_endpoints |= by_ip
+        return bool(by_ip)
 
     def take_dirty(self) -> Dirty:
         """Hand the accumulated changes to the caller (the backend) and start a fresh record."""

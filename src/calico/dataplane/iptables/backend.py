@@ -158,8 +158,16 @@ class IptablesBackend:
             return True
         kernel = await self.read_back()
         if kernel == expected:
-            return False
-        log.warning("iptables/ipset state drifted from the applied state; resyncing: %s", _describe(expected, kernel))
+            metadata = hepm.metadata_target(state)
+            if metadata is None:
+                return False
+            chain = r.nat_chain(metadata, state.interface_prefixes)
+            if r.nat_in_place(await self._run(self.save_cmd[4], "-t", "nat"), chain):
+                return False
+            log.warning("iptables nat %s (metadata DNAT) drifted; resyncing", chain.name)
+        else:
+            log.warning("iptables/ipset state drifted from the applied state; resyncing: %s",
+                        _describe(expected, kernel))
         self.repairs += 1
         self.planner.forget()
         await self.apply(state)

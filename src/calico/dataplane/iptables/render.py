@@ -548,15 +548,20 @@ def state_host_endpoint_chains(state: DesiredState, fam: int) -> list[Chain]:
     )
 
 
-def nat_restore_text(metadata: tuple[str, int], prefixes: tuple[str, ...], have_jump: bool) -> str:
-    """IPv4 `*nat` section: cali-PREROUTING (re)filled with the metadata DNAT; the PREROUTING jump if missing."""
+def nat_chain(metadata: tuple[str, int], prefixes: tuple[str, ...]) -> Chain:
+    """nat cali-PREROUTING: the OpenStack metadata DNAT from each workload interface prefix."""
     addr, port = metadata
     rules = tuple(
         Rule(f"-i {p}+ -d {hepm.METADATA_IP}/32 -p tcp --dport {hepm.METADATA_PORT}",
              f"-j DNAT --to-destination {addr}:{port}")
         for p in prefixes
     )
-    chain = Chain(NAT_PREROUTING, rules)
+    return Chain(NAT_PREROUTING, rules)
+
+
+def nat_restore_text(metadata: tuple[str, int], prefixes: tuple[str, ...], have_jump: bool) -> str:
+    """IPv4 `*nat` section: cali-PREROUTING (re)filled with the metadata DNAT; the PREROUTING jump if missing."""
+    chain = nat_chain(metadata, prefixes)
     lines = ["*nat", f":{NAT_PREROUTING} - [0:0]"]
     if not have_jump:
         h = jump_hash("PREROUTING", NAT_PREROUTING)
@@ -564,6 +569,11 @@ def nat_restore_text(metadata: tuple[str, int], prefixes: tuple[str, ...], have_
     lines += [rule_line(NAT_PREROUTING, r, h) for r, h in zip(chain.rules, chain.hashes, strict=True)]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
+
+
+def nat_in_place(save_text: str, chain: Chain) -> bool:
+    """Does `iptables-save -t nat` hold `chain` exactly (by rule hashes) and the PREROUTING jump to it?"""
+    return nat_has_jump(save_text) and parse_save(save_text).chains.get(chain.name) == chain.hashes
 
 
 def nat_has_jump(save_text: str) -> bool:
