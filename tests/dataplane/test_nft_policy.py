@@ -255,6 +255,14 @@ async def test_tamper_is_detected_and_repaired(wls: World, backend: NftBackend) 
         assert await backend.check_and_repair(state), cmd
         assert can(wls, "a", "b") and cannot(wls, "c", "b")
     assert backend.repairs == 3
+    # A rule replaced in place (same rule count): b's policy jump becomes `accept`, which would open it to c.
+    listing = sh(*nft, "-a", "list", "chain", "inet", "calico", tw_b).stdout
+    handle = next(ln.rsplit("handle ", 1)[1] for ln in listing.splitlines() if "goto" in ln and "handle" in ln)
+    sh(*nft, "replace", "rule", "inet", "calico", tw_b, "handle", handle, "accept")
+    assert can(wls, "c", "b")  # the tamper really opened it
+    assert await backend.check_and_repair(state)
+    assert can(wls, "a", "b") and cannot(wls, "c", "b")
+    assert backend.repairs == 4
     # Another table in the namespace is never touched by us.
     sh(*nft, "add", "table", "inet", "other")
     await backend.apply(state)

@@ -59,7 +59,7 @@ def full_state() -> DesiredState:
 def test_empty_model_fails_closed() -> None:
     text = r.render_replace(r.empty_model())
     assert text.startswith("add table inet calico\ndelete table inet calico\ntable inet calico {")
-    assert "iifname vmap @fw-dispatch\n\t\tdrop" in text
+    assert f'iifname vmap @fw-dispatch comment "{r.rule_tag("iifname vmap @fw-dispatch")}"\n\t\tdrop' in text
     assert 'iifname "cali*" jump from-wl-dispatch' in text
     assert "type filter hook forward priority filter; policy accept;" in text
 

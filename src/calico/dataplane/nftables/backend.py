@@ -6,9 +6,10 @@ namespace, used only by an agent running in its own host namespace). It never to
 
 - `apply(state)`: first call (and after config changes or detected drift) replaces the whole table in one
   atomic transaction; afterwards one incremental transaction per call for what changed.
-- `check_and_repair(state)`: reads the table back (`nft -j list table inet calico`), compares its shape
-  (sets and their element counts, map entries, chains and their rule counts) with what was applied, and
-  reapplies the whole table when they differ (someone deleted the table, flushed a chain, removed an element).
+- `check_and_repair(state)`: reads the table back (`nft -j list table inet calico`), compares it with what
+  was applied (sets and their element counts, map entries, and every rule of every chain, in order, by the
+  hash each rule carries as its comment) and reapplies the whole table when they differ (someone deleted the
+  table, flushed a chain, replaced or inserted a rule, removed an element).
 - transport: libnftables in-process (a persistent context, no spawn per call), else `nft -f -` per call.
 - `install_fail_closed(prefixes)`: before the first sync, a table whose dispatch drops every workload iface.
 """
@@ -35,36 +36,36 @@ class NftError(ToolError):
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """What read-back compares: cheap to compute from both the model and `nft -j` output."""
+    """What read-back compares, cheap to compute from both the model and `nft -j` output: each set's and map's
+    element count, and each chain's rules by their comment tags (every rule, in order)."""
 
     sets: dict[str, int]
     maps: dict[str, int]
-    chains: dict[str, int]
+    chains: dict[str, tuple[str | None, ...]]
 
 
 def model_shape(model: r.TableModel) -> Shape:
     return Shape(
         sets={n: len(s.elements) for n, s in model.sets.items()},
         maps={n: len(m) for n, m in model.maps.items()},
-        chains={n: len(c.rules) for n, c in model.chains.items()},
+        chains={n: tuple(r.rule_tag(x) for x in c.rules) for n, c in model.chains.items()},
     )
 
 
 def json_shape(doc: dict) -> Shape:
     sets: dict[str, int] = {}
     maps: dict[str, int] = {}
-    chains: dict[str, int] = {}
+    chains: dict[str, list[str | None]] = {}
     for item in doc.get("nftables", []):
         if "set" in item:
             sets[item["set"]["name"]] = len(item["set"].get("elem", []))
         elif "map" in item:
             maps[item["map"]["name"]] = len(item["map"].get("elem", []))
         elif "chain" in item:
-            chains.setdefault(item["chain"]["name"], 0)
+            chains.setdefault(item["chain"]["name"], [])
         elif "rule" in item:
-            name = item["rule"]["chain"]
-            chains[name] = chains.get(name, 0) + 1
-    return Shape(sets, maps, chains)
+            chains.setdefault(item["rule"]["chain"], []).append(item["rule"].get("comment"))
+    return Shape(sets, maps, {n: tuple(v) for n, v in chains.items()})
 
 
 class NftBackend:

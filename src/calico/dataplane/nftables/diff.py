@@ -172,7 +172,7 @@ class Planner:
                 else:
                     rule_cmds.append(f"flush chain {T} {chain.name}")
                     refs.subtract(prev.set_refs)
-                rule_cmds.extend(f"add rule {T} {chain.name} {line}" for line in chain.rules)
+                rule_cmds.extend(f"add rule {T} {chain.name} {r.tagged(line)}" for line in chain.rules)
                 refs.update(chain.set_refs)
                 model.chains[chain.name] = chain
                 removed_chains.discard(chain.name)

@@ -94,6 +94,17 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def rule_tag(rule: str) -> str:
+    """The comment each rule carries into the kernel: a hash of its text. nft prints rules back in its own
+    spelling, but the comment verbatim, so read-back compares every rule of every chain by these."""
+    return "cali:" + hashlib.blake2b(rule.encode(), digest_size=8).hexdigest()
+
+
+def tagged(rule: str) -> str:
+    return f'{rule} comment "{rule_tag(rule)}"'
+
+
 def _ident(*parts: str) -> str:
     """A readable nft identifier from name parts, or a hash when a part is unsafe or the result too long."""
     if all(_SAFE.match(p) for p in parts):
@@ -743,7 +754,7 @@ def render_table_body(model: TableModel) -> str:
         lines.append(f"\tchain {name} {{")
         if chain.hook:
             lines.append(f"\t\t{chain.hook}")
-        lines.extend(f"\t\t{r}" for r in chain.rules)
+        lines.extend(f"\t\t{tagged(r)}" for r in chain.rules)
         lines.append("\t}")
     lines.append("}")
     return "\n".join(lines) + "\n"
