@@ -235,3 +235,77 @@ async def test_host_endpoint_by_expected_ip_follows_interface_addresses(world: W
         assert await settled(False)
     finally:
         await driver.stop()
+
+
+def stage_hep(iface: str, untracked=(), pre_dnat=(), tiers=()) -> ev.HostEndpointUpdate:
+    return ev.HostEndpointUpdate("h1", iface, (), tuple(tiers), tuple(untracked), tuple(pre_dnat), (), ())
+
+
+def tracked(world: World, port: int) -> bool:
+    """Does the host's conntrack table hold a TCP entry for this destination port?"""
+    import subprocess
+
+    out = subprocess.run(["ip", "netns", "exec", world.host, "conntrack", "-L", "-p", "tcp", "--dport", str(port)],
+                         capture_output=True, text=True)
+    return f"dport={port}" in out.stdout
+
+
+async def test_do_not_track_policy(world: World, ext: External, fw) -> None:
+    """Untracked (doNotTrack) policy runs before conntrack: Allow skips normal policy and leaves the flow
+    untracked (so replies need an egress rule), Deny drops, no match goes on to normal policy."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack not installed")
+    await setup(fw, [
+        gpolicy("dnt", inbound=[rule("Deny", protocol="TCP", dst_ports=((9090, 9090),)),
+                                rule(protocol="TCP", dst_ports=((8080, 8080),))],
+                outbound=[rule(protocol="TCP", src_ports=((8080, 8080),))]),
+        workload(world, "a"),
+        stage_hep(ext.host_iface, untracked=[tier(ingress=["dnt"], egress=["dnt"])]),
+    ])
+    assert can(world, ext.netns, ext.host_ip, 8080)  # allowed untracked; normal policy (none: drop) skipped
+    assert not tracked(world, 8080)
+    assert cannot(world, ext.netns, ext.host_ip, 9090)  # untracked Deny
+    assert cannot(world, ext.netns, ext.host_ip, 7070)  # no untracked match: normal policy drops
+    assert can(world, ext.netns, ext.host_ip, 22)  # failsafe, tracked as usual
+    assert can(world, ext.netns, V4["a"], 7070)  # forwarded to a workload: its own policy decides
+
+
+async def test_pre_dnat_policy(world: World, ext: External, fw) -> None:
+    """Pre-DNAT policy polices what enters a host endpoint, forwarded traffic included: Allow skips normal host
+    endpoint policy, Deny drops, no match goes on."""
+    await setup(fw, [
+        gpolicy("pd", inbound=[rule("Deny", protocol="TCP", dst_ports=((9090, 9090),)),
+                               rule(protocol="TCP", dst_ports=((8080, 8080),))]),
+        workload(world, "a"),
+        stage_hep(ext.host_iface, pre_dnat=[tier(ingress=["pd"])]),
+    ])
+    assert can(world, ext.netns, ext.host_ip, 8080)  # pre-DNAT Allow skips normal policy (which would drop)
+    assert cannot(world, ext.netns, ext.host_ip, 7070)  # no match: normal policy (none, no profile) drops
+    assert cannot(world, ext.netns, V4["a"], 9090)  # forwarded to a workload: pre-DNAT still applies
+    assert can(world, ext.netns, V4["a"], 8081)  # no pre-DNAT match; no applyOnForward policy; profile allows
+    assert can(world, ext.netns, ext.host_ip, 22)  # failsafe
+
+
+async def test_untracked_stage_is_repaired_and_removed(world: World, ext: External, fw) -> None:
+    """The raw stage is read back and repaired like the rest, and goes away (chains and hooks) with its policy."""
+    import subprocess
+
+    dnt = gpolicy("dnt", inbound=[rule(protocol="TCP", dst_ports=((8080, 8080),))],
+                  outbound=[rule(protocol="TCP", src_ports=((8080, 8080),))])
+    state = await setup(fw, [dnt, stage_hep(ext.host_iface, untracked=[tier(ingress=["dnt"], egress=["dnt"])])])
+    assert can(world, ext.netns, ext.host_ip, 8080)
+    nft = isinstance(fw, NftBackend)
+    tamper = (["nft", "flush", "chain", "inet", "calico", "raw-prerouting"] if nft
+              else ["iptables-nft", "-t", "raw", "-F", "cali-PREROUTING"])
+    subprocess.run(["ip", "netns", "exec", world.host, *tamper], check=True)
+    assert cannot(world, ext.netns, ext.host_ip, 8080)  # the stage is gone: normal policy drops
+    assert await fw.check_and_repair(state)
+    assert can(world, ext.netns, ext.host_ip, 8080)
+    state.apply(stage_hep(ext.host_iface))  # the endpoint no longer has doNotTrack policy
+    await fw.apply(state)
+    assert cannot(world, ext.netns, ext.host_ip, 8080)
+    listing = subprocess.run(
+        ["ip", "netns", "exec", world.host, *(["nft", "list", "ruleset"] if nft else ["iptables-nft-save", "-t", "raw"])],
+        capture_output=True, text=True, check=True).stdout
+    assert "raw-prerouting" not in listing and "cali-" not in listing
+    assert not await fw.check_and_repair(state)

@@ -11,6 +11,12 @@ Semantics (Calico's):
     interfaces and loopback, which host endpoint rules never police.
   - Forwarded traffic entering / leaving a host endpoint's interface runs only its applyOnForward tiers
     (no profiles); when none apply in that direction, forwarded traffic is left alone.
+  - doNotTrack (untracked) tiers run before connection tracking on everything entering / leaving the
+    interface; preDNAT tiers run before DNAT on everything entering it (established flows excepted). In both,
+    Allow accepts the packet and makes normal host endpoint policy skip it (untracked: also not tracked, so
+    replies need their own Allow), Deny drops, and a packet no rule decided goes on: there is no drop at the
+    end of a tier or of the stage (our reading of Calico: only what these policies explicitly allow skips
+    normal policy). Failsafe ports are accepted first in both stages.
   - A host endpoint without an interface name covers each host interface holding one of its expectedIPs
     (`DesiredState.host_addresses`, read from the kernel), unless another endpoint names that interface.
 """
@@ -147,6 +153,16 @@ def _canonical_ip(text: str) -> str | None:
         return str(ipaddress.ip_address(text.strip().split("/", 1)[0]))
     except ValueError:
         return None
+
+
+def with_untracked(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpointUpdate]:
+    """Endpoints some doNotTrack policy applies to (either direction)."""
+    return [h for h in heps if any(t.ingress_policies or t.egress_policies for t in h.untracked_tiers)]
+
+
+def with_pre_dnat(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpointUpdate]:
+    """Endpoints some preDNAT policy applies to (ingress only, by Calico's rules)."""
+    return [h for h in heps if any(t.ingress_policies for t in h.pre_dnat_tiers)]
 
 
 def has_direction(tiers: Iterable[ev.TierInfo], inbound: bool) -> bool:

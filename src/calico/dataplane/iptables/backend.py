@@ -12,6 +12,9 @@ FORWARD / INPUT / OUTPUT chains only get one jump each, inserted when absent.
   family for what changed. Order: ipset creates/fills, iptables, ipset destroys.
 - `check_and_repair(state)`: reads back (`iptables-save -t filter`, `ipset list -t`), compares chains'
   comment hashes, the built-in jumps and set sizes with what was applied, and resyncs when they differ.
+- the untracked (raw) and pre-DNAT (mangle) stages (`stages.py`) exist only with doNotTrack / preDNAT policy:
+  after the filter transaction, each such table that differs from what it should hold is rewritten whole in
+  one restore (they are small), and read back with the rest.
 - `install_fail_closed(prefixes)`: before the first sync, if our chains are absent, base chains whose
   dispatch drops every workload interface. Existing chains (an agent restart) are left to keep traffic
   flowing until the first full apply.
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import render as r
+from calico.dataplane.iptables import stages as stg
 from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
 from calico.dataplane.process import ToolError, run_tool
 from calico.dataplane.state import DesiredState
@@ -56,6 +60,8 @@ class IptablesBackend:
         self.restore_cmd = {4: f"iptables-{backend}-restore", 6: f"ip6tables-{backend}-restore"}
         self.save_cmd = {4: f"iptables-{backend}-save", 6: f"ip6tables-{backend}-save"}
         self.planner = Planner()
+        self._stages_written = False  # do raw / mangle hold stage chains of ours (as far as we know)?
+        self._stages_expected: dict[tuple[int, str], stg.SavedStage] = {}
         self.last_plan: Plan | None = None
         self.last_apply_seconds = 0.0
         self.full_applies = 0
@@ -110,8 +116,10 @@ class IptablesBackend:
                 log.warning("incremental iptables update failed; resyncing", exc_info=True)
                 self.planner.forget()
                 plan = await self._apply_full(state)
-        self.last_apply_seconds = time.perf_counter() - start
         self.planner.commit(plan)
+        if plan.full or dirty.host_endpoints or dirty.policies or dirty.profiles:
+            await self._sync_stages(state)
+        self.last_apply_seconds = time.perf_counter() - start
         self.last_plan = plan
         if plan.full:
             self.full_applies += 1
@@ -131,6 +139,31 @@ class IptablesBackend:
             self.planner.forget()
             raise
         return plan
+
+    # --- untracked / pre-DNAT stages -------------------------------------------------------------------
+
+    async def _read_stages(self) -> dict[tuple[int, str], stg.SavedStage]:
+        keys = [(f, t) for f in FAMILIES for t in stg.STAGE_TABLES]
+        saves = await asyncio.gather(*(self._run(self.save_cmd[f], "-t", t) for f, t in keys))
+        return {k: stg.parse_stage(k[1], text) for k, text in zip(keys, saves, strict=True)}
+
+    async def _sync_stages(self, state: DesiredState, kernel: dict[tuple[int, str], stg.SavedStage] | None = None
+                           ) -> None:
+        """Make raw / mangle hold exactly the stages `state` needs; nothing to read or write on a host that has
+        never had doNotTrack or preDNAT policy."""
+        if not stg.stages_needed(state) and not self._stages_written:
+            return
+        kernel = kernel if kernel is not None else await self._read_stages()
+        expected: dict[tuple[int, str], stg.SavedStage] = {}
+        for f in FAMILIES:
+            chains = stg.stage_chains(state, f)
+            text = "".join(stg.stage_restore_text(t, chains[t], kernel[(f, t)]) for t in stg.STAGE_TABLES)
+            if text:
+                await self._run(self.restore_cmd[f], "--noflush", "-w", "10", stdin=text)
+            for t in stg.STAGE_TABLES:
+                expected[(f, t)] = stg.expected_stage(t, chains[t])
+        self._stages_written = any(e.chains for e in expected.values())
+        self._stages_expected = expected
 
     # --- read-back ----------------------------------------------------------------------------------
 
@@ -157,6 +190,13 @@ class IptablesBackend:
             await self.apply(state)
             return True
         kernel = await self.read_back()
+        if kernel == expected and self._stages_written:
+            stages = await self._read_stages()
+            if stages != self._stages_expected:
+                log.warning("iptables raw/mangle (untracked / pre-DNAT) chains drifted; rewriting them")
+                self.repairs += 1
+                await self._sync_stages(state, stages)
+                return True
         if kernel == expected:
             metadata = hepm.metadata_target(state)
             if metadata is None:

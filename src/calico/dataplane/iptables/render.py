@@ -18,6 +18,8 @@ Out: `Chain`s (name, rules as iptables match/target text, the ipsets they name) 
     cali-from/to-hep-forward   chain if there is one. fh/th: ct, cali-failsafe-in/-out, tiers, profiles, DROP;
                                fhfw/thfw: applyOnForward tiers, DROP (RETURN when none apply)
     nat cali-PREROUTING        (IPv4, only with OpenStack metadata) 169.254.169.254:80 DNAT to MetadataAddr
+    raw / mangle               (only with doNotTrack / preDNAT policy) the untracked and pre-DNAT stages:
+                               see `stages.py`; what they allow skips the host endpoint chains above
     cali-wl-to-host            ct, DHCP, DNS, IPv6 ND accepted; egress policy via cali-from-wl-dispatch;
                                then DefaultEndpointToHostAction
     cali-from-wl-dispatch      -i <iface> -g cali-fw-<iface> ...; -i <prefix>+ DROP   <- fail closed
@@ -48,6 +50,7 @@ from calico.dataplane.state import DesiredState
 MARK_ACCEPT = 0x10000
 MARK_PASS = 0x20000
 MARK_BOTH = MARK_ACCEPT | MARK_PASS
+MARK_HEP_ALLOWED = 0x40000  # set by the untracked / pre-DNAT stages (stages.py) on what they allow
 
 FORWARD = "cali-FORWARD"
 INPUT = "cali-INPUT"
@@ -497,9 +500,13 @@ def host_endpoint_chains(
     fs_out: tuple[hepm.Failsafe, ...],
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
+    skip_allowed: bool = False,
 ) -> list[Chain]:
-    """Every host endpoint chain of one family, dispatch and failsafe chains included."""
+    """Every host endpoint chain of one family, dispatch and failsafe chains included. `skip_allowed` (set when
+    untracked / pre-DNAT stages exist, which clear the bit on the way in): a packet those stages allowed
+    returns at once from every endpoint chain, skipping normal policy."""
     ct = "-m conntrack --ctstate"
+    skip = (Rule(f"-m mark --mark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}", "-j RETURN"),) if skip_allowed else ()
     chains = [
         Chain(FAILSAFE_IN, tuple(failsafe_rules(fs_in, fam, True))),
         Chain(FAILSAFE_OUT, tuple(failsafe_rules(fs_out, fam, False))),
@@ -525,26 +532,28 @@ def host_endpoint_chains(
         invalid = (Rule(f"{ct} INVALID", "-j DROP"),)
         chains += [
             _hep_policy_chain(hep_chain("cali-fh-", iface), normal, True, known_policies, known_profiles,
-                              head=(*conn, Rule("", f"-j {FAILSAFE_IN}"))),
+                              head=(*skip, *conn, Rule("", f"-j {FAILSAFE_IN}"))),
             _hep_policy_chain(hep_chain("cali-th-", iface), normal, False, known_policies, known_profiles,
-                              head=(*conn, Rule("", f"-j {FAILSAFE_OUT}"))),
+                              head=(*skip, *conn, Rule("", f"-j {FAILSAFE_OUT}"))),
             _hep_policy_chain(hep_chain("cali-fhfw-", iface), fwd, True, known_policies, known_profiles,
-                              head=invalid, allow_if_none=True),
+                              head=(*skip, *invalid), allow_if_none=True),
             _hep_policy_chain(hep_chain("cali-thfw-", iface), fwd, False, known_policies, known_profiles,
-                              head=invalid, allow_if_none=True),
+                              head=(*skip, *invalid), allow_if_none=True),
         ]
     return chains
 
 
 def state_host_endpoint_chains(state: DesiredState, fam: int) -> list[Chain]:
+    heps = hepm.active_host_endpoints(state)
     return host_endpoint_chains(
-        hepm.active_host_endpoints(state),
+        heps,
         fam,
         state.interface_prefixes,
         hepm.failsafes_in(state),
         hepm.failsafes_out(state),
         state.policies,
         state.profiles,
+        skip_allowed=bool(hepm.with_untracked(heps) or hepm.with_pre_dnat(heps)),
     )
 
 

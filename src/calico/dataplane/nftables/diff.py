@@ -168,7 +168,9 @@ class Planner:
                 if prev == chain:
                     continue
                 if prev is None:
-                    add_chain_cmds.append(f"add chain {T} {chain.name}")
+                    # A base chain (e.g. the raw stage, added with the first doNotTrack policy) needs its hook.
+                    hook = f" {{ {chain.hook} }}" if chain.hook else ""
+                    add_chain_cmds.append(f"add chain {T} {chain.name}{hook}")
                 else:
                     rule_cmds.append(f"flush chain {T} {chain.name}")
                     refs.subtract(prev.set_refs)

@@ -15,6 +15,13 @@ Layout (all names fixed, so read-back and incremental updates can address them):
     hep-fwd-in/-out         "<iface>" goto fh-/th-/fhf-/thf-<iface>; then the "*" endpoint's chain, if any
     fh-/th-<iface>          to / from the host: ct, failsafe-in / failsafe-out, tiers, profiles, drop
     fhf-/thf-<iface>        forwarded in / out: applyOnForward tiers, drop (return when none apply)
+    raw-prerouting/-output  (only with doNotTrack host endpoint policy) hooks at priority raw: clear
+                            MARK_HEP_ALLOWED, failsafes, then ui-/uo-<iface>: untracked tiers; Allow ->
+                            untracked-allow (set MARK_HEP_ALLOWED, notrack, accept); Deny drops; no match goes on
+    pre-dnat (hook prerouting priority dstnat - 10; only with preDNAT policy) ct established accept,
+                            failsafes, pd-<iface>: preDNAT tiers; Allow -> pre-dnat-allow (set the mark, accept)
+                            fh-/th-/fhf-/thf- chains then return at once for a packet carrying MARK_HEP_ALLOWED:
+                            allowed by untracked or pre-DNAT policy skips normal host endpoint policy (Calico's)
     from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
     to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
     wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
@@ -52,6 +59,7 @@ FAMILY = "inet"
 MARK_ACCEPT = 0x00010000
 MARK_PASS = 0x00020000
 MARK_CLEAR = 0xFFFFFFFF & ~(MARK_ACCEPT | MARK_PASS)
+MARK_HEP_ALLOWED = 0x00040000  # allowed by untracked / pre-DNAT policy: normal host endpoint policy is skipped
 
 FW_MAP = "fw-dispatch"
 TW_MAP = "tw-dispatch"
@@ -621,6 +629,81 @@ def _hep_policy_chain(
     return NftChain(name, (*head, clear, *rules))
 
 
+def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool,
+                 known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object], allow_chain: str) -> list[str]:
+    """Untracked / pre-DNAT tiers: Allow goes to `allow_chain`, Deny drops (in the policy chain), Pass skips
+    the rest of the tier. Unlike normal policy there is no drop at the end of a tier or of the chain: what
+    no rule decided goes on to the next stage (Calico: only what these policies explicitly allow skips it)."""
+    clear = f"meta mark set meta mark & {MARK_CLEAR:#010x}"
+    not_passed = f"meta mark & {MARK_PASS:#010x} == 0"
+    lines = [clear]
+    first = True
+    for tier in tiers:
+        pids = tier.ingress_policies if inbound else tier.egress_policies
+        if not pids:
+            continue
+        if not first:
+            lines.append(clear)
+        first = False
+        for pid in pids:
+            if pid not in known_policies:
+                lines.append(f"{not_passed} drop")  # out-of-order reference: fail closed until it arrives
+                continue
+            lines.append(f"{not_passed} jump {policy_chain(pid, inbound)}")
+            lines.append(f"meta mark & {MARK_ACCEPT:#010x} != 0 goto {allow_chain}")
+    lines.append("return")
+    return lines
+
+
+UNTRACKED_ALLOW = "untracked-allow"
+PRE_DNAT_ALLOW = "pre-dnat-allow"
+HEP_SKIP = f"meta mark & {MARK_HEP_ALLOWED:#010x} != 0 return"
+
+
+def _stage_chains(
+    heps: list[ev.HostEndpointUpdate],
+    pats: list[str],
+    known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
+) -> list[NftChain]:
+    """The untracked (raw) and pre-DNAT stages, only when some host endpoint has such policy."""
+    untracked = hepm.with_untracked(heps)
+    pre_dnat = hepm.with_pre_dnat(heps)
+    chains: list[NftChain] = []
+    skip_ours = [*(f"iifname {p} return" for p in pats), 'iifname "lo" return']
+    if untracked:
+        clear_allowed = f"meta mark set meta mark & {0xFFFFFFFF & ~MARK_HEP_ALLOWED:#010x}"
+        for base, key, kind, inbound, hook in (
+            ("raw-prerouting", "iifname", "ui", True, "prerouting"),
+            ("raw-output", "oifname", "uo", False, "output"),
+        ):
+            lines = [clear_allowed, *(f"{key} {p} return" for p in pats), f'{key} "lo" return']
+            for hep in untracked:
+                target = f"goto {hep_chain(kind, hep.iface or '')}"
+                lines.append(target if hep.iface == hepm.WILDCARD else f"{key} {_q(hep.iface or '')} {target}")
+                failsafe = FAILSAFE_IN if inbound else FAILSAFE_OUT
+                chains.append(NftChain(hep_chain(kind, hep.iface or ""), (
+                    f"jump {failsafe}",  # failsafe traffic is never dropped here (it stays tracked)
+                    *_stage_rules(hep.untracked_tiers, inbound, known_policies, UNTRACKED_ALLOW),
+                )))
+            chains.append(NftChain(base, tuple(lines), hook=f"type filter hook {hook} priority raw; policy accept;"))
+        chains.append(NftChain(UNTRACKED_ALLOW, (
+            f"meta mark set meta mark | {MARK_HEP_ALLOWED:#010x}", "notrack", "accept",
+        )))
+    if pre_dnat:
+        lines = ["ct state established,related accept", HEP_SKIP.replace("return", "accept"), *skip_ours]
+        for hep in pre_dnat:
+            target = f"goto {hep_chain('pd', hep.iface or '')}"
+            lines.append(target if hep.iface == hepm.WILDCARD else f"iifname {_q(hep.iface or '')} {target}")
+            chains.append(NftChain(hep_chain("pd", hep.iface or ""), (
+                f"jump {FAILSAFE_IN}",
+                *_stage_rules(hep.pre_dnat_tiers, True, known_policies, PRE_DNAT_ALLOW),
+            )))
+        chains.append(NftChain("pre-dnat", tuple(lines),
+                               hook="type filter hook prerouting priority dstnat - 10; policy accept;"))
+        chains.append(NftChain(PRE_DNAT_ALLOW, (f"meta mark set meta mark | {MARK_HEP_ALLOWED:#010x}", "accept")))
+    return chains
+
+
 def host_endpoint_chains(
     heps: list[ev.HostEndpointUpdate],
     prefixes: tuple[str, ...],
@@ -636,6 +719,10 @@ def host_endpoint_chains(
         NftChain(FAILSAFE_IN, tuple(failsafe_rules(fs_in, True))),
         NftChain(FAILSAFE_OUT, tuple(failsafe_rules(fs_out, False))),
     ]
+    stages = _stage_chains(heps, pats, known_policies)
+    # Allowed by untracked / pre-DNAT policy: normal policy is skipped. Only when those stages exist, since
+    # they are what clears the bit on the way in (a local process could otherwise set it with SO_MARK).
+    skip = (HEP_SKIP,) if stages else ()
     dispatch: dict[str, list[str]] = {}
     for dname, kind, key in (
         (HEP_IN, "fh", "iifname"),
@@ -656,15 +743,15 @@ def host_endpoint_chains(
         fwd = hepm.policed_forward(hep)
         chains += [
             _hep_policy_chain(hep_chain("fh", iface), normal, True, known_policies, known_profiles,
-                              head=(*ct, f"jump {FAILSAFE_IN}")),
+                              head=(*skip, *ct, f"jump {FAILSAFE_IN}")),
             _hep_policy_chain(hep_chain("th", iface), normal, False, known_policies, known_profiles,
-                              head=(*ct, f"jump {FAILSAFE_OUT}")),
+                              head=(*skip, *ct, f"jump {FAILSAFE_OUT}")),
             _hep_policy_chain(hep_chain("fhf", iface), fwd, True, known_policies, known_profiles,
-                              head=("ct state invalid drop",), allow_if_none=True),
+                              head=(*skip, "ct state invalid drop"), allow_if_none=True),
             _hep_policy_chain(hep_chain("thf", iface), fwd, False, known_policies, known_profiles,
-                              head=("ct state invalid drop",), allow_if_none=True),
+                              head=(*skip, "ct state invalid drop"), allow_if_none=True),
         ]
-    return chains
+    return chains + stages
 
 
 def state_host_endpoint_chains(state: DesiredState) -> list[NftChain]:

@@ -1,0 +1,165 @@
+"""The untracked (raw table) and pre-DNAT (mangle table) stages of host endpoint policy, for iptables.
+
+In: a `DesiredState` and a family; what `iptables-save -t raw|mangle` shows of ours. Out: the chains each table
+needs (none at all without doNotTrack / preDNAT policy, so most hosts pay nothing) and one `iptables-restore
+--noflush` text per table that rewrites them whole, inserts or removes the built-in jumps, and deletes our
+chains that are no longer wanted. Pure: no I/O. Semantics as in `calico.dataplane.hostendpoints`.
+
+    raw    PREROUTING/OUTPUT -> cali-PREROUTING/cali-OUTPUT: clear MARK_HEP_ALLOWED; workload ifaces and lo
+           return; -i/-o <iface> -g cali-ui-/cali-uo-<iface>: failsafes, untracked tiers (Allow ->
+           cali-untracked-allow: set the mark, CT --notrack, ACCEPT); the policy chains they jump to
+    mangle PREROUTING -> cali-PREROUTING: established accept, untracked-allowed accept, workload ifaces and lo
+           return; -i <iface> -g cali-pd-<iface>: failsafes, preDNAT tiers (Allow -> cali-pre-dnat-allow)
+
+iptables cannot jump between tables, so each table carries its own copy of the policy chains it uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from calico.calculation import events as ev
+from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.iptables import render as r
+from calico.dataplane.state import DesiredState
+
+MARK_HEP_ALLOWED = r.MARK_HEP_ALLOWED  # allowed by untracked / pre-DNAT policy: normal policy is skipped
+STAGE_TABLES = ("raw", "mangle")
+UNTRACKED_ALLOW = "cali-untracked-allow"
+PRE_DNAT_ALLOW = "cali-pre-dnat-allow"
+_HAS_MARK = f"-m mark --mark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"
+
+
+def stages_needed(state: DesiredState) -> bool:
+    heps = hepm.active_host_endpoints(state)
+    return bool(hepm.with_untracked(heps) or hepm.with_pre_dnat(heps))
+
+
+def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known: dict[ev.PolicyID, object],
+                 allow_chain: str) -> list[r.Rule]:
+    """Allow -> allow_chain, Deny drops (in the policy chain), Pass skips the tier's rest; no match goes on."""
+    rules = [r.Rule("", f"-j MARK --set-xmark 0x0/{r.MARK_BOTH:#x}")]
+    not_passed = f"-m mark --mark 0x0/{r.MARK_PASS:#x}"
+    first = True
+    for tier in tiers:
+        pids = tier.ingress_policies if inbound else tier.egress_policies
+        if not pids:
+            continue
+        if not first:
+            rules.append(r.Rule("", f"-j MARK --set-xmark 0x0/{r.MARK_BOTH:#x}"))
+        first = False
+        for pid in pids:
+            if pid not in known:
+                rules.append(r.Rule(not_passed, "-j DROP"))  # out-of-order reference: fail closed
+                continue
+            rules.append(r.Rule(not_passed, f"-j {r.policy_chain(pid, inbound)}"))
+            rules.append(r.Rule(f"-m mark --mark {r.MARK_ACCEPT:#x}/{r.MARK_ACCEPT:#x}", f"-g {allow_chain}"))
+    rules.append(r.Rule("", "-j RETURN"))
+    return rules
+
+
+def _dispatch(name: str, flag: str, prefixes: tuple[str, ...], heps: list[ev.HostEndpointUpdate], kind: str,
+              head: tuple[r.Rule, ...]) -> r.Chain:
+    rules = [*head, *(r.Rule(f"{flag} {p}+", "-j RETURN") for p in prefixes), r.Rule(f"{flag} lo", "-j RETURN")]
+    for hep in heps:
+        iface = hep.iface or ""
+        target = f"-g {r.hep_chain(kind, iface)}"
+        rules.append(r.Rule("", target) if iface == hepm.WILDCARD else r.Rule(f"{flag} {iface}", target))
+    return r.Chain(name, tuple(rules))
+
+
+def _policies(heps: list[ev.HostEndpointUpdate], attr: str, state: DesiredState, fam: int) -> list[r.Chain]:
+    pids = sorted({p for h in heps for t in getattr(h, attr) for p in (*t.ingress_policies, *t.egress_policies)
+                   if p in state.policies}, key=str)
+    return [c for pid in pids for c in r.policy_chains(state.policies[pid], fam)]
+
+
+def stage_chains(state: DesiredState, fam: int) -> dict[str, list[r.Chain]]:
+    """table -> every chain of ours it should hold (an empty list: none, remove what is there)."""
+    heps = hepm.active_host_endpoints(state)
+    untracked, pre_dnat = hepm.with_untracked(heps), hepm.with_pre_dnat(heps)
+    known: dict[ev.PolicyID, object] = dict(state.policies)
+    prefixes = state.interface_prefixes
+    fs_in = r.Chain(r.FAILSAFE_IN, tuple(r.failsafe_rules(hepm.failsafes_in(state), fam, True)))
+    fs_out = r.Chain(r.FAILSAFE_OUT, tuple(r.failsafe_rules(hepm.failsafes_out(state), fam, False)))
+    out: dict[str, list[r.Chain]] = {"raw": [], "mangle": []}
+    if untracked:
+        clear = r.Rule("", f"-j MARK --set-xmark 0x0/{MARK_HEP_ALLOWED:#x}")
+        raw = [
+            _dispatch("cali-PREROUTING", "-i", prefixes, untracked, "cali-ui-", (clear,)),
+            _dispatch("cali-OUTPUT", "-o", prefixes, untracked, "cali-uo-", (clear,)),
+            r.Chain(UNTRACKED_ALLOW, (
+                r.Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
+                r.Rule("", "-j CT --notrack"), r.Rule("", "-j ACCEPT"),
+            )),
+            fs_in, fs_out,
+        ]
+        for hep in untracked:
+            for kind, inbound, fs in (("cali-ui-", True, fs_in), ("cali-uo-", False, fs_out)):
+                rules = [r.Rule("", f"-j {fs.name}"),
+                         *_stage_rules(hep.untracked_tiers, inbound, known, UNTRACKED_ALLOW)]
+                raw.append(r.Chain(r.hep_chain(kind, hep.iface or ""), tuple(rules)))
+        out["raw"] = raw + _policies(untracked, "untracked_tiers", state, fam)
+    if pre_dnat:
+        head = (r.Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"), r.Rule(_HAS_MARK, "-j ACCEPT"))
+        mangle = [
+            _dispatch("cali-PREROUTING", "-i", prefixes, pre_dnat, "cali-pd-", head),
+            r.Chain(PRE_DNAT_ALLOW, (
+                r.Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
+                r.Rule("", "-j ACCEPT"),
+            )),
+            fs_in,
+        ]
+        for hep in pre_dnat:
+            rules = [r.Rule("", f"-j {fs_in.name}"), *_stage_rules(hep.pre_dnat_tiers, True, known, PRE_DNAT_ALLOW)]
+            mangle.append(r.Chain(r.hep_chain("cali-pd-", hep.iface or ""), tuple(rules)))
+        out["mangle"] = mangle + _policies(pre_dnat, "pre_dnat_tiers", state, fam)
+    return out
+
+
+BUILTINS = {"raw": (("PREROUTING", "cali-PREROUTING"), ("OUTPUT", "cali-OUTPUT")),
+            "mangle": (("PREROUTING", "cali-PREROUTING"),)}
+
+
+@dataclass(slots=True)
+class SavedStage:
+    """Ours in one table as `iptables-save` shows it: chains (rule comment hashes in order) and our jumps."""
+
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    jumps: set[tuple[str, str]] = field(default_factory=set)
+
+
+def parse_stage(table: str, text: str) -> SavedStage:
+    saved = r.parse_save(text)
+    jumps = {
+        (b, t) for b, t in BUILTINS[table]
+        if any(ln.startswith(f"-A {b} ") and ln.endswith(f"-j {t}") for ln in text.splitlines())
+    }
+    return SavedStage(saved.chains, jumps)
+
+
+def expected_stage(table: str, chains: list[r.Chain]) -> SavedStage:
+    if not chains:
+        return SavedStage()
+    return SavedStage({c.name: c.hashes for c in chains}, set(BUILTINS[table]))
+
+
+def stage_restore_text(table: str, chains: list[r.Chain], kernel: SavedStage) -> str:
+    """One transaction making `table` hold exactly `chains` of ours ("" when it already does)."""
+    if expected_stage(table, chains) == kernel:
+        return ""
+    lines = [f"*{table}"]
+    names = {c.name for c in chains}
+    stale = sorted(set(kernel.chains) - names)
+    lines += [f":{c.name} - [0:0]" for c in chains] + [f":{n} - [0:0]" for n in stale]
+    for builtin, target in BUILTINS[table]:
+        comment = f'-m comment --comment "cali:{r.jump_hash(builtin, target)}"'
+        if chains and (builtin, target) not in kernel.jumps:
+            lines.append(f"-I {builtin} 1 {comment} -j {target}")
+        elif not chains and (builtin, target) in kernel.jumps:
+            lines.append(f"-D {builtin} {comment} -j {target}")
+    for c in chains:
+        lines += [r.rule_line(c.name, rule, h) for rule, h in zip(c.rules, c.hashes, strict=True)]
+    lines += [f"-X {n}" for n in stale]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
