@@ -165,6 +165,21 @@ def with_pre_dnat(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpoint
     return [h for h in heps if any(t.ingress_policies for t in h.pre_dnat_tiers)]
 
 
+def stage_steps(
+    tiers: Iterable[ev.TierInfo], inbound: bool, known: set[ev.PolicyID] | dict[ev.PolicyID, object]
+) -> list[tuple[str, ev.PolicyID | None]]:
+    """The untracked / pre-DNAT walk both renderers spell out: ("clear", None) at each tier's start (Pass bits of
+    the previous tier must not leak), ("policy", pid) for each policy of the direction, ("missing", pid) for a
+    policy not known yet (fail closed: drop). No step at a tier's end: what no rule decided goes on."""
+    steps: list[tuple[str, ev.PolicyID | None]] = []
+    for tier in tiers:
+        pids = tier.ingress_policies if inbound else tier.egress_policies
+        if pids:
+            steps.append(("clear", None))
+            steps += [("policy" if pid in known else "missing", pid) for pid in pids]
+    return steps
+
+
 def has_direction(tiers: Iterable[ev.TierInfo], inbound: bool) -> bool:
     return any(t.ingress_policies if inbound else t.egress_policies for t in tiers)
 

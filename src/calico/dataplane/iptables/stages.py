@@ -37,21 +37,17 @@ def stages_needed(state: DesiredState) -> bool:
 
 def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known: dict[ev.PolicyID, object],
                  allow_chain: str) -> list[r.Rule]:
-    """Allow -> allow_chain, Deny drops (in the policy chain), Pass skips the tier's rest; no match goes on."""
-    rules = [r.Rule("", f"-j MARK --set-xmark 0x0/{r.MARK_BOTH:#x}")]
+    """`hepm.stage_steps` in iptables: Allow -> allow_chain, Deny drops (in the policy chain), Pass skips the
+    tier's rest, no match goes on (RETURN)."""
+    clear = r.Rule("", f"-j MARK --set-xmark 0x0/{r.MARK_BOTH:#x}")
     not_passed = f"-m mark --mark 0x0/{r.MARK_PASS:#x}"
-    first = True
-    for tier in tiers:
-        pids = tier.ingress_policies if inbound else tier.egress_policies
-        if not pids:
-            continue
-        if not first:
-            rules.append(r.Rule("", f"-j MARK --set-xmark 0x0/{r.MARK_BOTH:#x}"))
-        first = False
-        for pid in pids:
-            if pid not in known:
-                rules.append(r.Rule(not_passed, "-j DROP"))  # out-of-order reference: fail closed
-                continue
+    rules: list[r.Rule] = []
+    for step, pid in hepm.stage_steps(tiers, inbound, known):
+        if step == "clear":
+            rules.append(clear)
+        elif step == "missing":
+            rules.append(r.Rule(not_passed, "-j DROP"))  # out-of-order reference: fail closed
+        elif pid is not None:
             rules.append(r.Rule(not_passed, f"-j {r.policy_chain(pid, inbound)}"))
             rules.append(r.Rule(f"-m mark --mark {r.MARK_ACCEPT:#x}/{r.MARK_ACCEPT:#x}", f"-g {allow_chain}"))
     rules.append(r.Rule("", "-j RETURN"))

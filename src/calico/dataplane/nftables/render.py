@@ -631,24 +631,16 @@ def _hep_policy_chain(
 
 def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool,
                  known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object], allow_chain: str) -> list[str]:
-    """Untracked / pre-DNAT tiers: Allow goes to `allow_chain`, Deny drops (in the policy chain), Pass skips
-    the rest of the tier. Unlike normal policy there is no drop at the end of a tier or of the chain: what
-    no rule decided goes on to the next stage (Calico: only what these policies explicitly allow skips it)."""
-    clear = f"meta mark set meta mark & {MARK_CLEAR:#010x}"
+    """Untracked / pre-DNAT tiers (`hepm.stage_steps`): Allow goes to `allow_chain`, Deny drops (in the policy
+    chain), Pass skips the rest of the tier, no match goes on (`return`)."""
     not_passed = f"meta mark & {MARK_PASS:#010x} == 0"
-    lines = [clear]
-    first = True
-    for tier in tiers:
-        pids = tier.ingress_policies if inbound else tier.egress_policies
-        if not pids:
-            continue
-        if not first:
-            lines.append(clear)
-        first = False
-        for pid in pids:
-            if pid not in known_policies:
-                lines.append(f"{not_passed} drop")  # out-of-order reference: fail closed until it arrives
-                continue
+    lines: list[str] = []
+    for step, pid in hepm.stage_steps(tiers, inbound, known_policies):
+        if step == "clear":
+            lines.append(f"meta mark set meta mark & {MARK_CLEAR:#010x}")
+        elif step == "missing":
+            lines.append(f"{not_passed} drop")  # out-of-order reference: fail closed until it arrives
+        elif pid is not None:
             lines.append(f"{not_passed} jump {policy_chain(pid, inbound)}")
             lines.append(f"meta mark & {MARK_ACCEPT:#010x} != 0 goto {allow_chain}")
     lines.append("return")
