@@ -22,6 +22,8 @@ apt:
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
+	# Bytecode up front: every calico-felix start would otherwise recompile the sources (~45 ms).
+	$(PY) -m compileall -q src
 	touch $(STAMP)
 
 lint: setup

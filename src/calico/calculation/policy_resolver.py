@@ -193,6 +193,8 @@ class PolicyResolver:
     def flush(self, active: ActiveRules, sequencer: Sequencer) -> None:
         """Recompute touched endpoints; pass their updates on and adjust active policies/profiles."""
         dirty, self._dirty = self._dirty, set()
+        # Workloads matching the same policies get the same tiers; policies and tiers cannot change mid-flush.
+        memo: dict[frozenset[PolicyID], tuple[frozenset[PolicyID], tuple[TierInfo, ...]]] = {}
         for key in dirty:
             info = self._endpoints.get(key)
             old_applied = self._applied.pop(key, frozenset())
@@ -206,7 +208,7 @@ class PolicyResolver:
                 else:
                     event = WorkloadEndpointRemove(key)
             else:
-                applied, event = self._resolve(key, info)
+                applied, event = self._resolve(key, info, memo)
                 profiles = frozenset(info.profile_ids)
                 self._applied[key] = applied
                 self._profiles[key] = profiles
@@ -221,26 +223,36 @@ class PolicyResolver:
                 active.unref_profile(name)
             sequencer.endpoint(key, event)
 
-    def _resolve(self, key: EndpointKey, info: LocalInfo) -> tuple[frozenset[PolicyID], EndpointEvent]:
+    def _resolve(
+        self,
+        key: EndpointKey,
+        info: LocalInfo,
+        memo: dict[frozenset[PolicyID], tuple[frozenset[PolicyID], tuple[TierInfo, ...]]],
+    ) -> tuple[frozenset[PolicyID], EndpointEvent]:
         policies = self._policies
         labels = self._index.effective_labels(key) or {}
         label_items = tuple(sorted(labels.items()))
-        entries = [_entry(pid, policies[pid]) for pid in self._matches.get(key, ())]
         if isinstance(info, LocalWorkload):
             assert isinstance(key, WorkloadEndpointID)
-            normal = [e for e in entries if e[5].normal]
+            matched = frozenset(self._matches.get(key, ()))
+            found = memo.get(matched)
+            if found is None:
+                normal = [e for e in (_entry(pid, policies[pid]) for pid in matched) if e[5].normal]
+                found = memo[matched] = (frozenset(e[4] for e in normal), self._tier_infos(normal))
+            applied, tiers = found
             update = WorkloadEndpointUpdate(
                 endpoint_id=key,
                 iface=info.iface,
                 mac=info.mac,
                 ipv4_nets=info.ipv4_nets,
                 ipv6_nets=info.ipv6_nets,
-                tiers=self._tier_infos(normal),
+                tiers=tiers,
                 profile_ids=info.profile_ids,
                 allow_spoofed_source_prefixes=info.allow_spoofed_source_prefixes,
                 labels=label_items,
             )
-            return frozenset(e[4] for e in normal), update
+            return applied, update
+        entries = [_entry(pid, policies[pid]) for pid in self._matches.get(key, ())]
         assert isinstance(key, HostEndpointKey) and isinstance(info, LocalHost)
         if info.quarantined:
             entries = []

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from calico.datastore.kv import KVStore
 
 DEFAULT_CONFIG_FILE = "/etc/calico/calicoctl.cfg"
@@ -93,6 +91,8 @@ def from_env(env: Mapping[str, str]) -> DatastoreConfig:
 
 
 def from_file(path: str) -> DatastoreConfig:
+    import yaml  # late: calico-felix imports this module but rarely reads a config file (PyYAML ~8 ms)
+
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as e:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"calico-felix: {e}", file=sys.stderr)
         return EXIT_FATAL
     setup = configure_logging(config)
+    # Everything imported so far (pydantic schemas, modules) lives as long as the process: move it out of the
+    # collector's generations so the start-of-day snapshot's allocations do not keep re-scanning it (~80 ms).
+    gc.freeze()
     try:
         return asyncio.run(run(config, os.environ, log_setup=setup))
     finally:

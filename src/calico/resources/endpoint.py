@@ -43,6 +43,14 @@ __all__ = [
 _CONTAINER_ID = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?\Z")
 
 
+# The canonical `a.b.c.d/32` (or bare `a.b.c.d`) exactly as the slow path prints it back: ASCII decimal octets,
+# no leading zeros, at most 255. Every remote endpoint has its own address, so the cache below misses at start
+# of day; this covers the usual case without `ipaddress` (~10 µs each) and without filling the cache (~150 B an
+# entry). Anything else takes the full, cached parse.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_CANONICAL_V4_HOST = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/32)?\Z")
+
+
 @lru_cache(maxsize=16384)
 def _host_cidr(text: str) -> str:
     iface = parse_interface(text, "IP network")
@@ -55,6 +63,8 @@ def _check_host_cidr(value: Any) -> str:
     """A single address as a CIDR (/32 or /128); a bare IP gets the full prefix."""
     if not isinstance(value, str):
         raise ValueError(f"IP network must be a string (got {show(value)})")
+    if type(value) is str and _CANONICAL_V4_HOST.match(value):  # a plain str: returned as is
+        return value if "/" in value else f"{value}/32"
     return _host_cidr(value)
 
 

@@ -69,6 +69,7 @@ def check_label_name(value: Any, what: str = "name") -> str:
     return s
 
 
+@lru_cache(maxsize=4096)  # label keys and values repeat across thousands of endpoints
 def qualified_name_problem(key: str) -> str | None:
     """Why `key` is not a Kubernetes qualified name (`[prefix/]name`), or None if it is."""
     prefix, slash, name = key.rpartition("/")
@@ -86,6 +87,7 @@ def qualified_name_problem(key: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # label keys and values repeat across thousands of endpoints
 def label_value_problem(value: str) -> str | None:
     if value == "":
         return None

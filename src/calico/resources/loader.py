@@ -9,11 +9,9 @@ renders resources as calicoctl prints them.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import yaml
 from pydantic import ValidationError
 
 from calico.resources.errors import Problem, ResourceError, problems_from_validation_error, show
@@ -21,56 +19,6 @@ from calico.resources.meta import API_VERSION, Resource
 from calico.resources.registry import KINDS
 
 __all__ = ["dump_documents", "load_documents", "parse_resource"]
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML loading with the YAML 1.1 surprises that Kubernetes' decoder lacks removed:
-    no base-60 numbers ("6040:6050" stays a port range, not 362450), no timestamps (kept as
-    text), and no "=" value tag."""
-
-
-_DROPPED_TAGS = {
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:timestamp",
-    "tag:yaml.org,2002:value",
-}
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_INT = (
-    "tag:yaml.org,2002:int",
-    re.compile(
-        r"""^(?:[-+]?0b[0-1_]+
-        |[-+]?0[0-7_]+
-        |[-+]?(?:0|[1-9][0-9_]*)
-        |[-+]?0x[0-9a-fA-F_]+)$""",
-        re.X,
-    ),
-    list("-+0123456789"),
-)
-_FLOAT = (
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)
-        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe YAML output that quotes any string either YAML 1.1 readers or `_Loader` would read as a
-    number (e.g. "1e5", "6040:6050"), so output reloads as the same strings everywhere."""
-
-
-for _resolver in (_INT, _FLOAT):
-    _Loader.add_implicit_resolver(*_resolver)
-    _Dumper.add_implicit_resolver(*_resolver)
 
 
 def _where(source: str, index: int) -> str:
@@ -165,9 +113,13 @@ def _decode(text: str, source: str) -> tuple[list[Any], list[Problem]]:
 
 
 def _decode_yaml(text: str, where: str) -> tuple[list[Any], list[Problem]]:
+    import yaml  # late: PyYAML costs every importer of resources (calico-felix) ~8 ms and only calicoctl reads YAML
+
+    from calico.resources.yamlio import Loader
+
     docs: list[Any] = []
     try:
-        for doc in yaml.load_all(text, Loader=_Loader):  # a SafeLoader subclass
+        for doc in yaml.load_all(text, Loader=Loader):  # a SafeLoader subclass
             docs.append(doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -256,5 +208,9 @@ def dump_documents(
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if fmt == "yaml":
-        return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
+        import yaml  # late, as in _decode_yaml
+
+        from calico.resources.yamlio import Dumper
+
+        return yaml.dump(data, Dumper=Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
     raise ValueError(f"unknown output format {fmt!r}: use yaml or json")

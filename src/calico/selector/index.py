@@ -265,18 +265,34 @@ class LabelIndex:
             self._relabel(item_id, rec, self._effective(rec.own, rec.parents))
 
     def _link_parents(self, item_id: ItemId, old: tuple[ParentId, ...], new: tuple[ParentId, ...]) -> None:
+        if not old:  # a new item (start of day: every item): no set arithmetic needed
+            parent_items = self._parent_items
+            for parent_id in new:
+                members = parent_items.get(parent_id)
+                if members is None:
+                    parent_items[parent_id] = {item_id}
+                else:
+                    members.add(item_id)
+            return
         for parent_id in set(old).difference(new):
             _discard(self._parent_items, parent_id, item_id)
         for parent_id in set(new).difference(old):
             self._parent_items.setdefault(parent_id, set()).add(item_id)
 
     def _effective(self, own: dict[str, str], parents: tuple[ParentId, ...]) -> dict[str, str]:
-        if not parents:
-            return own
-        merged: dict[str, str] = {}
+        """The merged labels; `own` itself (never mutated) when no parent has labels, saving a dict per item."""
+        merged: dict[str, str] | None = None
+        parent_labels = self._parent_labels
         # Apply the lowest-priority source first so higher-priority ones overwrite it.
         for parent_id in reversed(parents):
-            merged.update(self._parent_labels.get(parent_id, _NO_LABELS))
+            labels = parent_labels.get(parent_id)
+            if labels:
+                if merged is None:
+                    merged = dict(labels)
+                else:
+                    merged.update(labels)
+        if merged is None:
+            return own
         merged.update(own)
         return merged
 
@@ -292,9 +308,14 @@ class LabelIndex:
         changed: set[str] | None
         if old is None:
             changed = None
+            # Not setdefault(h, set()): that builds a throwaway set per label of each new item (start of day).
             for key, value in new.items():
-                items_by_hook.setdefault((key, value), set()).add(item_id)
-                items_by_hook.setdefault((key, None), set()).add(item_id)
+                for hook in ((key, value), (key, None)):
+                    members = items_by_hook.get(hook)
+                    if members is None:
+                        items_by_hook[hook] = {item_id}
+                    else:
+                        members.add(item_id)
             candidates.update(self._unhooked)
         else:
             changed = {k for k, v in old.items() if new.get(k) != v}
@@ -316,13 +337,16 @@ class LabelIndex:
                     candidates.update(found)
             # Current matches: some may stop matching.
             candidates.update(rec.matches)
-        for key, value in new.items():
-            found = sels_by_hook.get((key, value))
-            if found:
-                candidates.update(found)
-            found = sels_by_hook.get((key, None))
-            if found:
-                candidates.update(found)
+        if sels_by_hook:  # empty while the snapshot's items arrive before any selector
+            for key, value in new.items():
+                found = sels_by_hook.get((key, value))
+                if found:
+                    candidates.update(found)
+                found = sels_by_hook.get((key, None))
+                if found:
+                    candidates.update(found)
+        if not candidates:
+            return
         matches = rec.matches
         evaluated = 0
         for sel_id in candidates:
