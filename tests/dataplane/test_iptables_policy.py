@@ -237,12 +237,14 @@ async def test_tamper_is_detected_and_repaired(wls: World, ipt: IptablesBackend,
     assert not await ipt.check_and_repair(state)
     ipt4, ipt6, ipset = ipt_cmd(wls, flavour), ipt_cmd(wls, flavour, 6), ipset_cmd(wls)
     tw_b = r.tw_chain(wls.workloads["b"].iface)
+    assert ipt.planner.applied is not None
+    group_b = ipt.planner.applied.models[4][tw_b].rules[-1].target.split()[-1]  # b's policy group (goto)
     pi = r.policy_chain(ev.PolicyID("default", "allow-sel", "ns1"), True)
     set4 = ips.set_name("sel", 4)
     jump = ["-m", "comment", "--comment", f"cali:{r.jump_hash('FORWARD', r.FORWARD)}", "-j", r.FORWARD]
     tampering = [
         [[*ipt4, "-F", tw_b]],  # flushed chain
-        [[*ipt4, "-F", tw_b], [*ipt4, "-F", pi], [*ipt4, "-X", pi]],  # deleted chain
+        [[*ipt4, "-F", group_b], [*ipt4, "-F", pi], [*ipt4, "-X", pi]],  # deleted chain
         [[*ipt4, "-D", "FORWARD", *jump]],  # removed jump
         [[*ipt6, "-F", r.FROM_WL]],  # v6 flushed dispatch
         [[*ipset, "flush", set4]],  # emptied set

@@ -154,12 +154,19 @@ def test_unrenderable_rule_fails_closed() -> None:
 
 def test_endpoint_chain_tiers_profiles_and_anti_spoof() -> None:
     tier = ev.TierInfo("default", "Deny", ingress_policies=(PID, ev.PolicyID("default", "missing", "ns1")))
-    fw, tw = r.endpoint_chains(endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
+    fw, tw, out_group, in_group = r.endpoint_chains(
+        endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
     fw_text = [f"{x.match} {x.target}".strip() for x in fw.rules]
-    assert fw_text[0] == "-j MARK --set-xmark 0x0/0x30000" and fw_text[1] == "! -s 198.18.1.2 -j DROP"
-    tw_text = [f"{x.match} {x.target}".strip() for x in tw.rules]
+    assert fw_text == ["-j MARK --set-xmark 0x0/0x30000", "! -s 198.18.1.2 -j DROP", f"-g {out_group.name}"]
+    assert [f"{x.match} {x.target}".strip() for x in tw.rules] == [
+        "-j MARK --set-xmark 0x0/0x30000", f"-g {in_group.name}"]
+    assert in_group.name.startswith("cali-pgi-") and len(in_group.name) <= r.MAX_CHAIN
+    # Endpoints with the same policies share their groups; other policies, other groups.
+    again = r.endpoint_chains(endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
+    assert again[3].name == in_group.name
+    assert r.endpoint_chains(endpoint(), 4, {}, {})[3].name != in_group.name
+    tw_text = [f"{x.match} {x.target}".strip() for x in in_group.rules]
     assert tw_text == [
-        "-j MARK --set-xmark 0x0/0x30000",
         "-m mark --mark 0x0/0x20000 -j cali-pi-default/ns1/p1",
         "-m mark --mark 0x10000/0x10000 -j RETURN",
         "-m mark --mark 0x0/0x20000 -j DROP",  # missing policy: fail closed
@@ -272,3 +279,25 @@ def test_set_removed_while_still_referenced_is_emptied_not_destroyed() -> None:
     plan = planner.plan_incremental(s, s.take_dirty())
     assert not plan.ipset_post and f"swap {ips.temp_name(ips.set_name('sel', 4))}" in plan.ipset_pre
     assert not plan.sets[ips.set_name("sel", 4)].members
+
+
+def test_policy_group_is_shared_and_removed_with_its_last_user() -> None:
+    tier = ev.TierInfo("default", "Deny", ingress_policies=(PID,))
+    twin = ev.WorkloadEndpointUpdate(ev.WorkloadEndpointID("ns1", "twin"), "calitwin", None, ("198.18.1.9/32",),
+                                     (), (tier,), ())
+    s = state_with(ev.PolicyUpdate(PID, (rule(),), ()), endpoint(tiers=[tier]), twin)
+    s.take_dirty()
+    planner = Planner()
+    full = plan_full(s, _empty_kernel(), set())
+    planner.commit(full)
+    group = r.endpoint_chains(twin, 4, s.policies, s.profiles)[3].name
+    assert group in full.models[4] and full.tables[4].count(f":{group} ") == 1  # one chain for both endpoints
+    s.apply(ev.WorkloadEndpointRemove(EID))
+    plan = planner.plan_incremental(s, s.take_dirty())
+    planner.commit(plan)
+    assert f"-X {group}" not in plan.tables[4] and "-X cali-tw-cali0123456789a" in plan.tables[4]
+    s.apply(ev.WorkloadEndpointRemove(twin.endpoint_id))
+    plan = planner.plan_incremental(s, s.take_dirty())
+    assert f"-X {group}" in plan.tables[4] and f"-X {group}" in plan.tables[6]
+    assert group not in plan.models[4]
+

@@ -36,6 +36,7 @@ class Plan:
     ifaces: dict[ev.WorkloadEndpointID, str]
     state_sets: set[str]  # kernel set names that come from the state's IP sets (not just from references)
     stats: dict[str, int] = field(default_factory=dict)
+    groups: dict[ev.WorkloadEndpointID, tuple[str, ...]] = field(default_factory=dict)  # policy groups in use
 
     @property
     def text(self) -> str:
@@ -76,8 +77,14 @@ def plan_full(
     }
     ifaces = {eid: ep.iface for eid, ep in state.endpoints.items()}
     stats = {"chains": sum(len(m) for m in models.values()), "sets": len(sets)}
+    groups = {eid: _group_names(r.endpoint_chains(ep, 4, state.policies, state.profiles))
+              for eid, ep in state.endpoints.items()}
     return Plan(True, ips.restore_text(pre), tables, ips.restore_text(post), models, sets, _refs(models), ifaces,
-                state_sets, stats)
+                state_sets, stats, groups)
+
+
+def _group_names(chains: list[r.Chain]) -> tuple[str, ...]:
+    return tuple(c.name for c in chains if c.name.startswith(r.GROUP_PREFIXES))
 
 
 class Planner:
@@ -104,6 +111,7 @@ class Planner:
         delete: dict[int, set[str]] = {f: set() for f in FAMILIES}
         refs = Counter(old.refs)
         ifaces = dict(old.ifaces)
+        groups = dict(old.groups)
 
         def drop(name: str) -> None:
             for f in FAMILIES:
@@ -152,9 +160,13 @@ class Planner:
                         put(f, c)
             for eid in dirty.endpoints:
                 if (ep := state.endpoints.get(eid)) is not None:
-                    for c in r.endpoint_chains(ep, f, state.policies, state.profiles):
+                    chains = r.endpoint_chains(ep, f, state.policies, state.profiles)
+                    for c in chains:
                         put(f, c)
                     ifaces[eid] = ep.iface
+                    groups[eid] = _group_names(chains)
+                else:
+                    groups.pop(eid, None)
             if dirty.endpoints:
                 for c in r.dispatch_chains(ifaces.values(), state.interface_prefixes):
                     put(f, c)
@@ -165,6 +177,11 @@ class Planner:
                 for c in hep_chains:
                     put(f, c)
                 hep_names.append({c.name for c in hep_chains})
+        if dirty.endpoints:
+            # A policy group goes when no endpoint uses it any more (after the rules that went to it changed).
+            in_use = {n for names in groups.values() for n in names}
+            for name in {n for f in FAMILIES for n in models[f] if n.startswith(r.GROUP_PREFIXES)} - in_use:
+                drop(name)
         if hep_names:
             keep = set().union(*hep_names)
             for name in {n for f in FAMILIES for n in models[f] if r.is_hep_chain(n)} - keep:
@@ -215,4 +232,4 @@ class Planner:
             "ipset_lines": len(pre) + len(post),
         }
         return Plan(False, ips.restore_text(pre), tables, ips.restore_text(post), models, sets, refs, ifaces,
-                    state_sets, stats)
+                    state_sets, stats, groups)

@@ -24,7 +24,8 @@ Out: `Chain`s (name, rules as iptables match/target text, the ipsets they name) 
                                then DefaultEndpointToHostAction
     cali-from-wl-dispatch      -i <iface> -g cali-fw-<iface> ...; -i <prefix>+ DROP   <- fail closed
     cali-to-wl-dispatch        -o <iface> -g cali-tw-<iface> ...; -o <prefix>+ DROP
-    cali-fw-<iface>/cali-tw-<iface>  clear marks, anti-spoof (fw), tiers, profiles, DROP
+    cali-fw-<iface>/cali-tw-<iface>  clear marks, anti-spoof (fw), goto the endpoint's policy group
+    cali-pgi-/cali-pgo-<hash>  a policy group: tiers, profiles, DROP; shared by endpoints with equal policies
     cali-pi-<id>/cali-po-<id>  a policy's inbound / outbound rules; cali-pri-<id>/cali-pro-<id> a profile's
 
 Allow sets MARK_ACCEPT and returns, Pass sets MARK_PASS and returns (an iptables rule has one target, so the
@@ -386,16 +387,30 @@ def endpoint_chains(
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
 ) -> list[Chain]:
-    """cali-fw-<iface> (from the workload: its egress policy) and cali-tw-<iface> (its ingress policy)."""
+    """cali-fw-<iface> (from the workload: anti-spoofing, then its egress policy) and cali-tw-<iface> (its
+    ingress policy), each ending in a goto to a policy-group chain: the tier/policy/profile sequence of one
+    direction, named by its content and shared by every endpoint with the same policies (as in the nftables
+    backend), so a new endpoint writes a few rules instead of hundreds. A goto keeps RETURN semantics."""
+    out_group = group_chain(_endpoint_policy_rules(ep, False, known_policies, known_profiles), False)
+    in_group = group_chain(_endpoint_policy_rules(ep, True, known_policies, known_profiles), True)
     fw = [_clear(MARK_BOTH)]
     own = _nets([*(ep.ipv4_nets if fam == 4 else ep.ipv6_nets), *ep.allow_spoofed_source_prefixes], fam)
     if own:
         fw.append(Rule(" ".join(_not_nets("-s", own, plain_ok=True)), "-j DROP"))  # anti-spoofing
     else:
         fw.append(Rule("", "-j DROP"))  # no address of this family: nothing of it may leave
-    fw += _endpoint_policy_rules(ep, False, known_policies, known_profiles)
-    tw = [_clear(MARK_BOTH), *_endpoint_policy_rules(ep, True, known_policies, known_profiles)]
-    return [Chain(fw_chain(ep.iface), tuple(fw)), Chain(tw_chain(ep.iface), tuple(tw))]
+    fw.append(Rule("", f"-g {out_group.name}"))
+    tw = [_clear(MARK_BOTH), Rule("", f"-g {in_group.name}")]
+    return [Chain(fw_chain(ep.iface), tuple(fw)), Chain(tw_chain(ep.iface), tuple(tw)), out_group, in_group]
+
+
+GROUP_PREFIXES = ("cali-pgi-", "cali-pgo-")
+
+
+def group_chain(rules: list[Rule], inbound: bool) -> Chain:
+    prefix = GROUP_PREFIXES[0] if inbound else GROUP_PREFIXES[1]
+    digest = _b64hash("\n".join(f"{x.match}\x00{x.target}" for x in rules), MAX_CHAIN - len(prefix))
+    return Chain(prefix + digest.replace("-", "_"), tuple(rules))
 
 
 def dispatch_chains(ifaces: Iterable[str], prefixes: tuple[str, ...]) -> list[Chain]:
