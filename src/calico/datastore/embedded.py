@@ -20,7 +20,8 @@ expired lease is removed in its own revision, with DELETE events for its keys, l
 Lease expiry uses wall-clock time, since the file is shared between processes (and survives restarts).
 
 Watch: a watcher polls `history` for rows after its cursor: every 2 ms while idle, backing off to 5 ms,
-and immediately when this same store object writes. `ResyncNeeded` when the cursor is older than the
+and immediately when this same store object writes or (inotify on the WAL file, `filewatch.py`) when any
+other process commits. `ResyncNeeded` when the cursor is older than the
 compact revision.
 
 History retention (automatic compaction), checked every 256 revisions: a revision's history is dropped
@@ -40,6 +41,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from calico.datastore.filewatch import FileChangeNotifier
 from calico.datastore.kv import (
     Compare,
     DatastoreUnavailable,
@@ -199,6 +201,7 @@ class EmbeddedKV(KVStore):
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._wake = asyncio.Event()
+        self._files: FileChangeNotifier | None = None
 
     @classmethod
     async def open(
@@ -210,6 +213,10 @@ class EmbeddedKV(KVStore):
         except BaseException:
             self._exec.shutdown(wait=False)
             raise
+        # Other processes' commits append to the WAL file (which stays while our connection is open): wake our
+        # watchers at once instead of at their next poll. Polling stays as the fallback.
+        self._files = FileChangeNotifier(self.path + "-wal", self._notify)
+        self._files.start()
         return self
 
     # --- worker-thread plumbing ----------------------------------------------------------------
@@ -513,6 +520,8 @@ class EmbeddedKV(KVStore):
     async def close(self) -> None:
         if self._closed:
             return
+        if self._files is not None:
+            self._files.stop()
         try:
             await self._run(self._close_conn)
         finally:
