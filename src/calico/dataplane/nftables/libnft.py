@@ -14,6 +14,7 @@ belongs to the target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import threading
@@ -22,6 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 _OUTPUT_JSON = 1 << 4
 _LIB_NAME = "libnftables.so.1"
 _CLONE_NEWNET = 0x40000000
+_TRIM_AFTER = 64 * 1024  # bytes of command text
+
+
+def _malloc_trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 class LibNftError(RuntimeError):
@@ -106,6 +113,10 @@ class LibNft:
                 err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
             finally:
                 lib.nft_ctx_set_dry_run(ctx, False)
+            if len(text) > _TRIM_AFTER or json_output:
+                # A whole-table load or listing leaves megabytes free in this thread's malloc arena (about
+                # 1 MB per 1k set elements); hand them back rather than carry them for the agent's life.
+                _malloc_trim()
             if rc != 0:
                 raise LibNftError(f"libnftables failed ({rc}): {err[:2000]}")
             return out
