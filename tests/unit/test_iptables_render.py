@@ -180,9 +180,15 @@ def test_endpoint_chain_tiers_profiles_and_anti_spoof() -> None:
 
 
 def test_dispatch_and_base_chains() -> None:
-    fw, tw = r.dispatch_chains(["calib", "calia"], ("cali", "tap"))
-    assert [x.match for x in fw.rules] == ["-i calia", "-i calib", "-i cali+", "-i tap+"]
-    assert fw.rules[0].target == "-g cali-fw-calia" and tw.rules[-1] == r.Rule("-o tap+", "-j DROP")
+    chains = {c.name: c for c in r.dispatch_chains(["calib1", "calia1", "calia2", "tap7", "cali"], ("cali", "tap"))}
+    fw, tw = chains[r.FROM_WL], chains[r.TO_WL]
+    # Top level: exact match for a bare-prefix name, one bucket per character after the prefix, then drop.
+    assert [(x.match, x.target) for x in fw.rules] == [
+        ("-i cali", "-g cali-fw-cali"), ("-i calia+", "-g cali-fwd-calia"), ("-i calib+", "-g cali-fwd-calib"),
+        ("-i tap7+", "-g cali-fwd-tap7"), ("-i cali+", "-j DROP"), ("-i tap+", "-j DROP")]
+    assert [(x.match, x.target) for x in chains["cali-fwd-calia"].rules] == [
+        ("-i calia1", "-g cali-fw-calia1"), ("-i calia2", "-g cali-fw-calia2"), ("", "-j DROP")]
+    assert tw.rules[-1] == r.Rule("-o tap+", "-j DROP") and "cali-twd-calib" in chains
     chains = {c.name: c for c in r.base_chains(6, ("cali",), "Accept")}
     to_host = [f"{x.match} {x.target}" for x in chains[r.WL_TO_HOST].rules]
     assert any("--dport 53" in t and "udp" in t for t in to_host) and to_host[-1].endswith("-j ACCEPT")
@@ -301,3 +307,16 @@ def test_policy_group_is_shared_and_removed_with_its_last_user() -> None:
     assert f"-X {group}" in plan.tables[4] and f"-X {group}" in plan.tables[6]
     assert group not in plan.models[4]
 
+
+
+def test_dispatch_bucket_goes_with_its_last_interface() -> None:
+    s = state_with(endpoint(iface="calia1"))
+    s.take_dirty()
+    planner = Planner()
+    planner.commit(plan_full(s, _empty_kernel(), set()))
+    s.apply(endpoint(iface="calib1"))  # same endpoint, new interface: bucket "calia" empties, "calib" appears
+    plan = planner.plan_incremental(s, s.take_dirty())
+    assert "-X cali-fwd-calia" in plan.tables[4] and ":cali-fwd-calib - [0:0]" in plan.tables[4]
+    assert "-X cali-twd-calia" in plan.tables[6]
+    planner.commit(plan)
+    assert "cali-fwd-calia" not in plan.models[4] and "cali-fwd-calib" in plan.models[4]

@@ -168,8 +168,12 @@ class Planner:
                 else:
                     groups.pop(eid, None)
             if dirty.endpoints:
-                for c in r.dispatch_chains(ifaces.values(), state.interface_prefixes):
+                dispatch = r.dispatch_chains(ifaces.values(), state.interface_prefixes)
+                for c in dispatch:
                     put(f, c)
+                keep = {c.name for c in dispatch}
+                for name in [n for n in models[f] if n.startswith(r.DISPATCH_BUCKET_PREFIXES) and n not in keep]:
+                    drop(name)  # a bucket whose last interface went
             if dirty.host_endpoints or dirty.policies or dirty.profiles:
                 # Host endpoint chains name policies and profiles: re-render them (put() skips unchanged ones),
                 # so a policy that arrived after the endpoint replaces its fail-closed drop.

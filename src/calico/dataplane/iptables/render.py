@@ -22,8 +22,10 @@ Out: `Chain`s (name, rules as iptables match/target text, the ipsets they name) 
                                see `stages.py`; what they allow skips the host endpoint chains above
     cali-wl-to-host            ct, DHCP, DNS, IPv6 ND accepted; egress policy via cali-from-wl-dispatch;
                                then DefaultEndpointToHostAction
-    cali-from-wl-dispatch      -i <iface> -g cali-fw-<iface> ...; -i <prefix>+ DROP   <- fail closed
-    cali-to-wl-dispatch        -o <iface> -g cali-tw-<iface> ...; -o <prefix>+ DROP
+    cali-from-wl-dispatch      -i cali7+ -g cali-fwd-cali7 (a bucket per first character after the prefix);
+                               -i <prefix>+ DROP   <- fail closed
+    cali-fwd-<bucket>          -i <iface> -g cali-fw-<iface> ...; DROP
+    cali-to-wl-dispatch, cali-twd-<bucket>   the same for -o / cali-tw-<iface>
     cali-fw-<iface>/cali-tw-<iface>  clear marks, anti-spoof (fw), goto the endpoint's policy group
     cali-pgi-/cali-pgo-<hash>  a policy group: tiers, profiles, DROP; shared by endpoints with equal policies
     cali-pi-<id>/cali-po-<id>  a policy's inbound / outbound rules; cali-pri-<id>/cali-pro-<id> a profile's
@@ -413,12 +415,38 @@ def group_chain(rules: list[Rule], inbound: bool) -> Chain:
     return Chain(prefix + digest.replace("-", "_"), tuple(rules))
 
 
+DISPATCH_BUCKET_PREFIXES = ("cali-fwd-", "cali-twd-")
+
+
 def dispatch_chains(ifaces: Iterable[str], prefixes: tuple[str, ...]) -> list[Chain]:
-    """Interface -> endpoint chain (goto, so the endpoint's RETURN goes back to our caller); then drop."""
-    names = sorted(set(ifaces))
-    fw = [Rule(f"-i {i}", f"-g {fw_chain(i)}") for i in names] + [Rule(f"-i {p}+", "-j DROP") for p in prefixes]
-    tw = [Rule(f"-o {i}", f"-g {tw_chain(i)}") for i in names] + [Rule(f"-o {p}+", "-j DROP") for p in prefixes]
-    return [Chain(FROM_WL, tuple(fw)), Chain(TO_WL, tuple(tw))]
+    """Interface -> endpoint chain (goto, so the endpoint's RETURN goes back to our caller); unknown: drop.
+
+    Two levels, so adding an endpoint rewrites a handful of rules rather than one rule per endpoint: the top
+    chain goes by the first character after the prefix (`-i cali7+ -g cali-fwd-cali7`; Calico's names are the
+    prefix + hex, so up to 16 buckets), each bucket holds its interfaces' exact matches and ends in DROP."""
+    buckets: dict[str, list[str]] = {}
+    direct: list[str] = []  # a name no longer than its prefix has no bucket character: matched at the top
+    by_length = sorted(prefixes, key=len, reverse=True)
+    for name in sorted(set(ifaces)):
+        prefix = next((p for p in by_length if name.startswith(p)), "")
+        if len(name) > len(prefix):
+            buckets.setdefault(name[: len(prefix) + 1], []).append(name)
+        else:
+            direct.append(name)
+    out = []
+    for flag, bucket_prefix, top, chain_of in (
+        ("-i", DISPATCH_BUCKET_PREFIXES[0], FROM_WL, fw_chain),
+        ("-o", DISPATCH_BUCKET_PREFIXES[1], TO_WL, tw_chain),
+    ):
+        rules = [Rule(f"{flag} {n}", f"-g {chain_of(n)}") for n in direct]
+        for key, names in sorted(buckets.items()):
+            bucket = _chain_id(bucket_prefix, key)
+            rules.append(Rule(f"{flag} {key}+", f"-g {bucket}"))
+            out.append(Chain(bucket, (*(Rule(f"{flag} {n}", f"-g {chain_of(n)}") for n in names),
+                                      Rule("", "-j DROP"))))
+        rules += [Rule(f"{flag} {p}+", "-j DROP") for p in prefixes]
+        out.append(Chain(top, tuple(rules)))
+    return out
 
 
 def base_chains(
