@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -62,13 +63,18 @@ def workload(world: World, name: str, profiles=("allow-all",)) -> ev.WorkloadEnd
 
 
 @pytest.fixture(params=["nft", "iptables"])
-def fw(request: pytest.FixtureRequest, world: World) -> NftBackend | IptablesBackend:
+def fw(request: pytest.FixtureRequest, world: World) -> Iterator[NftBackend | IptablesBackend]:
     if request.param == "nft":
-        return NftBackend(world.host)
+        backend = NftBackend(world.host)
+        try:
+            yield backend
+        finally:
+            backend.close()  # its libnftables thread holds the namespace until it ends
+        return
     for tool in ("iptables-nft-restore", "ip6tables-nft-restore", "ipset"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed")
-    return IptablesBackend(world.host, "nft")
+    yield IptablesBackend(world.host, "nft")
 
 
 @pytest.fixture
