@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from calico.lab.probe import probe
 from tests.lab.conftest import Lab, LabFactory
 
 pytestmark = pytest.mark.heavy
@@ -219,3 +220,85 @@ def test_matrix_prints_the_expected_table(world: Lab) -> None:
     expected[("client", "web")] = "ok"  # NetworkPolicy
     expected[("client", "pa")] = expected[("other", "pa")] = expected[("web", "pa")] = "ok"  # pa's profile
     assert cells == expected, out
+
+
+HOST_POLICY = """\
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: h1-uplink
+  labels:
+    role: lab-host
+spec:
+  node: h1
+  expectedIPs: ["{ip}"]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: host-untracked
+spec:
+  selector: role == 'lab-host'
+  doNotTrack: true
+  applyOnForward: true
+  order: 10
+  ingress:
+  - action: Deny
+    protocol: TCP
+    destination:
+      ports: [7777]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: host-pre-dnat
+spec:
+  selector: role == 'lab-host'
+  preDNAT: true
+  applyOnForward: true
+  order: 10
+  ingress:
+  - action: Deny
+    protocol: TCP
+    destination:
+      ports: [7778]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: host-normal
+spec:
+  selector: role == 'lab-host'
+  order: 20
+  ingress:
+  - action: Deny
+    protocol: TCP
+    destination:
+      ports: [7779]
+  - action: Allow
+  egress:
+  - action: Allow
+"""
+
+
+def test_host_endpoint_policy_from_the_datastore(world: Lab) -> None:
+    """calicoctl → datastore → felix's graph → kernel: a HostEndpoint found by its expected IP (no interfaceName)
+    with doNotTrack, preDNAT and normal policy, probed from the fabric into the host."""
+    st = world.state
+    host_ip = st.hosts["h1"].addr4.split("/")[0]
+
+    def from_fabric(port: int) -> bool:
+        return probe(world.state.fabric_ns, world.host_ns(), host_ip, "tcp", port, 0.5).ok
+
+    manifest = HOST_POLICY.replace("{ip}", host_ip)
+    assert all(from_fabric(p) for p in (7777, 7778, 7779, 7780))  # no host endpoint: host traffic untouched
+    world.apply(manifest)
+    try:
+        world.wait_for(lambda: not from_fabric(7779), CONVERGE, "normal host endpoint policy in force")
+        world.wait_for(lambda: not from_fabric(7777), CONVERGE, "doNotTrack policy in force")
+        world.wait_for(lambda: not from_fabric(7778), CONVERGE, "preDNAT policy in force")
+        assert from_fabric(7780)  # allowed by the normal policy
+        assert world.readiness() == 200  # felix still talks to its datastore (failsafe ports)
+    finally:
+        world.delete(manifest)
+    world.wait_for(lambda: all(from_fabric(p) for p in (7777, 7778, 7779)), CONVERGE, "host endpoint gone")
