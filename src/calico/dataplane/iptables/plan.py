@@ -77,14 +77,10 @@ def plan_full(
     }
     ifaces = {eid: ep.iface for eid, ep in state.endpoints.items()}
     stats = {"chains": sum(len(m) for m in models.values()), "sets": len(sets)}
-    groups = {eid: _group_names(r.endpoint_chains(ep, 4, state.policies, state.profiles))
-              for eid, ep in state.endpoints.items()}
+    groups = {eid: r.endpoint_groups(models[4], ep.iface) for eid, ep in state.endpoints.items()}
     return Plan(True, ips.restore_text(pre), tables, ips.restore_text(post), models, sets, _refs(models), ifaces,
                 state_sets, stats, groups)
 
-
-def _group_names(chains: list[r.Chain]) -> tuple[str, ...]:
-    return tuple(c.name for c in chains if c.name.startswith(r.GROUP_PREFIXES))
 
 
 class Planner:
@@ -160,11 +156,10 @@ class Planner:
                         put(f, c)
             for eid in dirty.endpoints:
                 if (ep := state.endpoints.get(eid)) is not None:
-                    chains = r.endpoint_chains(ep, f, state.policies, state.profiles)
-                    for c in chains:
+                    for c in r.endpoint_chains(ep, f, state.policies, state.profiles):
                         put(f, c)
                     ifaces[eid] = ep.iface
-                    groups[eid] = _group_names(chains)
+                    groups[eid] = r.endpoint_groups(models[f], ep.iface)
                 else:
                     groups.pop(eid, None)
             if dirty.endpoints:

@@ -409,6 +409,12 @@ def endpoint_chains(
 GROUP_PREFIXES = ("cali-pgi-", "cali-pgo-")
 
 
+def endpoint_groups(model: dict[str, Chain], iface: str) -> tuple[str, ...]:
+    """The policy groups an endpoint's rendered chains go to: the target of each one's last rule (`-g <group>`),
+    read back from `model` rather than rendered again."""
+    return tuple(model[c].rules[-1].target.removeprefix("-g ") for c in (fw_chain(iface), tw_chain(iface)))
+
+
 def group_chain(rules: list[Rule], inbound: bool) -> Chain:
     prefix = GROUP_PREFIXES[0] if inbound else GROUP_PREFIXES[1]
     digest = _b64hash("\n".join(f"{x.match}\x00{x.target}" for x in rules), MAX_CHAIN - len(prefix))
@@ -535,6 +541,18 @@ def _hep_policy_chain(
     return Chain(name, (*head, _clear(MARK_BOTH), *rules))
 
 
+def hep_dispatch(name: str, flag: str, prefixes: tuple[str, ...], heps: list[ev.HostEndpointUpdate], kind: str,
+                 head: tuple[Rule, ...] = ()) -> Chain:
+    """Dispatch to per-interface host endpoint chains of `kind` (after `head`): workload interfaces and loopback
+    return first (host endpoint rules never police them), then each endpoint's interface, "*" catching the rest."""
+    rules = [*head, *(Rule(f"{flag} {p}+", "-j RETURN") for p in prefixes), Rule(f"{flag} lo", "-j RETURN")]
+    for hep in heps:
+        iface = hep.iface or ""
+        target = f"-g {hep_chain(kind, iface)}"
+        rules.append(Rule("", target) if iface == hepm.WILDCARD else Rule(f"{flag} {iface}", target))
+    return Chain(name, tuple(rules))
+
+
 def host_endpoint_chains(
     heps: list[ev.HostEndpointUpdate],
     fam: int,
@@ -560,13 +578,7 @@ def host_endpoint_chains(
         (FROM_HEP_FWD, "cali-fhfw-", "-i"),
         (TO_HEP_FWD, "cali-thfw-", "-o"),
     ):
-        # Workload interfaces and loopback are never policed by host endpoint rules.
-        rules = [Rule(f"{flag} {p}+", "-j RETURN") for p in prefixes] + [Rule(f"{flag} lo", "-j RETURN")]
-        for hep in heps:
-            iface = hep.iface or ""
-            target = f"-g {hep_chain(kind, iface)}"
-            rules.append(Rule("", target) if iface == hepm.WILDCARD else Rule(f"{flag} {iface}", target))
-        chains.append(Chain(dname, tuple(rules)))
+        chains.append(hep_dispatch(dname, flag, prefixes, heps, kind))
     for hep in heps:
         iface = hep.iface or ""
         normal = hepm.policed_normal(hep)

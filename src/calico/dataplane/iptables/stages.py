@@ -54,16 +54,6 @@ def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known: dict[ev.P
     return rules
 
 
-def _dispatch(name: str, flag: str, prefixes: tuple[str, ...], heps: list[ev.HostEndpointUpdate], kind: str,
-              head: tuple[r.Rule, ...]) -> r.Chain:
-    rules = [*head, *(r.Rule(f"{flag} {p}+", "-j RETURN") for p in prefixes), r.Rule(f"{flag} lo", "-j RETURN")]
-    for hep in heps:
-        iface = hep.iface or ""
-        target = f"-g {r.hep_chain(kind, iface)}"
-        rules.append(r.Rule("", target) if iface == hepm.WILDCARD else r.Rule(f"{flag} {iface}", target))
-    return r.Chain(name, tuple(rules))
-
-
 def _policies(heps: list[ev.HostEndpointUpdate], attr: str, state: DesiredState, fam: int) -> list[r.Chain]:
     pids = sorted({p for h in heps for t in getattr(h, attr) for p in (*t.ingress_policies, *t.egress_policies)
                    if p in state.policies}, key=str)
@@ -82,8 +72,8 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[r.Chain]]:
     if untracked:
         clear = r.Rule("", f"-j MARK --set-xmark 0x0/{MARK_HEP_ALLOWED:#x}")
         raw = [
-            _dispatch("cali-PREROUTING", "-i", prefixes, untracked, "cali-ui-", (clear,)),
-            _dispatch("cali-OUTPUT", "-o", prefixes, untracked, "cali-uo-", (clear,)),
+            r.hep_dispatch("cali-PREROUTING", "-i", prefixes, untracked, "cali-ui-", (clear,)),
+            r.hep_dispatch("cali-OUTPUT", "-o", prefixes, untracked, "cali-uo-", (clear,)),
             r.Chain(UNTRACKED_ALLOW, (
                 r.Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
                 r.Rule("", "-j CT --notrack"), r.Rule("", "-j ACCEPT"),
@@ -99,7 +89,7 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[r.Chain]]:
     if pre_dnat:
         head = (r.Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"), r.Rule(_HAS_MARK, "-j ACCEPT"))
         mangle = [
-            _dispatch("cali-PREROUTING", "-i", prefixes, pre_dnat, "cali-pd-", head),
+            r.hep_dispatch("cali-PREROUTING", "-i", prefixes, pre_dnat, "cali-pd-", head),
             r.Chain(PRE_DNAT_ALLOW, (
                 r.Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
                 r.Rule("", "-j ACCEPT"),

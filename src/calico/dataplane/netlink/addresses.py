@@ -57,11 +57,7 @@ class HostAddressMonitor:
         # flags=0: never create the namespace if it is missing. Subscribe before the dump: no news falls between.
         self._sock = AsyncIPRoute(netns=self.netns, groups=0, flags=0)
         await self._sock.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-        dump = AsyncIPRoute(netns=self.netns, groups=0, flags=0)
-        try:
-            await self._dump(dump)
-        finally:
-            dump.close()
+        await self._dump()
         self._last = self._snapshot()
         self._task = asyncio.create_task(self._monitor())
 
@@ -77,14 +73,19 @@ class HostAddressMonitor:
 
     # --- kernel news ------------------------------------------------------------------------------------
 
-    async def _dump(self, ipr: AsyncIPRoute) -> None:
-        self._names.clear()
-        self._addrs.clear()
-        async for msg in await ipr.link("dump"):
-            self._on_msg(msg)
-        for family in (socket.AF_INET, socket.AF_INET6):
-            async for msg in await ipr.addr("dump", family=family):
+    async def _dump(self) -> None:
+        """Re-read every link and address, on a socket of its own (the subscribed one carries only news)."""
+        ipr = AsyncIPRoute(netns=self.netns, groups=0, flags=0)
+        try:
+            self._names.clear()
+            self._addrs.clear()
+            async for msg in await ipr.link("dump"):
                 self._on_msg(msg)
+            for family in (socket.AF_INET, socket.AF_INET6):
+                async for msg in await ipr.addr("dump", family=family):
+                    self._on_msg(msg)
+        finally:
+            ipr.close()
 
     def _on_msg(self, msg: Any) -> None:
         kind = msg["header"]["type"]
@@ -129,11 +130,7 @@ class HostAddressMonitor:
                 log.exception("address monitor in %s failed; re-reading", self.netns or "own netns")
                 await asyncio.sleep(RESYNC_DELAY)
                 with contextlib.suppress(Exception):
-                    dump = AsyncIPRoute(netns=self.netns, groups=0, flags=0)
-                    try:
-                        await self._dump(dump)
-                    finally:
-                        dump.close()
+                    await self._dump()
             snap = self._snapshot()
             if snap != self._last:
                 self._last = snap

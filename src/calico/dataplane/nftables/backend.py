@@ -76,8 +76,6 @@ class NftBackend:
         if use_lib is None:
             use_lib = LibNft.available()
         self._lib = LibNft(netns) if use_lib else None
-        self.calls = 0  # nft transactions and listings, for felix_nft_calls
-        self.errors = 0
         self.planner = Planner()
         self.last_plan: Plan | None = None
         self.last_apply_seconds = 0.0
@@ -94,9 +92,8 @@ class NftBackend:
     # --- process I/O --------------------------------------------------------------------------------
 
     async def _run(self, text: str, *, json_output: bool = False, dry_run: bool = False) -> str:
-        """One nft command text: in-process through libnftables when programming our own namespace, else
-        `nft -f -` in the target namespace."""
-        self.calls += 1
+        """One nft command text: through libnftables when there is a context, else `nft -f -` in the target
+        namespace. Either way the call is reported to `process` observers (felix_nft_calls / _errors)."""
         try:
             if self._lib is None:
                 if json_output:  # `nft -j -f` would parse its input as JSON: pass the (one, ours) command as argv
@@ -112,7 +109,6 @@ class NftBackend:
             report("nft", time.perf_counter() - started, True)
             return out
         except (ToolError, LibNftError) as e:
-            self.errors += 1
             raise NftError(str(e)) from None
 
     async def run_transaction(self, text: str) -> None:

@@ -89,9 +89,10 @@ class Planner:
 
     def _delta_sets(
         self, sid: str, ipset: IPSet, delta: tuple[set[str], set[str]], model: r.TableModel
-    ) -> list[r.NftSet] | None:
-        """Both family sets of an address set changed only by `delta`, in time proportional to the delta; None
-        when that cannot be exact (a prefix or an odd spelling is involved, or the set is not in the model)."""
+    ) -> list[tuple[r.NftSet, set[str], set[str]]] | None:
+        """Both family sets of an address set changed only by `delta`, each with the elements that go and come;
+        None when that cannot be exact (a prefix or an odd spelling is involved, or the set is not in the
+        model)."""
         if ipset.set_type is not ev.IPSetType.NET:
             return None
         added: dict[int, set[str]] = {4: set(), 6: set()}
@@ -115,7 +116,7 @@ class Planner:
                 self._hosts[s.name] = (s, True)
             else:
                 s = prev
-            result.append(s)
+            result.append((s, gone, new))
         return result
 
     def _plan_incremental(self, state: DesiredState, dirty: Dirty) -> Plan:
@@ -212,14 +213,20 @@ class Planner:
 
         # --- sets: dirty IP sets, plus empty sets rules name before their members exist ---
         desired_sets: dict[str, r.NftSet] = {}
+        known_changes: dict[str, tuple[set[str], set[str]]] = {}  # from deltas: elements that go, that come
         gone_sets: set[str] = set()
         for sid in dirty.ipsets:
             ipset = state.ipsets.get(sid)
             if ipset is not None:
                 delta = dirty.ipset_deltas.get(sid)
-                sets = self._delta_sets(sid, ipset, delta, model) if delta is not None else None
-                for s in sets if sets is not None else r.ipset_sets(sid, ipset):
-                    desired_sets[s.name] = s
+                changed = self._delta_sets(sid, ipset, delta, model) if delta is not None else None
+                if changed is not None:
+                    for s, gone_elems, new_elems in changed:
+                        desired_sets[s.name] = s
+                        known_changes[s.name] = (gone_elems, new_elems)
+                else:
+                    for s in r.ipset_sets(sid, ipset):
+                        desired_sets[s.name] = s
             else:
                 gone_sets |= {r.set_name(sid, f, n) for f in (4, 6) for n in (False, True)}
         for name, count in refs.items():
@@ -229,17 +236,21 @@ class Planner:
             prev = model.sets.get(name)
             if prev is None:
                 set_cmds.append(f"add {r.set_decl(s)}")
+                changed_sets.add(name)
             else:
-                gone = prev.elements - s.elements
-                new = s.elements - prev.elements
+                # A delta already knows its changes; a whole re-render is compared with what was there.
+                if name in known_changes:
+                    gone, new = known_changes[name]
+                else:
+                    gone, new = prev.elements - s.elements, s.elements - prev.elements
+                if gone or new:
+                    changed_sets.add(name)
                 if gone:
                     set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(gone))} }}")
                 if new:
                     # Re-declaring the set with the new elements adds them without nft first fetching every
                     # element of every set in the table (`add element` does: ~70 ms at 80k elements vs ~4 ms).
                     set_cmds.append(f"add {r.set_decl(r.NftSet(name, s.type, s.interval, frozenset(new)))}")
-            if prev != s:
-                changed_sets.add(name)
             model.sets[name] = s
         set_tail: list[str] = []
         unreferenced = {n for n, c in refs.items() if c <= 0}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,15 +27,21 @@ _CLONE_NEWNET = 0x40000000
 _TRIM_AFTER = 64 * 1024  # bytes of command text
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _malloc_trim() -> None:
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL(None).malloc_trim(0)
+    with contextlib.suppress(AttributeError):  # not glibc: nothing to do
+        _libc().malloc_trim(0)
 
 
 class LibNftError(RuntimeError):
     pass
 
 
+@functools.cache  # one dlopen and one set of signatures per process
 def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(_LIB_NAME, use_errno=True)
     lib.nft_ctx_new.restype = ctypes.c_void_p
@@ -57,7 +64,7 @@ def _load() -> ctypes.CDLL:
 
 def _enter_netns(name: str) -> None:
     """Move the calling thread (only) into /run/netns/NAME."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if libc.setns(fd, _CLONE_NEWNET) != 0:
@@ -120,10 +127,6 @@ class LibNft:
             if rc != 0:
                 raise LibNftError(f"libnftables failed ({rc}): {err[:2000]}")
             return out
-
-    def run_sync(self, text: str, *, json_output: bool = False, dry_run: bool = False) -> str:
-        """Blocking; still runs on the worker thread, which is the one inside the namespace."""
-        return self._pool.submit(self._run_in_worker, text, json_output, dry_run).result()
 
     async def run(self, text: str, *, json_output: bool = False, dry_run: bool = False) -> str:
         loop = asyncio.get_running_loop()

@@ -647,6 +647,16 @@ def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool,
     return lines
 
 
+def _hep_dispatch(key: str, pats: list[str], heps: list[ev.HostEndpointUpdate], kind: str) -> list[str]:
+    """Dispatch to per-interface host endpoint chains of `kind`: workload interfaces and loopback return first
+    (host endpoint rules never police them), then each endpoint's interface, the "*" endpoint catching the rest."""
+    lines = [*(f"{key} {p} return" for p in pats), f'{key} "lo" return']
+    for hep in heps:
+        target = f"goto {hep_chain(kind, hep.iface or '')}"
+        lines.append(target if hep.iface == hepm.WILDCARD else f"{key} {_q(hep.iface or '')} {target}")
+    return lines
+
+
 UNTRACKED_ALLOW = "untracked-allow"
 PRE_DNAT_ALLOW = "pre-dnat-allow"
 HEP_SKIP = f"meta mark & {MARK_HEP_ALLOWED:#010x} != 0 return"
@@ -661,36 +671,32 @@ def _stage_chains(
     untracked = hepm.with_untracked(heps)
     pre_dnat = hepm.with_pre_dnat(heps)
     chains: list[NftChain] = []
-    skip_ours = [*(f"iifname {p} return" for p in pats), 'iifname "lo" return']
     if untracked:
         clear_allowed = f"meta mark set meta mark & {0xFFFFFFFF & ~MARK_HEP_ALLOWED:#010x}"
         for base, key, kind, inbound, hook in (
             ("raw-prerouting", "iifname", "ui", True, "prerouting"),
             ("raw-output", "oifname", "uo", False, "output"),
         ):
-            lines = [clear_allowed, *(f"{key} {p} return" for p in pats), f'{key} "lo" return']
+            failsafe = FAILSAFE_IN if inbound else FAILSAFE_OUT
             for hep in untracked:
-                target = f"goto {hep_chain(kind, hep.iface or '')}"
-                lines.append(target if hep.iface == hepm.WILDCARD else f"{key} {_q(hep.iface or '')} {target}")
-                failsafe = FAILSAFE_IN if inbound else FAILSAFE_OUT
                 chains.append(NftChain(hep_chain(kind, hep.iface or ""), (
                     f"jump {failsafe}",  # failsafe traffic is never dropped here (it stays tracked)
                     *_stage_rules(hep.untracked_tiers, inbound, known_policies, UNTRACKED_ALLOW),
                 )))
-            chains.append(NftChain(base, tuple(lines), hook=f"type filter hook {hook} priority raw; policy accept;"))
+            lines = (clear_allowed, *_hep_dispatch(key, pats, untracked, kind))
+            chains.append(NftChain(base, lines, hook=f"type filter hook {hook} priority raw; policy accept;"))
         chains.append(NftChain(UNTRACKED_ALLOW, (
             f"meta mark set meta mark | {MARK_HEP_ALLOWED:#010x}", "notrack", "accept",
         )))
     if pre_dnat:
-        lines = ["ct state established,related accept", HEP_SKIP.replace("return", "accept"), *skip_ours]
         for hep in pre_dnat:
-            target = f"goto {hep_chain('pd', hep.iface or '')}"
-            lines.append(target if hep.iface == hepm.WILDCARD else f"iifname {_q(hep.iface or '')} {target}")
             chains.append(NftChain(hep_chain("pd", hep.iface or ""), (
                 f"jump {FAILSAFE_IN}",
                 *_stage_rules(hep.pre_dnat_tiers, True, known_policies, PRE_DNAT_ALLOW),
             )))
-        chains.append(NftChain("pre-dnat", tuple(lines),
+        lines = ("ct state established,related accept", HEP_SKIP.replace("return", "accept"),
+                 *_hep_dispatch("iifname", pats, pre_dnat, "pd"))
+        chains.append(NftChain("pre-dnat", lines,
                                hook="type filter hook prerouting priority dstnat - 10; policy accept;"))
         chains.append(NftChain(PRE_DNAT_ALLOW, (f"meta mark set meta mark | {MARK_HEP_ALLOWED:#010x}", "accept")))
     return chains
@@ -715,20 +721,13 @@ def host_endpoint_chains(
     # Allowed by untracked / pre-DNAT policy: normal policy is skipped. Only when those stages exist, since
     # they are what clears the bit on the way in (a local process could otherwise set it with SO_MARK).
     skip = (HEP_SKIP,) if stages else ()
-    dispatch: dict[str, list[str]] = {}
     for dname, kind, key in (
         (HEP_IN, "fh", "iifname"),
         (HEP_OUT, "th", "oifname"),
         (HEP_FWD_IN, "fhf", "iifname"),
         (HEP_FWD_OUT, "thf", "oifname"),
     ):
-        # Workload interfaces and loopback are never policed by host endpoint rules.
-        lines = [f"{key} {p} return" for p in pats] + [f'{key} "lo" return']
-        for hep in heps:
-            target = f"goto {hep_chain(kind, hep.iface or '')}"
-            lines.append(target if hep.iface == hepm.WILDCARD else f"{key} {_q(hep.iface or '')} {target}")
-        dispatch[dname] = lines
-    chains += [NftChain(n, tuple(lines)) for n, lines in dispatch.items()]
+        chains.append(NftChain(dname, tuple(_hep_dispatch(key, pats, heps, kind))))
     for hep in heps:
         iface = hep.iface or ""
         normal = hepm.policed_normal(hep)
