@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from typing import Any, NoReturn
 
 import click
@@ -299,6 +300,27 @@ def status_cmd(as_json: bool, lab: str) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     status.show(state, report, Console(width=160))
+
+
+@cli.command("wait")
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+@name_option
+def wait_cmd(timeout: float, lab: str) -> None:
+    """Wait until every process runs, every BGP session is Established and every host routes to every other
+    host's blocks; exit 1 with what is missing after TIMEOUT."""
+    state = load(lab_dir(lab))
+    start = time.monotonic()
+    while True:
+        missing = status.problems(status.collect(state))
+        if not missing:
+            click.echo(f"lab {lab!r} converged in {time.monotonic() - start:.1f}s")
+            return
+        if time.monotonic() - start > timeout:
+            click.echo(f"lab {lab!r} not converged after {timeout:.0f}s:", err=True)
+            for m in missing[:20]:
+                click.echo(f"  {m}", err=True)
+            sys.exit(1)
+        time.sleep(0.5)
 
 
 # --- fault verbs ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Subnet `s` (1-based) is `198.19.<s>.0/24` and `fd00:ff:<s>::/64`, the router holding `.254` / `::fe` on a bridge
 `br<s>`. Host `hN` sits in subnet `(N-1) % subnets + 1` with address `.N` / `::N`. The outside network
-(`198.19.100.0/24`, `fd00:ff:100::/64`) is never inside a pool: reaching it from a workload needs natOutgoing.
+(`198.19.100.0/24`, `fd00:ff:64::/64`) is never inside a pool: reaching it from a workload needs natOutgoing.
 Workload pools: `198.18.0.0/16` and `fd00:1::/48`.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 POOL4, POOL6 = "198.18.0.0/16", "fd00:1::/48"
 OUTSIDE_SUBNET = 100
-OUTSIDE4, OUTSIDE6 = "198.19.100.1", "fd00:ff:100::1"
+OUTSIDE4, OUTSIDE6 = "198.19.100.1", "fd00:ff:64::1"  # subnet 100 (0x64)
 RR_CLUSTER_ID = "244.0.0.1"
 ETCD_CLIENT_PORTS = (2379, 12379, 22379)
 ETCD_PEER_PORTS = (2380, 12380, 22380)

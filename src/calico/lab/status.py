@@ -119,3 +119,26 @@ def show(state: LabState, report: dict[str, Any], console: Console) -> None:
         console.print(wt)
     if report.get("datastore_error"):
         console.print(f"[red]datastore unreachable: {report['datastore_error'][0]}[/red]")
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """Why the lab's network has not converged yet: a node or felix or BIRD down, a BGP session not
+    Established, or a host missing a route to another host's block. Empty when everything is in place."""
+    out: list[str] = []
+    if report.get("datastore_error"):
+        out.append(f"datastore: {report['datastore_error'][0]}")
+    for h in report["hosts"]:
+        for what in ("calico_node", "felix", "bird"):
+            if not h[what]:
+                out.append(f"{h['name']}: {what} is not running")
+        if h["sessions"] is None:
+            out.append(f"{h['name']}: BIRD does not answer")
+        else:
+            out += [f"{h['name']}: BGP session with {s['peer_address']} is {s['info']}" for s in h["sessions"]
+                    if not s["info"].startswith("Established")]
+        have = {r.split(" ", 1)[0] for r in h["routes"]["bird"] + h["routes"]["felix"]}
+        for other in report["hosts"]:
+            if other["name"] != h["name"]:
+                out += [f"{h['name']}: no route to {other['name']}'s block {b}" for b in other["blocks"]
+                        if b not in have]
+    return out

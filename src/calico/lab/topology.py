@@ -22,7 +22,7 @@ def make_router(router_ns: str, subnets: int) -> None:
     for s in range(1, subnets + 1):
         br = plan.bridge(s)
         cmds += [f"link add {br} type bridge", f"link set {br} up", f"addr add {plan.router4(s)}/24 dev {br}",
-                 f"-6 addr add {plan.router6(s)}/64 dev {br} nodad"]
+                 f"addr add {plan.router6(s)}/64 dev {br} nodad"]
     ip_batch(router_ns, cmds)
 
 
@@ -35,11 +35,11 @@ def make_outside(router_ns: str, outside_ns: str, run_id: str) -> None:
     ip_batch(router_ns, [
         f"link add {port} type veth peer name eth0 netns {outside_ns}",
         f"link set {port} up", f"addr add {plan.router4(s)}/24 dev {port}",
-        f"-6 addr add {plan.router6(s)}/64 dev {port} nodad",
+        f"addr add {plan.router6(s)}/64 dev {port} nodad",
     ])
     ip_batch(outside_ns, [
-        "link set eth0 up", f"addr add {plan.OUTSIDE4}/24 dev eth0", f"-6 addr add {plan.OUTSIDE6}/64 dev eth0 nodad",
-        f"route add default via {plan.router4(s)}", f"-6 route add default via {plan.router6(s)}",
+        "link set eth0 up", f"addr add {plan.OUTSIDE4}/24 dev eth0", f"addr add {plan.OUTSIDE6}/64 dev eth0 nodad",
+        f"route add default via {plan.router4(s)}", f"route add default via {plan.router6(s)}",
     ])
 
 
@@ -53,6 +53,6 @@ def make_host(host_ns: str, router_ns: str, port: str, host: plan.HostPlan) -> N
         f"link set {port} master {plan.bridge(host.subnet)}", f"link set {port} up",
     ])
     ip_batch(host_ns, [
-        "link set eth0 up", f"addr add {host.addr4} dev eth0", f"-6 addr add {host.addr6} dev eth0 nodad",
-        f"route add default via {plan.router4(host.subnet)}", f"-6 route add default via {plan.router6(host.subnet)}",
+        "link set eth0 up", f"addr add {host.addr4} dev eth0", f"addr add {host.addr6} dev eth0 nodad",
+        f"route add default via {plan.router4(host.subnet)}", f"route add default via {plan.router6(host.subnet)}",
     ])

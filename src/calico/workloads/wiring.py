@@ -51,7 +51,7 @@ def wire_workload(
         inside += [f"addr add {ipv4}/32 dev eth0", f"route add {GATEWAY4} dev eth0 scope link",
                    f"route add default via {GATEWAY4} dev eth0"]
     if ipv6:
-        inside += [f"-6 addr add {ipv6}/128 dev eth0 nodad", f"-6 route add default via {HOST_LINK_LOCAL} dev eth0"]
+        inside += [f"addr add {ipv6}/128 dev eth0 nodad", f"route add default via {HOST_LINK_LOCAL} dev eth0"]
     iputil.ip_batch(wl_ns, inside)
 
 
