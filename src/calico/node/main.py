@@ -78,6 +78,17 @@ def _confd() -> int:
     return int(code or 0)
 
 
+def _log_to_stderr(level: str) -> None:
+    """The same key=value lines as Felix's, so one journal reads as one format."""
+    from calico.felix.logs import KeyValueFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     checks = [c for c in ("felix-live", "felix-ready", "bird-live", "bird-ready") if getattr(args, c.replace("-", "_"))]
@@ -95,8 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"calico-node: {e}", file=sys.stderr)
         return EXIT_FATAL
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s [%(levelname)s][%(process)d] %(name)s: %(message)s")
+    _log_to_stderr(settings.log_level)
     from calico.node.daemon import run_node
 
     return asyncio.run(run_node(settings, dict(os.environ), startup_only=args.startup))
