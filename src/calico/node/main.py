@@ -5,7 +5,8 @@
     calico-node -felix                run Felix (calico.felix.main) in this process
     calico-node -confd                run the BGP renderer (calico.bgp.daemon) in this process
     calico-node -felix-live -felix-ready -bird-live -bird-ready
-                                      health probes, combinable: exit 0 when all pass, else 1 (reasons on stderr)
+                                      health probes, combinable: exit 0 when all pass, else 1 (reasons on stderr);
+                                      -bird6-live / -bird6-ready are accepted as the same BIRD checks
 
 Exit codes: 0 success / stopped by a signal; 1 bad settings, a failed start or an unhealthy probe; Felix's
 own codes under -felix (129: restart me).
@@ -22,11 +23,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from calico.node.health import CHECKS, run_checks
 from calico.node.settings import NodeSettings, ProbeTargets, SettingsError
 
 __all__ = ["main"]
 
 EXIT_FATAL = 1
+# Calico's probes for its separate IPv6 BIRD (BIRD 1.x), kept so that existing probe definitions work.
+BIRD6_ALIASES = {"bird6-live": "bird-live", "bird6-ready": "bird-ready"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,14 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("-startup", action="store_true", help="register this host's Node and exit")
     mode.add_argument("-felix", action="store_true", help="run Felix")
     mode.add_argument("-confd", action="store_true", help="run the BGP configuration renderer")
-    for check in ("felix-live", "felix-ready", "bird-live", "bird-ready"):
+    for check in CHECKS:
         p.add_argument(f"-{check}", dest=check.replace("-", "_"), action="store_true", help=f"probe: {check}")
+    for alias, check in BIRD6_ALIASES.items():
+        p.add_argument(f"-{alias}", dest=check.replace("-", "_"), action="store_true",
+                       help=f"the same as -{check} (BIRD 2 serves IPv4 and IPv6 in one daemon)")
     return p
 
 
 def _probe(checks: list[str]) -> int:
-    from calico.node.health import run_checks
-
     try:
         targets = ProbeTargets.from_env(os.environ)
     except SettingsError as e:
@@ -91,7 +96,7 @@ def _log_to_stderr(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    checks = [c for c in ("felix-live", "felix-ready", "bird-live", "bird-ready") if getattr(args, c.replace("-", "_"))]
+    checks = [c for c in CHECKS if getattr(args, c.replace("-", "_"))]
     if checks:
         if args.startup or args.felix or args.confd:
             print("calico-node: probes cannot be combined with -startup, -felix or -confd", file=sys.stderr)

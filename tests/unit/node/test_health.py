@@ -202,6 +202,7 @@ def test_probe_exit_codes(
     bird = BirdSocket(short_dir / "bird.ctl", {b"show protocols": established, b"show status": SHOW_STATUS})
     try:
         assert node_main.main(["-bird-live", "-bird-ready", "-felix-live", "-felix-ready"]) == 0
+        assert node_main.main(["-bird6-live", "-bird6-ready"]) == 0  # Calico's BIRD 1.x names, one BIRD 2 here
         assert capsys.readouterr().err == ""
     finally:
         bird.close()
