@@ -7,6 +7,10 @@ In: `NodeSettings` and the supervisor's environment. Out: one `ChildSpec` per ch
     bird    bird -f -c bird.cfg -s bird.ctl -P bird.pid
                                     backend bird only, started once the renderer has written bird.cfg
 
+`$CALICO_RUN_DIR/hold/<child>` holds a child: while that file exists the supervisor does not start it (the lab's
+fault verbs, or an operator pausing BIRD, create it and stop the child by its pid file). With CALICO_LOG_DIR each
+child writes to `<dir>/<child>.log`.
+
 Every child gets the supervisor's environment plus the values they must agree on: NODENAME (as resolved),
 CALICO_CONFD_DIR and CALICO_RUN_DIR, and for Felix FELIX_FELIXHOSTNAME=<node name> and FELIX_HEALTHENABLED=true
 unless set (the -felix-live/-felix-ready probes need Felix's health server, as in Calico's manifests).
@@ -35,6 +39,8 @@ class ChildSpec:
     start_when: Callable[[], bool] | None = None  # polled until true before each start
     waiting_for: str = ""  # what start_when waits for, for the log
     pid_file: Path | None = None  # written by the supervisor (None: the child writes its own, or none)
+    hold_file: Path | None = None  # while it exists the child is not (re)started: an operator's "stop"
+    log_file: Path | None = None  # the child's stdout and stderr (None: the supervisor's own)
 
 
 def self_command() -> tuple[str, ...]:
@@ -53,12 +59,19 @@ def node_children(settings: NodeSettings, env: Mapping[str, str]) -> list[ChildS
     felix_env = {"FELIX_FELIXHOSTNAME": settings.nodename, "FELIX_HEALTHENABLED": "true", **base}
     me = self_command()
     run = settings.run_dir
+
+    def files(name: str) -> dict[str, Path | None]:
+        log_file = settings.log_dir / f"{name}.log" if settings.log_dir else None
+        return {"hold_file": run / "hold" / name, "log_file": log_file}
+
     children = [
-        ChildSpec("felix", (*me, "-felix"), felix_env, frozenset({FELIX_RESTART_CODE}), pid_file=run / "felix.pid")
+        ChildSpec("felix", (*me, "-felix"), felix_env, frozenset({FELIX_RESTART_CODE}), pid_file=run / "felix.pid",
+                  **files("felix"))
     ]
     if settings.backend != "bird":
         return children
-    children.append(ChildSpec("confd", settings.confd_cmd or (*me, "-confd"), base, pid_file=run / "confd.pid"))
+    children.append(ChildSpec("confd", settings.confd_cmd or (*me, "-confd"), base, pid_file=run / "confd.pid",
+                              **files("confd")))
     cfg = settings.bird_config
     children.append(
         ChildSpec(
@@ -67,6 +80,7 @@ def node_children(settings: NodeSettings, env: Mapping[str, str]) -> list[ChildS
             base,
             start_when=cfg.exists,
             waiting_for=f"the renderer to write {cfg}",
+            **files("bird"),
         )
     )
     return children
