@@ -172,3 +172,31 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(child), "the child outlived its killed supervisor"
+
+
+async def test_a_held_child_stays_stopped_until_the_hold_goes_then_starts_at_once(tmp_path: Path) -> None:
+    hold = tmp_path / "hold" / "c"
+    slow = lambda: Backoff(initial=30, maximum=30)  # noqa: E731 - a back-off would make the restart take 30 s
+    sup = Supervisor([sh("c", "exec sleep 30", hold_file=hold)], backoff=slow, poll_interval=0.02)
+    task = asyncio.create_task(sup.run())
+    await until(lambda: "c" in sup.pids, what="start")
+    first = sup.pids["c"]
+    hold.parent.mkdir(parents=True)
+    hold.touch()
+    os.kill(first, signal.SIGKILL)
+    await until(lambda: "c" not in sup.pids, what="the stop")
+    await asyncio.sleep(0.3)
+    assert "c" not in sup.pids and sup.starts["c"] == 1  # held: not restarted
+    hold.unlink()
+    await until(lambda: "c" in sup.pids, timeout=2.0, what="the start after the hold went")
+    assert sup.pids["c"] != first and sup.starts["c"] == 2
+    await stopped(sup, task)
+
+
+async def test_a_child_with_a_log_file_writes_there(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "c.log"
+    sup = Supervisor([sh("c", "echo out; echo err >&2; exec sleep 30", log_file=log_file)], backoff=fast)
+    task = asyncio.create_task(sup.run())
+    await until(lambda: log_file.exists() and "err" in log_file.read_text(), what="the child's output")
+    await stopped(sup, task)
+    assert log_file.read_text().split() == ["out", "err"]
