@@ -101,14 +101,17 @@ async def test_a_child_waits_for_its_start_condition(tmp_path: Path) -> None:
     assert sup.starts["bird"] == 1
 
 
-async def test_stop_sends_sigterm_to_the_group_then_sigkill(caplog: pytest.LogCaptureFixture) -> None:
+async def test_stop_sends_sigterm_to_the_group_then_sigkill(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    trapped = tmp_path / "trapped"  # the stubborn shell has ignored SIGTERM (else a quick stop beats its trap)
     sup = Supervisor(
-        [sh("polite", "sleep 30 & wait"), sh("stubborn", "trap '' TERM; sleep 30 & wait")],
+        [sh("polite", "sleep 30 & wait"), sh("stubborn", f"trap '' TERM; touch {trapped}; sleep 30 & wait")],
         backoff=fast, stop_grace=0.5,
     )
     with caplog.at_level(logging.INFO):
         task = asyncio.create_task(sup.run())
-        await until(lambda: len(sup.pids) == 2, what="both started")
+        await until(lambda: len(sup.pids) == 2 and trapped.exists(), what="both started")
         pids = dict(sup.pids)
         groups = {name: os.getpgid(pid) for name, pid in pids.items()}
         assert groups == pids  # each child leads its own process group
