@@ -140,7 +140,7 @@ class Lab:
         return self.state.hosts[host].felix_pid
 
     def felix_log(self, host: str = "h1") -> str:
-        return (self.dir / f"felix-{host}.log").read_text(errors="replace")
+        return (self.dir / host / "felix.log").read_text(errors="replace")
 
     def in_host(self, *argv: str, host: str = "h1", ok: bool | None = True) -> subprocess.CompletedProcess[str]:
         """Run a command inside the host namespace (never the root one)."""

@@ -44,7 +44,7 @@ def node_env(state: LabState, host: Host, lab_dir: Path) -> dict[str, str]:
         "IP6": "autodetect", "IP6_AUTODETECTION_METHOD": "interface=eth0",
         "CALICO_NETWORKING_BACKEND": "bird",
         "CALICO_CONFD_DIR": str(lab_dir / host.name), "CALICO_RUN_DIR": host.run_dir,
-        "CALICO_LOG_DIR": str(lab_dir / host.name),
+        "CALICO_LOG_DIR": str(lab_dir / host.name), "CALICO_NODENAME_FILE": "none",
         "FELIX_DATAPLANEBACKEND": state.dataplane, "FELIX_HEALTHENABLED": "true",
         "FELIX_HEALTHPORT": str(HEALTH_PORT), "FELIX_IPTABLESREFRESHINTERVAL": refresh,
         "FELIX_IPSETSREFRESHINTERVAL": refresh,
