@@ -40,6 +40,11 @@ What flows where (each [box] is a module of this package; arrows are plain metho
                                                                v
                                       flush() -> list[DataplaneEvent], in safe order
 
+Each box knows the boxes it feeds only through a small interface it declares itself (a `typing.Protocol`:
+`endpoints.ItemSink` / `LocalEndpointSink`, `policy_resolver.PolicyRefs` / `EndpointSink`,
+`active_rules.RuleRenderer` / `RulesSink`, `rule_scanner.SetSink`); the keys and values they pass live in the
+leaf module `types`. No stage imports another: `CalcGraph.__init__` is the one place the boxes are connected.
+
 `flush()` runs the deferred stages in dependency order: the resolver recomputes touched local endpoints
 (and thereby which policies/profiles are active), active rules renders what became active or changed
 (acquiring IP sets), IP set membership reports its deltas, and the sequencer orders everything.
@@ -64,14 +69,15 @@ from collections.abc import Callable
 
 from calico.calculation.active_rules import ActiveRules
 from calico.calculation.decoder import BadValue, decode_update
-from calico.calculation.endpoints import EndpointTracker, HostEndpointKey, NetworkSetKey
+from calico.calculation.endpoints import EndpointTracker
 from calico.calculation.events import DataplaneEvent, PolicyID, WorkloadEndpointID
 from calico.calculation.felix_config import FelixConfigMerger
 from calico.calculation.ipset_members import IPSetMembers
 from calico.calculation.policy_resolver import PolicyMeta, PolicyResolver, TierMeta
-from calico.calculation.rule_scanner import PolicyRules, ProfileRules, RuleScanner
+from calico.calculation.rule_scanner import RuleScanner
 from calico.calculation.selectors import policy_selector
 from calico.calculation.sequencer import Sequencer
+from calico.calculation.types import HostEndpointKey, NetworkSetKey, PolicyRules, ProfileRules
 from calico.datastore.keys import ResourceKey
 from calico.resources import (
     FelixConfiguration,
@@ -100,11 +106,12 @@ class CalcGraph:
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
+        # The wiring of the diagram above, built bottom-up: each stage gets the stages it feeds.
         self._sequencer = Sequencer()
         self._ipsets = IPSetMembers()
         self._scanner = RuleScanner(self._ipsets)
-        self._active = ActiveRules(self._scanner)
-        self._resolver = PolicyResolver()
+        self._active = ActiveRules(self._scanner, self._sequencer)
+        self._resolver = PolicyResolver(self._active, self._sequencer)
         self._endpoints = EndpointTracker(hostname, self._ipsets, self._resolver)
         self._config = FelixConfigMerger(hostname)
         # Last good values, for fail-closed handling of bad ones.
@@ -147,8 +154,8 @@ class CalcGraph:
 
     def flush(self) -> list[DataplaneEvent]:
         """The changes since the last flush, in safe order (see `sequencer`)."""
-        self._resolver.flush(self._active, self._sequencer)
-        self._active.flush(self._sequencer)
+        self._resolver.flush()
+        self._active.flush()
         if self._config_dirty:
             self._config_dirty = False
             self._sequencer.config(self._config.merged())

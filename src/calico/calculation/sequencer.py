@@ -20,7 +20,6 @@ Within a group events are sorted by id, so equal inputs give equal output.
 
 from __future__ import annotations
 
-from calico.calculation.endpoints import EndpointKey, HostEndpointKey
 from calico.calculation.events import (
     ConfigUpdate,
     DataplaneEvent,
@@ -39,10 +38,9 @@ from calico.calculation.events import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.calculation.types import EndpointEvent, EndpointKey, HostEndpointKey
 
 __all__ = ["Sequencer"]
-
-EndpointEvent = WorkloadEndpointUpdate | WorkloadEndpointRemove | HostEndpointUpdate | HostEndpointRemove
 
 
 def _policy_key(pid: PolicyID) -> tuple[str, str, str]:
