@@ -90,7 +90,7 @@ def _network_state(dp: Dataplane) -> dict:
 
 def _replay(
     seeds: list[int], seen: list[DataplaneEvent] | None = None, check: random.Random | None = None
-) -> tuple[Dataplane, dict[str, bytes]]:
+) -> tuple[CalcGraph, Dataplane, dict[str, bytes]]:
     """Feed the operations, flushing where they say; every event also goes to `seen`. With `check`, after
     every flush the state so far must equal a from-scratch graph's over the datastore as it is then (a
     missed recomputation may otherwise be hidden by a later change)."""
@@ -111,7 +111,7 @@ def _replay(
                 seen.extend(events)
             if check is not None:
                 assert _network_state(dp) == _network_state(from_scratch(store, check)[1]), f"after op {i}"
-    return dp, store
+    return graph, dp, store
 
 
 @settings(max_examples=500, deadline=None)
@@ -123,10 +123,22 @@ def test_incremental_network_matches_from_scratch(seeds: list[int], shuffler: ra
 def test_long_random_histories() -> None:
     for trial in range(6):
         rng = random.Random(trial)
-        dp, store = _replay([rng.getrandbits(32) for _ in range(300)], check=rng)
-        graph, dp_scratch = from_scratch(store, rng)
+        graph, dp, store = _replay([rng.getrandbits(32) for _ in range(300)], check=rng)
+        scratch, dp_scratch = from_scratch(store, rng)
         assert _network_state(dp) == _network_state(dp_scratch)
-        assert graph._routes.routes() == dp_scratch.routes  # the resolver's own fresh view agrees
+        assert scratch._routes.routes() == graph._routes.routes() == dp_scratch.routes  # their fresh views agree
+        # The incremental resolver's indexes are exactly the from-scratch ones (nothing left behind).
+        for name in (
+            "_winner",
+            "_won",
+            "_claims",
+            "_node_claims",
+            "_block_holders",
+            "_node_blocks",
+            "_node_block_sizes",
+            "_workloads",
+        ):
+            assert getattr(graph._routes, name) == getattr(scratch._routes, name), name
 
 
 def test_generator_is_lively() -> None:
