@@ -2,14 +2,15 @@
 
 Enters: nothing; every stage imports what it sends or receives from here (and the dataplane contract from
 `events`). Leaves: item and endpoint keys, the local endpoint values the endpoint filter passes to the policy
-resolver, the rule bundles that flow graph -> active rules -> rule scanner, and the IP set descriptions that
-flow rule scanner -> IP set members.
+resolver, the rule bundles that flow graph -> active rules -> rule scanner, the IP set descriptions that
+flow rule scanner -> IP set members, and the node addresses that flow node tracker -> route resolver.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface
 
 from calico.calculation.events import (
     HostEndpointRemove,
@@ -35,6 +36,7 @@ __all__ = [
     "LocalWorkload",
     "NamedPort",
     "NetworkSetKey",
+    "NodeInfo",
     "ParentKey",
     "PolicyRules",
     "ProfileRules",
@@ -107,6 +109,31 @@ class ProfileRules:
     ingress: tuple[Rule, ...]
     egress: tuple[Rule, ...]
     broken: bool = False
+
+
+# ---- nodes (node tracker -> route resolver) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What other hosts need of a Node: its underlay addresses (with their subnets, from spec.bgp) and its
+    VXLAN tunnel addresses and MACs (None where the Node sets none)."""
+
+    ipv4: IPv4Interface | None = None
+    ipv6: IPv6Interface | None = None
+    vxlan_ipv4: str | None = None
+    vxlan_mac: str | None = None
+    vxlan_ipv6: str | None = None
+    vxlan_mac_v6: str | None = None
+
+    def underlay(self, version: int) -> IPv4Interface | IPv6Interface | None:
+        return self.ipv4 if version == 4 else self.ipv6
+
+    def tunnel_address(self, version: int) -> str | None:
+        """The tunnel address of a family, when that family's tunnel is usable (it needs an underlay too)."""
+        if self.underlay(version) is None:
+            return None
+        return self.vxlan_ipv4 if version == 4 else self.vxlan_ipv6
 
 
 # ---- IP sets (rule scanner -> IP set members; endpoints -> IP set members) ----------------------------

@@ -13,7 +13,10 @@ import calico.calculation
 from calico.calculation.active_rules import ActiveRules, RuleRenderer, RulesSink
 from calico.calculation.endpoints import ItemSink, LocalEndpointSink
 from calico.calculation.ipset_members import IPSetMembers
+from calico.calculation.nodes import NodeSink, VTEPSink
 from calico.calculation.policy_resolver import EndpointSink, PolicyRefs, PolicyResolver
+from calico.calculation.pools import PoolSink
+from calico.calculation.routes import RouteResolver, RouteSink
 from calico.calculation.rule_scanner import RuleScanner, SetSink
 from calico.calculation.sequencer import Sequencer
 
@@ -72,6 +75,11 @@ def _params(func: object) -> list[str]:
         (RulesSink, Sequencer),
         (PolicyRefs, ActiveRules),
         (EndpointSink, Sequencer),
+        (PoolSink, Sequencer),
+        (PoolSink, RouteResolver),
+        (VTEPSink, Sequencer),
+        (NodeSink, RouteResolver),
+        (RouteSink, Sequencer),
     ],
 )
 def test_each_interface_is_what_the_fed_stage_offers(interface: type, implementation: type) -> None:
