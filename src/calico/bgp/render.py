@@ -32,6 +32,7 @@ from calico.resources import IPPool
 __all__ = ["BLOCKS_PROTOCOL", "Rendered", "render_config"]
 
 BLOCKS_PROTOCOL = "calico_blocks"  # + "4" / "6"
+GRACEFUL_RESTART_WAIT = 30  # seconds
 _HOST_LEN = {4: 32, 6: 128}
 _LOG_CLASSES = {
     "Debug": "all",
@@ -56,13 +57,16 @@ def render_config(
     plan = plan_peerings(inputs, secrets)
     cluster = cluster_settings(inputs)
     me = plan.me
-    pools = sorted(inputs.pools.values(), key=lambda p: p.metadata.name)
+    pools = sorted(inputs.pools.values(), key=_pool_order)
     out = [
         f"# BIRD 2 configuration of Calico node {me.name}, written by calico-bgp-daemon from the datastore.",
         "# Do not edit: the next change in the datastore rewrites it.",
         "",
         f"router id {me.ipv4 or _hashed_router_id(me.name)};",
         "timeformat protocol iso long;",
+        "# Started with -R, BIRD holds kernel changes until every peer has resent its routes; a peer that is down",
+        "# must not hold them for BIRD's default four minutes.",
+        f"graceful restart wait {GRACEFUL_RESTART_WAIT};",
         f"log stderr {_LOG_CLASSES.get(cluster.log_severity, _NO_LOG)};",
     ]
     if cluster.log_severity == "Debug":
@@ -77,6 +81,11 @@ def render_config(
     for peering in plan.peerings:
         out += _bgp_protocol(peering, cluster.bind_node_ip)
     return Rendered("\n".join(out) + "\n", plan.peerings, plan.problems)
+
+
+def _pool_order(pool: IPPool) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(pool.spec.cidr)
+    return net.version, int(net.network_address), net.prefixlen
 
 
 def _hashed_router_id(name: str) -> str:
