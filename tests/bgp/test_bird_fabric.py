@@ -92,6 +92,22 @@ def test_new_block_is_advertised(fabric: BGPFabric, store: Store) -> None:
     wait_for("h1 drops h3's released block", lambda: "198.18.33.0/26" not in h1.bird_routes(4))
 
 
+def test_encapsulated_pool_routes_are_left_to_felix(fabric: BGPFabric, store: Store) -> None:
+    h1, h3 = fabric.hosts["h1"], fabric.hosts["h3"]
+    store.apply(doc("IPPool", "vxlan", {"cidr": "198.20.0.0/16", "vxlanMode": "Always"}))
+    store.affinity("h3", "198.20.3.0/26")
+    try:
+        # h1's BIRD learns the block over BGP; it stays out of the kernel: Felix routes it through vxlan.calico.
+        wait_for("h1 learns h3's VXLAN block", lambda: "198.20.3.0/26" in h1.command("show route"))
+        time.sleep(0.3)
+        assert "198.20.3.0/26" not in h1.bird_routes(4)
+        assert "198.20.3.0/26" not in h3.bird_routes(4)  # not even h3's own blackhole
+    finally:
+        store.affinity("h3", "198.20.3.0/26", "pendingDeletion")
+        store.delete("IPPool", "vxlan")
+    wait_for("h1 forgets it", lambda: "198.20.3.0/26" not in h1.command("show route"))
+
+
 def test_bgppeer_change_applied_without_restarting_bird(fabric: BGPFabric, store: Store) -> None:
     pids = {h.name: h.bird.pid for h in fabric.hosts.values() if h.bird is not None}
     mesh_since = {h.name: {s.name: s.since for s in h.sessions()} for h in fabric.hosts.values()}
