@@ -20,7 +20,7 @@ Rules, as Calico has them:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from calico.bgp.inputs import BGPInputs, NodeBGP, RenderError, SecretRef, cluster_settings, node_bgp, password_ref
@@ -114,7 +114,7 @@ def plan_peerings(inputs: BGPInputs, secrets: Mapping[SecretRef, str]) -> PeerPl
                 candidates.extend(_node_peerings(me, other, mesh, problems, reflect=False))
     for peer in sorted(inputs.peers.values(), key=lambda p: p.metadata.name):
         try:
-            candidates.extend(_from_bgppeer(peer, me, others, secrets, problems))
+            candidates.extend(list(_from_bgppeer(peer, me, others, secrets, problems)))  # all or nothing
         except _Skip as e:
             problems.append(f"BGPPeer({peer.metadata.name}): {e}; skipped")
     return PeerPlan(me, _one_per_peer(candidates), tuple(problems))
@@ -128,13 +128,16 @@ def _one_per_peer(candidates: list[Peering]) -> tuple[Peering, ...]:
     return tuple(sorted(best.values(), key=lambda p: (p.version, p.name)))
 
 
-def _applies_to(peer: BGPPeer, node: NodeBGP) -> bool:
+def _applies_to(peer: BGPPeer) -> Callable[[NodeBGP], bool]:
+    """Which nodes a BGPPeer configures: the one `node` names, those `nodeSelector` matches, or all."""
     spec = peer.spec
     if spec.node is not None:
-        return spec.node == node.name
+        name = spec.node
+        return lambda n: n.name == name
     if spec.nodeSelector is not None:
-        return _selector(spec.nodeSelector, "nodeSelector").evaluate(node.labels)
-    return True
+        matches = _selector(spec.nodeSelector, "nodeSelector").evaluate
+        return lambda n: matches(n.labels)
+    return lambda n: True
 
 
 def _selector(text: str, field: str) -> Selector:
@@ -148,7 +151,8 @@ def _from_bgppeer(
     peer: BGPPeer, me: NodeBGP, others: list[NodeBGP], secrets: Mapping[SecretRef, str], problems: list[str]
 ) -> Iterator[Peering]:
     spec = peer.spec
-    selected = _applies_to(peer, me)
+    applies_to = _applies_to(peer)
+    selected = applies_to(me)
     peer_sel = _selector(spec.peerSelector, "peerSelector") if spec.peerSelector is not None else None
     selected_back = peer_sel is not None and peer_sel.evaluate(me.labels)
     if not (selected or selected_back):
@@ -177,7 +181,7 @@ def _from_bgppeer(
                 yield from _node_peerings(me, other, opts, problems, reflect=True)
     if selected_back:
         for other in others:
-            if _applies_to(peer, other):
+            if applies_to(other):
                 yield from _node_peerings(me, other, opts, problems, reflect=True)
 
 

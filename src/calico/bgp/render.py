@@ -72,10 +72,10 @@ def render_config(
     if cluster.log_severity == "Debug":
         out.append("debug protocols all;")
     reflector = me.cluster_id is not None
+    blocks = _blocks_by_version(inputs.blocks)
     for version in (4, 6):
-        blocks = sorted(b for b in inputs.blocks if ipaddress.ip_network(b).version == version)
-        out += _filters(version, pools, blocks, interface_prefixes, reflector)
-    out += _base_protocols(inputs, interface_prefixes, cluster.ignored_interfaces)
+        out += _filters(version, pools, blocks[version], interface_prefixes, reflector)
+    out += _base_protocols(blocks, interface_prefixes, cluster.ignored_interfaces)
     for version in (4, 6):
         out += _template(version)
     for peering in plan.peerings:
@@ -83,9 +83,18 @@ def render_config(
     return Rendered("\n".join(out) + "\n", plan.peerings, plan.problems)
 
 
-def _pool_order(pool: IPPool) -> tuple[int, int, int]:
-    net = ipaddress.ip_network(pool.spec.cidr)
+def _net_order(cidr: str) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(cidr)
     return net.version, int(net.network_address), net.prefixlen
+
+
+def _pool_order(pool: IPPool) -> tuple[int, int, int]:
+    return _net_order(pool.spec.cidr)
+
+
+def _blocks_by_version(blocks: Iterable[str]) -> dict[int, list[str]]:
+    ordered = sorted(blocks, key=_net_order)
+    return {v: [b for b in ordered if ipaddress.ip_network(b).version == v] for v in (4, 6)}
 
 
 def _hashed_router_id(name: str) -> str:
@@ -148,7 +157,7 @@ def _filters(
     return ["", *to_peers, "", *to_kernel, "", *from_peers]
 
 
-def _base_protocols(inputs: BGPInputs, prefixes: Sequence[str], ignored: Sequence[str]) -> list[str]:
+def _base_protocols(blocks: Mapping[int, Sequence[str]], prefixes: Sequence[str], ignored: Sequence[str]) -> list[str]:
     excluded = ", ".join(f'-"{p}*"' for p in prefixes) + "".join(f', -"{i}"' for i in ignored)
     out = [
         "",
@@ -179,9 +188,8 @@ def _base_protocols(inputs: BGPInputs, prefixes: Sequence[str], ignored: Sequenc
             "}",
         ]
     for v in (4, 6):
-        blocks = sorted(b for b in inputs.blocks if ipaddress.ip_network(b).version == v)
         out += ["", f"protocol static {BLOCKS_PROTOCOL}{v} {{", f"  ipv{v};"]
-        out += [f"  route {b} blackhole;" for b in blocks]
+        out += [f"  route {b} blackhole;" for b in blocks[v]]
         out.append("}")
     return out
 
