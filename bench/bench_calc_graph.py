@@ -8,12 +8,20 @@ rule selectors come from 500 distinct selector texts, with named ports and nets.
 Goals: snapshot (feed every key + on_in_sync + flush) <= 2 s; >= 2,000 endpoint updates/s with one flush per
 update (label and IP changes of remote and local endpoints); <= 5 MB more memory per 1k remote endpoints.
 Values are encoded before timing starts: the graph's work includes JSON decoding and validation.
+
+Network of hosts (informational, no goal): the same cluster plus one CrossSubnet VXLAN pool over every
+workload address, a Node per node (two subnets, a tunnel address each) and a /29 block affinity per 8
+addresses, held by the node of the block's first address (a node's 100 addresses are not a whole number of
+blocks, so ~4% of workloads hold borrowed addresses, as IPAM leaves a few): the snapshot, then, one flush per
+change: remote node subnet changes, remote workload address changes (to new addresses outside every block:
+borrowed, a /32 route each), block affinity moves to another node, and pool vxlanMode flips.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import json
 import os
 import random
@@ -22,6 +30,7 @@ import tracemalloc
 from typing import Any
 
 from calico.calculation.graph import CalcGraph
+from calico.datastore.keys import affinity_key
 
 SNAPSHOT_GOAL_S = 2.0
 UPDATES_GOAL = 2000.0
@@ -288,6 +297,88 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+NETWORK_POOL = "10.0.0.0/8"
+NETWORK_BLOCK = 29
+NETWORK_UPDATES = 500
+
+
+def network_items(weps: dict[str, dict[str, Any]]) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """The pool, Nodes and block affinities over `weps` (see the module docstring); also block -> holder."""
+    items = [
+        (
+            f"{PREFIX}ippools/vxlan",
+            enc(_pool_doc("CrossSubnet")),
+        )
+    ]
+    for n in range(N_NODES):
+        spec = {"bgp": {"ipv4Address": f"198.19.{n % 2 + 1}.{n + 1}/24"}, "ipv4VXLANTunnelAddr": f"10.250.0.{n + 1}"}
+        items.append(
+            (
+                f"{PREFIX}nodes/node-{n}",
+                enc({"apiVersion": API, "kind": "Node", "metadata": {"name": f"node-{n}"}, "spec": spec}),
+            )
+        )
+    holders: dict[str, str] = {}
+    for doc in weps.values():
+        addr = ipaddress.ip_interface(doc["spec"]["ipNetworks"][0])
+        block = str(ipaddress.ip_network(f"{addr.ip}/{NETWORK_BLOCK}", strict=False))
+        if block not in holders or int(addr.ip) == int(ipaddress.ip_network(block).network_address):
+            holders[block] = doc["spec"]["node"]
+    items.extend((affinity_key(node, block), AFFINITY_CONFIRMED) for block, node in holders.items())
+    return items, holders
+
+
+def _pool_doc(mode: str) -> dict[str, Any]:
+    spec = {"cidr": NETWORK_POOL, "vxlanMode": mode, "natOutgoing": True, "blockSize": NETWORK_BLOCK}
+    return {"apiVersion": API, "kind": "IPPool", "metadata": {"name": "vxlan"}, "spec": spec}
+
+
+AFFINITY_CONFIRMED = b'{"state":"confirmed","deleted":false}'
+
+
+def bench_network(
+    items: list[tuple[str, bytes]], weps: dict[str, dict[str, Any]], seed: int
+) -> dict[str, tuple[float, str]]:
+    """(value, unit) per measure; see the module docstring."""
+    rng = random.Random(seed + 3)
+    extra, holders = network_items(weps)
+    all_items = items + extra
+    rng.shuffle(all_items)
+    graph, snap_s, snap_events = bench_snapshot(all_items)
+    out: dict[str, tuple[float, str]] = {"snapshot with the network": (snap_s, f"s ({snap_events} events)")}
+
+    def rate(changes: list[list[tuple[str, bytes | None]]]) -> tuple[float, str]:
+        events = 0
+        start = time.perf_counter()
+        for change in changes:
+            for key, value in change:
+                graph.on_update(key, value)
+            events += len(graph.flush())
+        return len(changes) / (time.perf_counter() - start), f"/s ({events / len(changes):.1f} events)"
+
+    nodes = []
+    for i in range(NETWORK_UPDATES):
+        n = rng.randrange(1, N_NODES)
+        spec = {"bgp": {"ipv4Address": f"198.19.{i % 2 + 1}.{n + 1}/24"}, "ipv4VXLANTunnelAddr": f"10.250.0.{n + 1}"}
+        doc = {"apiVersion": API, "kind": "Node", "metadata": {"name": f"node-{n}"}, "spec": spec}
+        nodes.append([(f"{PREFIX}nodes/node-{n}", enc(doc))])
+    out["remote node subnet change"] = rate(nodes)
+    ips = [[u] for u in make_updates(rng, weps, local=False, what="ip")[:NETWORK_UPDATES]]
+    out["remote workload address change (borrowed)"] = rate(ips)  # type: ignore[arg-type]
+    blocks = sorted(holders)
+    moves = []
+    for _ in range(NETWORK_UPDATES):
+        block = rng.choice(blocks)
+        old, new = holders[block], f"node-{rng.randrange(1, N_NODES)}"
+        holders[block] = new
+        moves.append([(affinity_key(old, block), None), (affinity_key(new, block), AFFINITY_CONFIRMED)])
+    out["block affinity move"] = rate(moves)
+    flips = [[(f"{PREFIX}ippools/vxlan", enc(_pool_doc(("Always", "CrossSubnet")[i % 2])))] for i in range(10)]
+    per_s, unit = rate(flips)  # type: ignore[arg-type]
+    out["pool vxlanMode flip"] = (1000 / per_s, f"ms each{unit.removeprefix('/s')}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print machine-readable results")
@@ -300,6 +391,7 @@ def main() -> None:
     sets = len(graph.ipsets.set_ids())
     updates = bench_updates(graph, weps, args.seed)
     memory = bench_memory(graph, args.seed)
+    network = bench_network(items, weps, args.seed)
     slowest = min(r["updates_per_s"] for r in updates.values())
     ok = snap_s <= SNAPSHOT_GOAL_S and slowest >= UPDATES_GOAL and memory["traced_mb_per_1k"] <= MEMORY_GOAL_MB
     result = {
@@ -315,6 +407,7 @@ def main() -> None:
         "updates": updates,
         "updates_goal_per_s": UPDATES_GOAL,
         "memory": {**memory, "goal_mb_per_1k": MEMORY_GOAL_MB},
+        "network": {name: value for name, (value, _) in network.items()},
         "goals_met": ok,
     }
     if args.json:
@@ -349,6 +442,8 @@ def main() -> None:
         f"<= {MEMORY_GOAL_MB} MB",
     )
     table.add_row("memory per 1k remote endpoints (RSS delta)", f"{memory['rss_mb_per_1k']:.2f} MB", "")
+    for name, (value, unit) in network.items():
+        table.add_row(f"network: {name}", f"{value:,.2f} {unit}" if value < 100 else f"{value:,.0f}{unit}", "")
     table.add_row("all goals met", "yes" if ok else "NO", "")
     Console().print(table)
 

@@ -149,8 +149,9 @@ def remote_ip(i: int) -> str:
     return f"198.19.{i // 250}.{i % 250 + 2}"
 
 
-def wep_doc(name: str, iface: str, ipv4: str, ipv6: str | None, labels: dict[str, str],
-            node: str = HOSTNAME) -> dict[str, Any]:
+def wep_doc(
+    name: str, iface: str, ipv4: str, ipv6: str | None, labels: dict[str, str], node: str = HOSTNAME
+) -> dict[str, Any]:
     nets = [f"{ipv4}/32"] + ([f"{ipv6}/128"] if ipv6 else [])
     return {
         "apiVersion": "projectcalico.org/v3",
@@ -160,30 +161,57 @@ def wep_doc(name: str, iface: str, ipv4: str, ipv6: str | None, labels: dict[str
             "namespace": NAMESPACE,
             "labels": {**labels, "projectcalico.org/namespace": NAMESPACE, "projectcalico.org/orchestrator": "k8s"},
         },
-        "spec": {"orchestrator": "k8s", "node": node, "pod": name, "endpoint": "eth0", "interfaceName": iface,
-                 "ipNetworks": nets},
+        "spec": {
+            "orchestrator": "k8s",
+            "node": node,
+            "pod": name,
+            "endpoint": "eth0",
+            "interfaceName": iface,
+            "ipNetworks": nets,
+        },
     }
 
 
 def policy_docs(count: int) -> list[dict[str, Any]]:
     def gnp(name: str, order: int, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": name},
-                "spec": {"order": order, **spec}}
+        return {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"order": order, **spec},
+        }
 
     docs = [
-        gnp(f"p{i:03d}", i, {
-            "selector": 'role == "server"', "types": ["Ingress"],
-            "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": f'app == "app{i % 50}"'},
-                         "destination": {"ports": [20000 + i]}}],
-        })
+        gnp(
+            f"p{i:03d}",
+            i,
+            {
+                "selector": 'role == "server"',
+                "types": ["Ingress"],
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {"selector": f'app == "app{i % 50}"'},
+                        "destination": {"ports": [20000 + i]},
+                    }
+                ],
+            },
+        )
         for i in range(count - 2)
     ]
-    docs.append(gnp("allow-clients", 1000, {
-        "selector": 'role == "server"', "types": ["Ingress"],
-        "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": 'role == "client"'}}],
-    }))
-    docs.append(gnp("allow-egress", 1001, {"selector": "all()", "types": ["Egress"],
-                                           "egress": [{"action": "Allow"}]}))
+    docs.append(
+        gnp(
+            "allow-clients",
+            1000,
+            {
+                "selector": 'role == "server"',
+                "types": ["Ingress"],
+                "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": 'role == "client"'}}],
+            },
+        )
+    )
+    docs.append(gnp("allow-egress", 1001, {"selector": "all()", "types": ["Egress"], "egress": [{"action": "Allow"}]}))
     return docs
 
 
@@ -281,8 +309,11 @@ class Bench:
         await self.write(policy_docs(policies))
         docs = [wep_doc("client", self.wire("client", 0), local_ip(0), local_ip6(0), {"role": "client"})]
         for i in range(1, local + 1):
-            docs.append(wep_doc(f"w{i}", self.wire(f"w{i}", i), local_ip(i), local_ip6(i),
-                                {"role": "server", "app": f"app{i % 50}"}))
+            docs.append(
+                wep_doc(
+                    f"w{i}", self.wire(f"w{i}", i), local_ip(i), local_ip6(i), {"role": "server", "app": f"app{i % 50}"}
+                )
+            )
         await self.write(docs)
         assert self.kv is not None
         await put_remote(self.kv, remote)
@@ -294,8 +325,13 @@ class Bench:
         assert self.felix is None
         log = open(self.tmp / "felix.log", "ab")  # noqa: SIM115 - closed with the process
         t0 = time.monotonic()
-        self.felix = subprocess.Popen(["ip", "netns", "exec", self.host, FELIX], stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env=self.felix_env())
+        self.felix = subprocess.Popen(
+            ["ip", "netns", "exec", self.host, FELIX],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.felix_env(),
+        )
         log.close()
         return t0
 
@@ -338,8 +374,13 @@ class Bench:
 
     @staticmethod
     def spawn_in(ns: str, code: str, *args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             kill(proc)
@@ -425,11 +466,20 @@ async def bench_latency(args: argparse.Namespace) -> dict[str, Any]:
                 kill(prober)
                 kill(listener)
         return {
-            "datastore": args.datastore, "backend": args.backend, "local": args.local, "policies": args.policies,
-            "remote": args.remote, "samples": len(lat), "felix_ready_s": ready_s,
-            "p50_ms": pct(lat, 50) * 1000, "p90_ms": pct(lat, 90) * 1000, "p99_ms": pct(lat, 99) * 1000,
-            "min_ms": min(lat) * 1000, "max_ms": max(lat) * 1000,
-            "write_p50_ms": pct(writes, 50) * 1000, "prober_tries_p50": pct([float(t) for t in tries], 50),
+            "datastore": args.datastore,
+            "backend": args.backend,
+            "local": args.local,
+            "policies": args.policies,
+            "remote": args.remote,
+            "samples": len(lat),
+            "felix_ready_s": ready_s,
+            "p50_ms": pct(lat, 50) * 1000,
+            "p90_ms": pct(lat, 90) * 1000,
+            "p99_ms": pct(lat, 99) * 1000,
+            "min_ms": min(lat) * 1000,
+            "max_ms": max(lat) * 1000,
+            "write_p50_ms": pct(writes, 50) * 1000,
+            "prober_tries_p50": pct([float(t) for t in tries], 50),
             "all_ms": [round(x * 1000, 2) for x in lat],
         }
     finally:
@@ -453,6 +503,7 @@ def clear_host_tables(b: Bench) -> None:
 
 def save_ruleset(b: Bench) -> dict[str, str]:
     """The final ruleset text, read from the host namespace."""
+
     def out(*argv: str) -> str:
         return sh("ip", "netns", "exec", b.host, *argv).stdout
 
@@ -463,11 +514,15 @@ def save_ruleset(b: Bench) -> dict[str, str]:
 
 def kernel_load(ns: str, files: dict[str, Path]) -> float:
     """Time to load the saved ruleset into namespace `ns` with the kernel tools (one process per tool)."""
-    steps = [["nft", "-f", str(files["nft"])]] if "nft" in files else [
-        ["ipset", "restore", "-f", str(files["ipset"])],
-        ["iptables-restore", str(files["iptables"])],
-        ["ip6tables-restore", str(files["ip6tables"])],
-    ]
+    steps = (
+        [["nft", "-f", str(files["nft"])]]
+        if "nft" in files
+        else [
+            ["ipset", "restore", "-f", str(files["ipset"])],
+            ["iptables-restore", str(files["iptables"])],
+            ["ip6tables-restore", str(files["ip6tables"])],
+        ]
+    )
     t0 = time.monotonic()
     for argv in steps:
         sh("ip", "netns", "exec", ns, *argv, timeout=60)
@@ -529,13 +584,22 @@ async def bench_coldstart(args: argparse.Namespace) -> dict[str, Any]:
         lines = sum(t.count("\n") for t in texts.values())
         felix_med, kernel_med = statistics.median(felix_s), statistics.median(kernel_s)
         return {
-            "datastore": args.datastore, "backend": args.backend, "local": args.local, "policies": args.policies,
-            "remote": args.remote, "runs": args.runs, "ruleset_lines": lines,
-            "felix_to_ready_s": felix_med, "felix_all_s": felix_s,
+            "datastore": args.datastore,
+            "backend": args.backend,
+            "local": args.local,
+            "policies": args.policies,
+            "remote": args.remote,
+            "runs": args.runs,
+            "ruleset_lines": lines,
+            "felix_to_ready_s": felix_med,
+            "felix_all_s": felix_s,
             "felix_first_apply_s": statistics.median(apply_s) if apply_s else None,
-            "kernel_load_s": kernel_med, "kernel_all_s": kernel_s, "ratio": felix_med / kernel_med,
+            "kernel_load_s": kernel_med,
+            "kernel_all_s": kernel_s,
+            "ratio": felix_med / kernel_med,
             "felix_ready_no_remote_s": ready0,
-            "rss_no_remote_mib": rss0 / 1024, "rss_remote_mib": statistics.median(rss) / 1024,
+            "rss_no_remote_mib": rss0 / 1024,
+            "rss_remote_mib": statistics.median(rss) / 1024,
             "rss_per_1k_remote_mib": (statistics.median(rss) - rss0) / 1024 / (args.remote / 1000),
         }
     finally:
@@ -557,12 +621,28 @@ CT_ONLY_TABLE = """table inet benchct {
 
 def iperf(b: Bench, server_ns: str, server_ip: str, client_ns: str, seconds: int) -> float:
     """One single-stream TCP run; bits/s as the receiver saw them. Both ends are our children, killed by PID."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_ip, "-p", "5201"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_ip, "-p", "5201"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.3)
-        res = sh("ip", "netns", "exec", client_ns, "iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds),
-                 "-J", timeout=seconds + 20)
+        res = sh(
+            "ip",
+            "netns",
+            "exec",
+            client_ns,
+            "iperf3",
+            "-c",
+            server_ip,
+            "-p",
+            "5201",
+            "-t",
+            str(seconds),
+            "-J",
+            timeout=seconds + 20,
+        )
         return float(json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"])
     finally:
         kill(server)
@@ -593,11 +673,17 @@ async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         med_with, med_without = statistics.median(with_calico), statistics.median(without)
         med_ct = statistics.median(conntrack)
         return {
-            "policies": args.policies, "remote": args.remote, "runs": args.runs, "seconds": args.seconds,
-            "with_calico_gbps": med_with / 1e9, "no_rules_gbps": med_without / 1e9, "ratio": med_with / med_without,
+            "policies": args.policies,
+            "remote": args.remote,
+            "runs": args.runs,
+            "seconds": args.seconds,
+            "with_calico_gbps": med_with / 1e9,
+            "no_rules_gbps": med_without / 1e9,
+            "ratio": med_with / med_without,
             "with_all_gbps": [round(x / 1e9, 2) for x in with_calico],
             "without_all_gbps": [round(x / 1e9, 2) for x in without],
-            "conntrack_only_gbps": med_ct / 1e9, "ratio_vs_conntrack_only": med_with / med_ct,
+            "conntrack_only_gbps": med_ct / 1e9,
+            "ratio_vs_conntrack_only": med_with / med_ct,
             "conntrack_all_gbps": [round(x / 1e9, 2) for x in conntrack],
         }
     finally:
@@ -609,30 +695,49 @@ async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 def show(mode: str, r: dict[str, Any]) -> None:
     if mode == "latency":
-        print(f"write-to-traffic latency, {r['datastore']} datastore, {r['backend']}: {r['local']} local endpoints, "
-              f"{r['policies']} policies, {r['remote']} remote endpoints, {r['samples']} samples")
-        print(f"{'p50':>10} {'p90':>10} {'p99':>10} {'min':>10} {'max':>10} {'write p50':>10}"
-              "   goal p50 <= 10, p99 <= 50")
-        print(f"{r['p50_ms']:>7.1f} ms {r['p90_ms']:>7.1f} ms {r['p99_ms']:>7.1f} ms {r['min_ms']:>7.1f} ms "
-              f"{r['max_ms']:>7.1f} ms {r['write_p50_ms']:>7.2f} ms")
+        print(
+            f"write-to-traffic latency, {r['datastore']} datastore, {r['backend']}: {r['local']} local endpoints, "
+            f"{r['policies']} policies, {r['remote']} remote endpoints, {r['samples']} samples"
+        )
+        print(
+            f"{'p50':>10} {'p90':>10} {'p99':>10} {'min':>10} {'max':>10} {'write p50':>10}   goal p50 <= 10, p99 <= 50"
+        )
+        print(
+            f"{r['p50_ms']:>7.1f} ms {r['p90_ms']:>7.1f} ms {r['p99_ms']:>7.1f} ms {r['min_ms']:>7.1f} ms "
+            f"{r['max_ms']:>7.1f} ms {r['write_p50_ms']:>7.2f} ms"
+        )
     elif mode == "coldstart":
-        print(f"cold start, {r['datastore']} datastore, {r['backend']}: {r['local']} local, {r['policies']} policies, "
-              f"{r['remote']} remote; ruleset {r['ruleset_lines']} lines; median of {r['runs']}")
+        print(
+            f"cold start, {r['datastore']} datastore, {r['backend']}: {r['local']} local, {r['policies']} policies, "
+            f"{r['remote']} remote; ruleset {r['ruleset_lines']} lines; median of {r['runs']}"
+        )
         fa = r["felix_first_apply_s"]
         print(f"{'felix start->ready':>20} {'(first apply)':>14} {'kernel load':>12} {'ratio':>7}   goal <= 1.5x")
-        print(f"{r['felix_to_ready_s']:>18.2f} s {fa if fa is None else f'{fa:.2f} s':>14} "
-              f"{r['kernel_load_s']:>10.3f} s {r['ratio']:>6.1f}x")
-        print(f"felix RSS: {r['rss_no_remote_mib']:.1f} MiB with 0 remote, {r['rss_remote_mib']:.1f} MiB with "
-              f"{r['remote']} remote: {r['rss_per_1k_remote_mib']:.2f} MiB per 1k remote endpoints (goal <= 5 MB)")
+        print(
+            f"{r['felix_to_ready_s']:>18.2f} s {fa if fa is None else f'{fa:.2f} s':>14} "
+            f"{r['kernel_load_s']:>10.3f} s {r['ratio']:>6.1f}x"
+        )
+        print(
+            f"felix RSS: {r['rss_no_remote_mib']:.1f} MiB with 0 remote, {r['rss_remote_mib']:.1f} MiB with "
+            f"{r['remote']} remote: {r['rss_per_1k_remote_mib']:.2f} MiB per 1k remote endpoints (goal <= 5 MB)"
+        )
     else:
-        print(f"iperf3 single stream, -t {r['seconds']}, median of {r['runs']} (alternated); {r['policies']} policies, "
-              f"{r['remote']} remote endpoints in the allowing IP set")
-        print(f"{'with Calico':>14} {'no rules':>12} {'ratio':>7}   goal >= 0.95   {'conntrack only':>15} "
-              f"{'Calico vs conntrack only':>25}")
-        print(f"{r['with_calico_gbps']:>9.2f} Gb/s {r['no_rules_gbps']:>7.2f} Gb/s {r['ratio']:>7.3f}   {'':>12} "
-              f"{r['conntrack_only_gbps']:>10.2f} Gb/s {r['ratio_vs_conntrack_only']:>25.3f}")
-        print(f"runs with: {r['with_all_gbps']}  without: {r['without_all_gbps']}  "
-              f"conntrack only: {r['conntrack_all_gbps']}")
+        print(
+            f"iperf3 single stream, -t {r['seconds']}, median of {r['runs']} (alternated); {r['policies']} policies, "
+            f"{r['remote']} remote endpoints in the allowing IP set"
+        )
+        print(
+            f"{'with Calico':>14} {'no rules':>12} {'ratio':>7}   goal >= 0.95   {'conntrack only':>15} "
+            f"{'Calico vs conntrack only':>25}"
+        )
+        print(
+            f"{r['with_calico_gbps']:>9.2f} Gb/s {r['no_rules_gbps']:>7.2f} Gb/s {r['ratio']:>7.3f}   {'':>12} "
+            f"{r['conntrack_only_gbps']:>10.2f} Gb/s {r['ratio_vs_conntrack_only']:>25.3f}"
+        )
+        print(
+            f"runs with: {r['with_all_gbps']}  without: {r['without_all_gbps']}  "
+            f"conntrack only: {r['conntrack_all_gbps']}"
+        )
 
 
 async def main() -> None:

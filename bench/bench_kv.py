@@ -147,6 +147,7 @@ async def main() -> None:
         ("watch other p50/p99 ms", "watch_other", ""),
         ("list 10k x 1KB ms", "list_10k_ms_median", "{:.1f}"),
     ]
+
     def cell(res: dict[str, float], key: str, fmt: str) -> str:
         if fmt:
             return fmt.format(res[key])

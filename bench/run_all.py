@@ -1,6 +1,6 @@
 """Run every benchmark in this folder, one after another (they share two cores: never in parallel).
 
-    .venv/bin/python bench/run_all.py [names...]     e.g. `run_all.py selector syncer`
+.venv/bin/python bench/run_all.py [names...]     e.g. `run_all.py selector syncer`
 """
 
 from __future__ import annotations

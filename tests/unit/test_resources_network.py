@@ -247,6 +247,7 @@ def test_bgp_peer_fields() -> None:
         "password": {"secretKeyRef": {"name": "bgp-secrets", "key": "rr-password"}},
         "sourceAddress": "None",
         "maxRestartTime": "120s",
+        "keepaliveTime": "30s",
         "numAllowedLocalASNumbers": 2,
         "ttlSecurity": 1,
         "filters": ["filter-1"],
@@ -254,6 +255,7 @@ def test_bgp_peer_fields() -> None:
     }
     res = parse_resource(doc("BGPPeer", spec))
     assert res.spec.maxRestartTime == "2m0s" and res.spec.nodeSelector == 'rack == "a"'
+    assert res.spec.keepaliveTime == "30s"
     assert parse_resource(doc("BGPPeer", {"peerSelector": "rr == 'true'"})).spec.peerSelector == 'rr == "true"'
 
 

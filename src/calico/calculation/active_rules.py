@@ -5,32 +5,50 @@ Enters:
   - reference counts from the `PolicyResolver` (`ref_policy` / `unref_policy`: a local endpoint has the
     policy in one of its tier lists; `ref_profile` / `unref_profile`: a local endpoint lists the profile).
 Leaves (`flush`): for each policy/profile that became active, changed while active, or became inactive,
-a `PolicyUpdate` / `ProfileUpdate` (rendered by the `RuleScanner`) or a remove, to the sequencer; and the
-IP sets those renderings use, acquired before the old rendering's sets are released (so a set shared by the
-old and the new rendering is never removed and re-created).
+a `PolicyUpdate` / `ProfileUpdate` (rendered by its `RuleRenderer`, the rule scanner) or a remove, to its
+`RulesSink` (the sequencer); and the IP sets those renderings use, acquired before the old rendering's sets
+are released (so a set shared by the old and the new rendering is never removed and re-created).
 
 A policy or profile nobody on this host uses is never rendered, and its sets never exist.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
-from calico.calculation.events import PolicyID, PolicyUpdate
-from calico.calculation.ipset_members import IPSetSpec
-from calico.calculation.rule_scanner import PolicyRules, ProfileRules, RuleScanner
+from calico.calculation.events import PolicyID, PolicyUpdate, ProfileUpdate
+from calico.calculation.types import IPSetSpec, PolicyRules, ProfileRules
 
-if TYPE_CHECKING:
-    from calico.calculation.sequencer import Sequencer
+__all__ = ["ActiveRules", "RuleRenderer", "RulesSink"]
 
-__all__ = ["ActiveRules"]
+
+class RuleRenderer(Protocol):
+    """Renders what became active and holds the IP sets renderings use (`rule_scanner.RuleScanner`)."""
+
+    def render_policy(self, pid: PolicyID, rules: PolicyRules) -> tuple[PolicyUpdate, frozenset[IPSetSpec]]: ...
+
+    def render_profile(self, name: str, rules: ProfileRules | None) -> tuple[ProfileUpdate, frozenset[IPSetSpec]]: ...
+
+    def acquire(self, specs: Iterable[IPSetSpec]) -> None: ...
+
+    def release(self, specs: Iterable[IPSetSpec]) -> None: ...
+
+
+class RulesSink(Protocol):
+    """Where rendered policies and profiles go, None meaning removed (`sequencer.Sequencer`)."""
+
+    def policy(self, pid: PolicyID, update: PolicyUpdate | None) -> None: ...
+
+    def profile(self, name: str, update: ProfileUpdate | None) -> None: ...
 
 
 class ActiveRules:
     """See the module docstring."""
 
-    def __init__(self, scanner: RuleScanner) -> None:
-        self._scanner = scanner
+    def __init__(self, renderer: RuleRenderer, sink: RulesSink) -> None:
+        self._renderer = renderer
+        self._sink = sink
         self._policies: dict[PolicyID, PolicyRules] = {}
         self._profiles: dict[str, ProfileRules] = {}
         self._policy_refs: dict[PolicyID, int] = {}
@@ -98,8 +116,9 @@ class ActiveRules:
 
     # ---- output ------------------------------------------------------------------------------
 
-    def flush(self, sequencer: Sequencer) -> None:
-        scanner = self._scanner
+    def flush(self) -> None:
+        """Render what became active or changed while active; tell the sink; move IP set references."""
+        renderer, sink = self._renderer, self._sink
         dirty_policies, self._dirty_policies = self._dirty_policies, set()
         for pid in dirty_policies:
             old_sets = self._policy_sets.pop(pid, frozenset())
@@ -109,25 +128,25 @@ class ActiveRules:
                 if cached is not None and cached[0] is rules:
                     update, sets = cached[1], cached[2]
                 else:
-                    update, sets = scanner.render_policy(pid, rules)
+                    update, sets = renderer.render_policy(pid, rules)
                     self._rendered[pid] = (rules, update, sets)
-                scanner.acquire(sets)
+                renderer.acquire(sets)
                 self._policy_sets[pid] = sets
-                sequencer.policy(pid, update)
+                sink.policy(pid, update)
             else:
-                sequencer.policy(pid, None)
-            scanner.release(old_sets)
+                sink.policy(pid, None)
+            renderer.release(old_sets)
         dirty_profiles, self._dirty_profiles = self._dirty_profiles, set()
         for name in dirty_profiles:
             old_sets = self._profile_sets.pop(name, frozenset())
             if name in self._profile_refs:
-                profile_update, sets = scanner.render_profile(name, self._profiles.get(name))
-                scanner.acquire(sets)
+                profile_update, sets = renderer.render_profile(name, self._profiles.get(name))
+                renderer.acquire(sets)
                 self._profile_sets[name] = sets
-                sequencer.profile(name, profile_update)
+                sink.profile(name, profile_update)
             else:
-                sequencer.profile(name, None)
-            scanner.release(old_sets)
+                sink.profile(name, None)
+            renderer.release(old_sets)
 
     # ---- queries -----------------------------------------------------------------------------
 

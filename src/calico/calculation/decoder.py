@@ -1,13 +1,15 @@
-"""Decoder: one syncer update in; a typed resource change, a bad value, or nothing out.
+"""Decoder: one syncer update in; a typed resource change, an affinity change, a bad value, or nothing out.
 
 Enters: the key and raw value of a `calico.datastore.syncer.Update` (value None = deleted; otherwise the
-JSON of the resource's `to_dict()`).
-Leaves: `Change(key, kind, resource)` (resource None = deleted), `BadValue(key, kind, reason)` when the value
-does not decode or validate as the kind its key names (or names another resource than its key), or None
-for keys the graph does not follow (IPAM, Felix status, Nodes, IPPools, BGP, ClusterInformation, and keys
-whose shape cannot hold the kind, e.g. a namespaced kind without a namespace).
+JSON of the resource's `to_dict()`, or for an IPAM block affinity `{"state": ..., "deleted": ...}`).
+Leaves: `Change(key, kind, resource)` (resource None = deleted); `BadValue(key, kind, reason)` when the value
+does not decode or validate as the kind its key names (or names another resource than its key);
+`AffinityChange(node, block, confirmed, problem)` for keys under `/calico/ipam/v2/host/` (a malformed value
+reads as not confirmed, with the problem for the caller to log); or None for keys the graph does not follow
+(other IPAM keys, Felix status, BGP, ClusterInformation, and keys whose shape cannot hold the kind, e.g. a
+namespaced kind without a namespace).
 
-Never raises: whatever bytes arrive, the graph gets one of the three answers, and the reason is logged by
+Never raises: whatever bytes arrive, the graph gets one of these answers, and the reason is logged by
 the caller that decides what the bad value means.
 """
 
@@ -17,14 +19,16 @@ import json
 import logging
 from dataclasses import dataclass
 
-from calico.datastore.keys import ResourceKey, parse_key
+from calico.datastore.keys import IPAM_HOST_PREFIX, ResourceKey, parse_affinity_key, parse_key
 from calico.resources import (
     FelixConfiguration,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
     HostEndpoint,
+    IPPool,
     NetworkPolicy,
     NetworkSet,
+    Node,
     Profile,
     Resource,
     ResourceError,
@@ -35,7 +39,7 @@ from calico.resources import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FOLLOWED_KINDS", "BadValue", "Change", "decode_update"]
+__all__ = ["AFFINITY_STATES", "FOLLOWED_KINDS", "AffinityChange", "BadValue", "Change", "decode_update"]
 
 FOLLOWED_KINDS: tuple[type[Resource], ...] = (
     WorkloadEndpoint,
@@ -47,6 +51,8 @@ FOLLOWED_KINDS: tuple[type[Resource], ...] = (
     NetworkSet,
     GlobalNetworkSet,
     FelixConfiguration,
+    Node,
+    IPPool,
 )
 _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in FOLLOWED_KINDS}
 
@@ -65,11 +71,22 @@ class BadValue:
     reason: str
 
 
-def decode_update(path: str, value: bytes | None) -> Change | BadValue | None:
+@dataclass(frozen=True, slots=True)
+class AffinityChange:
+    node: str
+    block: str  # CIDR
+    confirmed: bool  # the node holds the block (state "confirmed", not deleted)
+    problem: str | None = None  # the value was malformed (and reads as not confirmed)
+
+
+AFFINITY_STATES = frozenset({"confirmed", "pending", "pendingDeletion"})
+
+
+def decode_update(path: str, value: bytes | None) -> Change | BadValue | AffinityChange | None:
     """Classify one update; see the module docstring."""
     key = parse_key(path)
     if key is None:
-        return None
+        return _decode_affinity(path, value) if path.startswith(IPAM_HOST_PREFIX) else None
     cls = _BY_PLURAL.get(key.plural)
     if cls is None:
         return None
@@ -107,3 +124,24 @@ def _parse(cls: type[Resource], value: bytes) -> Resource:
     if data.get("kind") != cls.KIND:
         raise ValueError(f"value is of kind {data.get('kind')!r}, key holds {cls.KIND}")
     return parse_resource(data)
+
+
+def _decode_affinity(path: str, value: bytes | None) -> AffinityChange | None:
+    parsed = parse_affinity_key(path)
+    if parsed is None:
+        return None
+    node, block = parsed
+    if value is None:
+        return AffinityChange(node, block, False)
+    try:
+        data = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        return AffinityChange(node, block, False, f"not JSON: {exc}")
+    if not isinstance(data, dict):
+        return AffinityChange(node, block, False, "value is not a JSON object")
+    state, deleted = data.get("state"), data.get("deleted", False)
+    if not isinstance(state, str) or state not in AFFINITY_STATES:
+        return AffinityChange(node, block, False, f"state must be one of {sorted(AFFINITY_STATES)}, not {state!r}")
+    if not isinstance(deleted, bool):
+        return AffinityChange(node, block, False, f"deleted must be true or false, not {deleted!r}")
+    return AffinityChange(node, block, state == "confirmed" and not deleted)

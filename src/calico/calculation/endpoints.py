@@ -4,9 +4,11 @@ Enters (`EndpointTracker`): WorkloadEndpoint, HostEndpoint, NetworkSet and Globa
 the whole cluster, and profile `labelsToApply` (profiles are label parents; the `kns.<ns>` profile also
 gives the namespace its labels).
 Leaves:
-  - to `IPSetMembers`, for every item of every node: its labels, parents, addresses and named ports;
-  - to `PolicyResolver`, only for endpoints on this host (the *local endpoint filter*): the same labels
-    and a `LocalWorkload` / `LocalHost` with what the dataplane needs to program the interface;
+  - to an `ItemSink` (IP set members), for every item of every node: its labels, parents, addresses and
+    named ports;
+  - to a `LocalEndpointSink` (the policy resolver), only for endpoints on this host (the *local endpoint
+    filter*): the same labels and a `LocalWorkload` / `LocalHost` with what the dataplane needs to program
+    the interface;
   - parent label changes to both.
 
 Effective labels (what selectors see), built here and merged by the label indexes:
@@ -22,12 +24,10 @@ Effective labels (what selectors see), built here and merged by the label indexe
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Protocol
 
 from calico.calculation.events import WorkloadEndpointID
-from calico.calculation.ipset_members import IPSetMembers, ItemData, NamedPort
 from calico.calculation.selectors import (
     NS_LABEL,
     NS_NAME_LABEL,
@@ -37,21 +37,25 @@ from calico.calculation.selectors import (
     SA_NAME_LABEL,
     SA_PREFIX,
 )
+from calico.calculation.types import (
+    EndpointKey,
+    HostEndpointKey,
+    ItemData,
+    ItemKey,
+    LocalHost,
+    LocalInfo,
+    LocalWorkload,
+    NamedPort,
+    NetworkSetKey,
+    ParentKey,
+    port_protocol,
+)
 from calico.resources import GlobalNetworkSet, HostEndpoint, NetworkSet, WorkloadEndpoint
 
-if TYPE_CHECKING:
-    from calico.calculation.policy_resolver import PolicyResolver
-
 __all__ = [
-    "EndpointKey",
     "EndpointTracker",
-    "HostEndpointKey",
-    "ItemKey",
-    "LocalHost",
-    "LocalInfo",
-    "LocalWorkload",
-    "NetworkSetKey",
-    "ParentKey",
+    "ItemSink",
+    "LocalEndpointSink",
     "item_id",
     "namespace_labels",
     "namespace_parent",
@@ -59,23 +63,32 @@ __all__ = [
 
 KNS_PREFIX = "kns."
 _RESERVED_PREFIXES = (NS_PREFIX, SA_PREFIX)
-_PROTO_NAMES: dict[str | int, str] = {"TCP": "tcp", 6: "tcp", "UDP": "udp", 17: "udp", "SCTP": "sctp", 132: "sctp"}
 
 
-@dataclass(frozen=True, slots=True)
-class HostEndpointKey:
-    name: str
+class ItemSink(Protocol):
+    """What the tracker feeds with every item of every node (`ipset_members.IPSetMembers`)."""
+
+    def has_item(self, key: Hashable) -> bool: ...
+
+    def update_item(
+        self, key: Hashable, labels: Mapping[str, str], parents: Sequence[Hashable], data: ItemData
+    ) -> None: ...
+
+    def remove_item(self, key: Hashable) -> None: ...
+
+    def update_parent(self, parent: Hashable, labels: Mapping[str, str] | None) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkSetKey:
-    namespace: str | None  # None: GlobalNetworkSet
-    name: str
+class LocalEndpointSink(Protocol):
+    """What the tracker feeds with this host's endpoints only (`policy_resolver.PolicyResolver`)."""
 
+    def update_endpoint(
+        self, key: EndpointKey, info: LocalInfo, labels: Mapping[str, str], parents: Sequence[ParentKey]
+    ) -> None: ...
 
-EndpointKey = WorkloadEndpointID | HostEndpointKey
-ItemKey = WorkloadEndpointID | HostEndpointKey | NetworkSetKey
-ParentKey = str  # a profile name, or `namespace_parent(ns)` (":" cannot occur in profile names)
+    def remove_endpoint(self, key: EndpointKey) -> None: ...
+
+    def update_parent(self, parent: ParentKey, labels: Mapping[str, str] | None) -> None: ...
 
 
 def namespace_parent(namespace: str) -> str:
@@ -91,32 +104,6 @@ def item_id(key: ItemKey) -> str:
     if isinstance(key, HostEndpointKey):
         return f"hep:{key.name}"
     return f"set:{key.namespace or ''}/{key.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class LocalWorkload:
-    iface: str
-    mac: str | None
-    ipv4_nets: tuple[str, ...]
-    ipv6_nets: tuple[str, ...]
-    profile_ids: tuple[str, ...]
-    allow_spoofed_source_prefixes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class LocalHost:
-    iface: str | None
-    expected_ips: tuple[str, ...]
-    profile_ids: tuple[str, ...]
-    quarantined: bool = False  # last value was bad: no policy, no profile, so the dataplane drops all
-
-
-LocalInfo = LocalWorkload | LocalHost
-
-
-def proto_name(protocol: str | int) -> str:
-    """Named-port protocol spelling used in IP_PORT members ("tcp", "udp", "sctp"; else the number)."""
-    return _PROTO_NAMES.get(protocol, str(protocol).lower())
 
 
 def _interned(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -155,7 +142,7 @@ def workload_labels(namespace: str, res: WorkloadEndpoint) -> tuple[dict[str, st
 def workload_item(res: WorkloadEndpoint) -> ItemData:
     spec = res.spec
     ports: tuple[NamedPort, ...] = tuple(
-        (p.name, proto_name(p.protocol), p.port) for p in spec.ports or () if p.name is not None
+        (p.name, port_protocol(p.protocol), p.port) for p in spec.ports or () if p.name is not None
     )
     return ItemData(tuple(spec.ipNetworks or ()), ports)
 
@@ -179,7 +166,7 @@ def host_labels(res: HostEndpoint) -> tuple[dict[str, str], tuple[ParentKey, ...
 
 def host_item(res: HostEndpoint) -> ItemData:
     spec = res.spec
-    ports = tuple((p.name, proto_name(p.protocol), p.port) for p in spec.ports or ())
+    ports = tuple((p.name, port_protocol(p.protocol), p.port) for p in spec.ports or ())
     return ItemData(tuple(_host_cidr(ip) for ip in spec.expectedIPs or ()), ports)
 
 
@@ -202,7 +189,7 @@ def netset_labels(
 class EndpointTracker:
     """Fans endpoint, network set and profile-label changes out to IP sets and (local only) the resolver."""
 
-    def __init__(self, hostname: str, members: IPSetMembers, resolver: PolicyResolver) -> None:
+    def __init__(self, hostname: str, members: ItemSink, resolver: LocalEndpointSink) -> None:
         self.hostname = hostname
         self._members = members
         self._resolver = resolver

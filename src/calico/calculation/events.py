@@ -2,7 +2,8 @@
 
 The graph emits these in a safe order (see `calico.calculation`): an IP set exists before any rule that
 names it and is removed after the last such rule; a policy or profile exists before any endpoint that
-lists it and is removed after. Every value here is plain, immutable data: no selectors, no resources.
+lists it and is removed after; a VTEP exists before any route through it and is removed after; a pool is
+removed after the routes inside it. Every value here is plain, immutable data: no selectors, no resources.
 The dataplane turns them into kernel state; it never looks at resources itself.
 """
 
@@ -170,6 +171,92 @@ class HostEndpointRemove:
     name: str
 
 
+# --- the network of hosts: pools, tunnel endpoints, routes to other hosts -----------------------------
+# IPv4 and IPv6 are handled alike and independently: a pool, a block and a route are of one family; a VTEP
+# carries up to one tunnel of each family (`vxlan.calico` over the IPv4 underlay, `vxlan-v6.calico` over the
+# IPv6 one). A route's family is its `dst`'s, and so is the device and the gateway it uses.
+
+
+@dataclass(frozen=True, slots=True)
+class IPPoolUpdate:
+    """An IP pool exists (or changed). The dataplane uses it for natOutgoing: traffic from an address in a
+    pool with `nat_outgoing` to a destination outside every pool leaves with the host's address (traffic to
+    any pool's addresses is never masqueraded). The modes are Calico's ("Never", "Always", "CrossSubnet");
+    routes through tunnels come as `RouteUpdate`s, so the modes are informational for the dataplane.
+    A disabled pool still routes and masquerades the addresses already handed out of it."""
+
+    cidr: str
+    nat_outgoing: bool
+    vxlan_mode: str
+    ipip_mode: str
+    disabled: bool
+    block_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class IPPoolRemove:
+    """No pool has this CIDR any more (sent after the routes inside it are removed)."""
+
+    cidr: str
+
+
+@dataclass(frozen=True, slots=True)
+class VTEPUpdate:
+    """A node's VXLAN tunnel endpoint: for each family, the node's underlay address (`parent_ip`, from its
+    Node's spec.bgp.ipv4Address / `parent_ip_v6` from ipv6Address, without the prefix length), its tunnel
+    device's address and MAC. A family is all set or all None: it is present only when the Node has both a
+    tunnel address and an underlay address of that family. The MAC is the Node's vxlanTunnelMACAddr(V6)
+    when set, else the one Calico derives from the node name (`vteps.vtep_mac`), which the node's own Felix
+    gives its device.
+
+    Sent for every node that has a tunnel, this host included: `node == hostname` describes this host's own
+    `vxlan.calico` / `vxlan-v6.calico` device (its address and MAC); every other node becomes a static FDB
+    entry (MAC -> parent_ip) and a neighbour entry (tunnel address -> MAC) on that device. It precedes the
+    routes that use it; a changed VTEP is sent again as a whole (replace, not merge)."""
+
+    node: str
+    parent_ip: str | None
+    ipv4_addr: str | None
+    mac: str | None
+    parent_ip_v6: str | None = None
+    ipv6_addr: str | None = None
+    mac_v6: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VTEPRemove:
+    """The node has no usable tunnel any more (sent after every route through it is removed or changed)."""
+
+    node: str
+
+
+class RouteKind(enum.Enum):
+    VXLAN = "vxlan"  # through vxlan.calico (vxlan-v6.calico for IPv6), onlink via `gateway`: the node's VTEP
+    DIRECT = "direct"  # CrossSubnet pool, node in this host's subnet: a plain route via its underlay address
+    LOCAL_BLOCK = "local_block"  # a block this host holds: the dataplane may blackhole it (BIRD announces it)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUpdate:
+    """A route Felix owns towards another host's workloads, or one of this host's blocks.
+
+    `dst` is a block CIDR (a node's confirmed affinity) or a single workload address (/32, /128) borrowed
+    from outside its node's blocks; only destinations inside pools with vxlanMode Always or CrossSubnet get
+    VXLAN/direct routes (other pools are BIRD's business). `node` is where `dst` lives, `gateway` the next
+    hop (the node's tunnel address for VXLAN, its underlay address for DIRECT, None for LOCAL_BLOCK).
+    A route is sent only once its gateway is known (for VXLAN: after the node's `VTEPUpdate`)."""
+
+    dst: str
+    node: str
+    gateway: str | None
+    kind: RouteKind
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRemove:
+    dst: str
+
+
 # --- agent-level --------------------------------------------------------------------------------------
 
 
@@ -197,6 +284,12 @@ DataplaneEvent = (
     | WorkloadEndpointRemove
     | HostEndpointUpdate
     | HostEndpointRemove
+    | IPPoolUpdate
+    | IPPoolRemove
+    | VTEPUpdate
+    | VTEPRemove
+    | RouteUpdate
+    | RouteRemove
     | ConfigUpdate
     | InSync
 )

@@ -11,7 +11,7 @@ What flows where (each [box] is a module of this package; arrows are plain metho
         |
         v
     [decoder] ---- BadValue ----> CalcGraph._on_bad: fail closed (see below)
-        | Change(kind, resource)
+        | Change(kind, resource); AffinityChange(node, block, confirmed)
         v
     CalcGraph: dispatch by kind
         |
@@ -36,13 +36,32 @@ What flows where (each [box] is a module of this package; arrows are plain metho
         |                                          | endpoint updates      | Policy/ProfileUpdate            |
         |                                          v                       v                                 |
         +- FelixConfiguration -> [felix_config] -> [       sequencer       ] <-- IPSetUpdate/Delta/Remove ---+
-                                                               |
-                                                               v
-                                      flush() -> list[DataplaneEvent], in safe order
+        |                                                      |
+        |                                                      v
+        |                                 flush() -> list[DataplaneEvent], in safe order
+        |
+        +- IPPool -------------> [pools] ---- IPPoolUpdate ----------------------> sequencer
+        |                           |
+        |                           +----------------+
+        +- Node ---------------> [nodes] ---- VTEPUpdate ------------------------> sequencer
+        |                           |                |
+        |                           | NodeInfo       | pools by CIDR
+        |                           v                v
+        +- block affinity -----> [          routes          ] ---- RouteUpdate --> sequencer
+        |  (/calico/ipam/v2/host/)   blocks, borrowed addresses in VXLAN pools
+        +- WorkloadEndpoint: node, addresses --^
+
+Each box knows the boxes it feeds only through a small interface it declares itself (a `typing.Protocol`:
+`endpoints.ItemSink` / `LocalEndpointSink`, `policy_resolver.PolicyRefs` / `EndpointSink`,
+`active_rules.RuleRenderer` / `RulesSink`, `rule_scanner.SetSink`, `pools.PoolSink`, `nodes.VTEPSink` /
+`NodeSink`, `routes.RouteSink`); the keys and values they pass live in the leaf module `types`. No stage
+imports another: `CalcGraph.__init__` is the one place the boxes are connected.
 
 `flush()` runs the deferred stages in dependency order: the resolver recomputes touched local endpoints
 (and thereby which policies/profiles are active), active rules renders what became active or changed
-(acquiring IP sets), IP set membership reports its deltas, and the sequencer orders everything.
+(acquiring IP sets), the route resolver recomputes the destinations marked since the last flush, IP set
+membership reports its deltas, and the sequencer orders everything. Pools and VTEPs reach the sequencer as
+they change.
 
 Bad data (a value that fails to decode or validate, logged, never raised):
   - never valid for its key: ignored; we cannot know what it would select, so we neither open nor deny
@@ -54,7 +73,9 @@ Bad data (a value that fails to decode or validate, logged, never raised):
     rules become one Deny per direction it applies in;
   - Profile we knew: keeps its last good labels; its rules become Deny in both directions;
   - Tier we knew: keeps its last good order; its defaultAction becomes Deny;
-  - NetworkSet / GlobalNetworkSet / FelixConfiguration we knew: the last good value stays in force.
+  - NetworkSet / GlobalNetworkSet / FelixConfiguration / Node / IPPool we knew: the last good value stays
+    in force;
+  - block affinity: a malformed value reads as absent (the block's route goes; BIRD still has it).
 """
 
 from __future__ import annotations
@@ -63,23 +84,29 @@ import logging
 from collections.abc import Callable
 
 from calico.calculation.active_rules import ActiveRules
-from calico.calculation.decoder import BadValue, decode_update
-from calico.calculation.endpoints import EndpointTracker, HostEndpointKey, NetworkSetKey
+from calico.calculation.decoder import AffinityChange, BadValue, decode_update
+from calico.calculation.endpoints import EndpointTracker
 from calico.calculation.events import DataplaneEvent, PolicyID, WorkloadEndpointID
 from calico.calculation.felix_config import FelixConfigMerger
 from calico.calculation.ipset_members import IPSetMembers
+from calico.calculation.nodes import NodeTracker
 from calico.calculation.policy_resolver import PolicyMeta, PolicyResolver, TierMeta
-from calico.calculation.rule_scanner import PolicyRules, ProfileRules, RuleScanner
+from calico.calculation.pools import PoolTracker
+from calico.calculation.routes import RouteResolver
+from calico.calculation.rule_scanner import RuleScanner
 from calico.calculation.selectors import policy_selector
 from calico.calculation.sequencer import Sequencer
+from calico.calculation.types import HostEndpointKey, NetworkSetKey, PolicyRules, ProfileRules
 from calico.datastore.keys import ResourceKey
 from calico.resources import (
     FelixConfiguration,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
     HostEndpoint,
+    IPPool,
     NetworkPolicy,
     NetworkSet,
+    Node,
     Profile,
     Resource,
     Tier,
@@ -100,12 +127,16 @@ class CalcGraph:
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
+        # The wiring of the diagram above, built bottom-up: each stage gets the stages it feeds.
         self._sequencer = Sequencer()
         self._ipsets = IPSetMembers()
         self._scanner = RuleScanner(self._ipsets)
-        self._active = ActiveRules(self._scanner)
-        self._resolver = PolicyResolver()
+        self._active = ActiveRules(self._scanner, self._sequencer)
+        self._resolver = PolicyResolver(self._active, self._sequencer)
         self._endpoints = EndpointTracker(hostname, self._ipsets, self._resolver)
+        self._routes = RouteResolver(hostname, self._sequencer)
+        self._nodes = NodeTracker(self._sequencer, self._routes)
+        self._pools = PoolTracker(self._sequencer, self._routes)
         self._config = FelixConfigMerger(hostname)
         # Last good values, for fail-closed handling of bad ones.
         self._policies: dict[_PolicyIdent, tuple[PolicyID, Policy]] = {}
@@ -114,7 +145,6 @@ class CalcGraph:
         self._config_dirty = False
         self._in_sync_seen = False
         self._handlers: dict[str, Callable[[ResourceKey, Resource | None], None]] = {
-            WorkloadEndpoint.KIND: self._on_workload,
             HostEndpoint.KIND: self._on_host,
             NetworkSet.KIND: self._on_network_set,
             GlobalNetworkSet.KIND: self._on_network_set,
@@ -123,6 +153,8 @@ class CalcGraph:
             NetworkPolicy.KIND: self._on_policy,
             GlobalNetworkPolicy.KIND: self._on_policy,
             FelixConfiguration.KIND: self._on_felix_config,
+            Node.KIND: self._on_node,
+            IPPool.KIND: self._on_pool,
         }
 
     # ---- public API --------------------------------------------------------------------------
@@ -134,6 +166,12 @@ class CalcGraph:
             return
         if isinstance(decoded, BadValue):
             self._on_bad(decoded)
+            return
+        if isinstance(decoded, AffinityChange):
+            self._on_affinity(decoded)
+            return
+        if decoded.kind == WorkloadEndpoint.KIND:
+            self._on_workload(decoded.key, decoded.resource, key)
             return
         self._handlers[decoded.kind](decoded.key, decoded.resource)
 
@@ -147,20 +185,26 @@ class CalcGraph:
 
     def flush(self) -> list[DataplaneEvent]:
         """The changes since the last flush, in safe order (see `sequencer`)."""
-        self._resolver.flush(self._active, self._sequencer)
-        self._active.flush(self._sequencer)
+        self._resolver.flush()
+        self._active.flush()
         if self._config_dirty:
             self._config_dirty = False
             self._sequencer.config(self._config.merged())
+        self._routes.flush()
         changes, removes = self._ipsets.flush()
         return self._sequencer.flush(changes, removes)
 
     # ---- handlers ----------------------------------------------------------------------------
 
-    def _on_workload(self, key: ResourceKey, res: Resource | None) -> None:
+    def _on_workload(self, key: ResourceKey, res: Resource | None, path: str) -> None:
+        """`path` is the datastore key: the route resolver's id for the workload (the agent holds it anyway)."""
         assert key.namespace is not None
         assert res is None or isinstance(res, WorkloadEndpoint)
         self._endpoints.on_workload(WorkloadEndpointID(key.namespace, key.name), res)
+        if res is None:
+            self._routes.update_workload(path, None, ())
+        else:
+            self._routes.update_workload(path, res.spec.node, tuple(res.spec.ipNetworks or ()))
 
     def _on_host(self, key: ResourceKey, res: Resource | None) -> None:
         assert res is None or isinstance(res, HostEndpoint)
@@ -216,6 +260,24 @@ class CalcGraph:
             self._resolver.remove_policy(old[0])
             self._active.update_policy(old[0], None)
 
+    def _on_node(self, key: ResourceKey, res: Resource | None) -> None:
+        assert res is None or isinstance(res, Node)
+        self._nodes.on_node(key.name, res)
+
+    def _on_pool(self, key: ResourceKey, res: Resource | None) -> None:
+        assert res is None or isinstance(res, IPPool)
+        self._pools.on_pool(key.name, res)
+
+    def _on_affinity(self, change: AffinityChange) -> None:
+        if change.problem is not None:
+            log.warning(
+                "bad value for block affinity %s of node %s (%s): treated as absent",
+                change.block,
+                change.node,
+                change.problem,
+            )
+        self._routes.update_affinity(change.node, change.block, change.confirmed)
+
     def _on_felix_config(self, key: ResourceKey, res: Resource | None) -> None:
         assert res is None or isinstance(res, FelixConfiguration)
         if self._config.update(key.name, res):
@@ -231,7 +293,7 @@ class CalcGraph:
             wid = WorkloadEndpointID(key.namespace, key.name)
             if self._endpoints.knows(wid):
                 log.warning("bad value for %s (%s): removing the endpoint", where, bad.reason)
-                self._endpoints.on_workload(wid, None)
+                self._on_workload(key, None, key.path())
                 return
         elif kind == HostEndpoint.KIND:
             if self._endpoints.knows(HostEndpointKey(key.name)):
@@ -262,7 +324,11 @@ class CalcGraph:
             if self._endpoints.knows(NetworkSetKey(key.namespace, key.name)):
                 log.warning("bad value for %s (%s): keeping its last good value", where, bad.reason)
                 return
-        elif kind == FelixConfiguration.KIND and self._config.has(key.name):
+        elif (
+            (kind == FelixConfiguration.KIND and self._config.has(key.name))
+            or (kind == Node.KIND and self._nodes.knows(key.name))
+            or (kind == IPPool.KIND and self._pools.knows(key.name))
+        ):
             log.warning("bad value for %s (%s): keeping its last good value", where, bad.reason)
             return
         log.warning("bad value for %s (%s): ignored, no good value known", where, bad.reason)

@@ -25,34 +25,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-from calico.calculation.events import IPSetDelta, IPSetRemove, IPSetType, IPSetUpdate
+from calico.calculation.events import IPSetDelta, IPSetRemove, IPSetUpdate
+from calico.calculation.types import IPSetSpec, ItemData
 from calico.selector import Selector
 from calico.selector.index import LabelIndex
 
-__all__ = ["IPSetMembers", "IPSetSpec", "ItemData", "NamedPort"]
-
-NamedPort = tuple[str, str, int]  # (port name, protocol "tcp"/"udp"/"sctp", port number)
-
-
-@dataclass(frozen=True, slots=True)
-class IPSetSpec:
-    """What one IP set holds. Exactly one of `selector` (with optional `named_port`) and `nets` is used."""
-
-    set_id: str
-    set_type: IPSetType
-    selector: Selector | None = None
-    named_port: tuple[str, str] | None = None  # (protocol, port name): members are "ip,proto:port"
-    nets: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class ItemData:
-    """The parts of an item that become members."""
-
-    cidrs: tuple[str, ...]
-    ports: tuple[NamedPort, ...] = ()
+__all__ = ["IPSetMembers"]
 
 
 class _IPSet:

@@ -7,9 +7,9 @@ Enters:
   - local endpoints only (`update_endpoint` / `remove_endpoint`, from the local endpoint filter) with
     their labels, parents and `LocalInfo`; parent label changes (`update_parent`).
 Leaves (`flush`), for each local endpoint touched since the last flush:
-  - its `WorkloadEndpointUpdate` / `HostEndpointUpdate` (or remove) to the sequencer;
-  - reference counts of the policies and profiles it uses, to `ActiveRules` (a policy is active while at
-    least one local endpoint has it in a tier list; a profile while one lists it).
+  - its `WorkloadEndpointUpdate` / `HostEndpointUpdate` (or remove) to its `EndpointSink` (the sequencer);
+  - reference counts of the policies and profiles it uses, to its `PolicyRefs` (active rules: a policy is
+    active while at least one local endpoint has it in a tier list; a profile while one lists it).
 
 Ordering: tiers by `order` (lower first, missing last, ties by name); the `default` tier exists without a
 Tier resource (order 1000000, defaultAction Deny); a tier with policies but no Tier resource sorts last
@@ -28,9 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from calico.calculation.endpoints import EndpointKey, HostEndpointKey, LocalHost, LocalInfo, LocalWorkload, ParentKey
 from calico.calculation.events import (
     HostEndpointRemove,
     HostEndpointUpdate,
@@ -40,14 +39,46 @@ from calico.calculation.events import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.calculation.types import (
+    EndpointEvent,
+    EndpointKey,
+    HostEndpointKey,
+    LocalHost,
+    LocalInfo,
+    LocalWorkload,
+    ParentKey,
+)
 from calico.selector import Selector
 from calico.selector.index import LabelIndex
 
-if TYPE_CHECKING:
-    from calico.calculation.active_rules import ActiveRules
-    from calico.calculation.sequencer import Sequencer
+__all__ = [
+    "DEFAULT_TIER",
+    "DEFAULT_TIER_META",
+    "EndpointSink",
+    "PolicyMeta",
+    "PolicyRefs",
+    "PolicyResolver",
+    "TierMeta",
+]
 
-__all__ = ["DEFAULT_TIER", "DEFAULT_TIER_META", "PolicyMeta", "PolicyResolver", "TierMeta"]
+
+class PolicyRefs(Protocol):
+    """Who counts which policies and profiles local endpoints use (`active_rules.ActiveRules`)."""
+
+    def ref_policy(self, pid: PolicyID) -> None: ...
+
+    def unref_policy(self, pid: PolicyID) -> None: ...
+
+    def ref_profile(self, name: str) -> None: ...
+
+    def unref_profile(self, name: str) -> None: ...
+
+
+class EndpointSink(Protocol):
+    """Where each touched local endpoint's update or remove goes (`sequencer.Sequencer`)."""
+
+    def endpoint(self, key: EndpointKey, event: EndpointEvent) -> None: ...
+
 
 DEFAULT_TIER = "default"
 
@@ -77,14 +108,15 @@ class TierMeta:
 DEFAULT_TIER_META = TierMeta(1_000_000.0, "Deny")
 _UNKNOWN_TIER_META = TierMeta(None, "Deny")
 
-EndpointEvent = WorkloadEndpointUpdate | WorkloadEndpointRemove | HostEndpointUpdate | HostEndpointRemove
 _Entry = tuple[bool, float, str, str, PolicyID, PolicyMeta]
 
 
 class PolicyResolver:
     """See the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, refs: PolicyRefs, sink: EndpointSink) -> None:
+        self._refs = refs
+        self._sink = sink
         self._index = LabelIndex(self._on_match_start, self._on_match_stop)
         self._policies: dict[PolicyID, PolicyMeta] = {}
         self._tiers: dict[str, TierMeta] = {}
@@ -190,8 +222,9 @@ class PolicyResolver:
 
     # ---- output ------------------------------------------------------------------------------
 
-    def flush(self, active: ActiveRules, sequencer: Sequencer) -> None:
+    def flush(self) -> None:
         """Recompute touched endpoints; pass their updates on and adjust active policies/profiles."""
+        active, sink = self._refs, self._sink
         dirty, self._dirty = self._dirty, set()
         # Workloads matching the same policies get the same tiers; policies and tiers cannot change mid-flush.
         memo: dict[frozenset[PolicyID], tuple[frozenset[PolicyID], tuple[TierInfo, ...]]] = {}
@@ -221,7 +254,7 @@ class PolicyResolver:
                 active.unref_policy(pid)
             for name in old_profiles - profiles:
                 active.unref_profile(name)
-            sequencer.endpoint(key, event)
+            sink.endpoint(key, event)
 
     def _resolve(
         self,

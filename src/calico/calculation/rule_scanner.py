@@ -3,8 +3,8 @@
 Enters (from `ActiveRules`): a policy's or profile's rules (`PolicyRules` / `ProfileRules`) when it
 becomes active or changes while active; `acquire` / `release` of the IP sets a rendering uses.
 Leaves: `PolicyUpdate` / `ProfileUpdate` values whose selectors are resolved to IP set ids, and, through
-reference counting, `IPSetMembers.add_set` / `remove_set` the first time a set is used and after its last
-user goes. One set per distinct thing, shared by every rule that needs it:
+reference counting, `add_set` / `remove_set` to its `SetSink` (IP set members) the first time a set is used
+and after its last user goes. One set per distinct thing, shared by every rule that needs it:
   - a selector set (NET type) per distinct positive selector or notSelector, id "s…" from the canonical
     selector text, which already carries namespace scoping (see `selectors.py`);
   - a named-port set (IP_PORT) per (protocol, port name, positive selector or all()), id "p…";
@@ -33,14 +33,12 @@ import base64
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from calico.calculation.endpoints import proto_name
 from calico.calculation.events import IPSetType, PolicyID, PolicyUpdate, ProfileUpdate, RenderedRule
-from calico.calculation.ipset_members import IPSetMembers, IPSetSpec
 from calico.calculation.selectors import ALL, parse_cached, rule_selector
+from calico.calculation.types import IPSetSpec, PolicyRules, ProfileRules, port_protocol
 from calico.resources import EntityRule, Rule
 from calico.selector import Selector, SelectorError
 
@@ -48,9 +46,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "INLINE_NETS_MAX",
-    "PolicyRules",
-    "ProfileRules",
     "RuleScanner",
+    "SetSink",
     "named_port_set",
     "nets_set",
     "render_rules",
@@ -60,26 +57,12 @@ __all__ = [
 INLINE_NETS_MAX = 8
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyRules:
-    """The rendering-relevant part of a policy."""
+class SetSink(Protocol):
+    """What the scanner feeds: the IP sets active rules need (`ipset_members.IPSetMembers`)."""
 
-    namespace: str | None
-    ingress: tuple[Rule, ...]
-    egress: tuple[Rule, ...]
-    inbound: bool  # types include Ingress
-    outbound: bool  # types include Egress
-    untracked: bool = False
-    pre_dnat: bool = False
-    apply_on_forward: bool = False
-    broken: bool = False
+    def add_set(self, spec: IPSetSpec) -> None: ...
 
-
-@dataclass(frozen=True, slots=True)
-class ProfileRules:
-    ingress: tuple[Rule, ...]
-    egress: tuple[Rule, ...]
-    broken: bool = False
+    def remove_set(self, set_id: str) -> None: ...
 
 
 class Unrenderable(Exception):
@@ -151,7 +134,7 @@ def _render_rule(rule: Rule, namespace: str | None, rule_id: str, specs: set[IPS
     if rule.source.services is not None or rule.destination.services is not None:
         raise Unrenderable("Kubernetes Service matches are not supported")
     fields: dict[str, Any] = {}
-    protocol = proto_name(rule.protocol) if rule.protocol is not None else None
+    protocol = port_protocol(rule.protocol) if rule.protocol is not None else None
     _render_side("src", rule.source, namespace, protocol, specs, fields)
     _render_side("dst", rule.destination, namespace, protocol, specs, fields)
     if rule.icmp is not None:
@@ -247,7 +230,7 @@ def _split_ports(ports: Sequence[int | str]) -> tuple[tuple[tuple[int, int], ...
 class RuleScanner:
     """Renders policies and profiles and reference-counts the IP sets their renderings use."""
 
-    def __init__(self, members: IPSetMembers) -> None:
+    def __init__(self, members: SetSink) -> None:
         self._members = members
         self._refs: dict[str, int] = {}
 

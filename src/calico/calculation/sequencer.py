@@ -1,18 +1,24 @@
 """Event sequencer: the graph's pending changes in; one flush of dataplane events, in safe order, out.
 
-Enters: the latest desired value of each policy, profile and local endpoint (`policy`, `profile`,
-`endpoint`; None = remove), IP set creates/changes and removes (computed by `IPSetMembers`), the merged
-Felix configuration, and the in-sync signal.
+Enters: the latest desired value of each policy, profile, local endpoint, IP pool, VTEP and route (`policy`,
+`profile`, `endpoint`, `pool`, `vtep`, `route`; None = remove), IP set creates/changes and removes
+(computed by `IPSetMembers`), the merged Felix configuration, and the in-sync signal.
 Leaves (`flush`), in this order, each object at most once (its final state in this flush), nothing for
 changes that end where the dataplane already is:
 
     ConfigUpdate                      settings first: they may change how everything else is programmed
+    IPPoolUpdate                      pools before anything inside them
+    RouteRemove                       routes go before the VTEP (or the VTEP family) they used
+    VTEPUpdate                        tunnel endpoints exist before any route through them
+    RouteUpdate
+    VTEPRemove                        after every route through it was removed or re-pointed
     IPSetUpdate / IPSetDelta          sets exist before any rule names them
     PolicyUpdate, ProfileUpdate       policies/profiles exist before any endpoint lists them
     WorkloadEndpointUpdate, HostEndpointUpdate
     WorkloadEndpointRemove, HostEndpointRemove
     PolicyRemove, ProfileRemove       after the last endpoint that listed them changed or went
     IPSetRemove                       after the last rule naming them changed or went
+    IPPoolRemove                      after the routes inside it
     InSync                            once, in the first flush after the datastore said in-sync
 
 Within a group events are sorted by id, so equal inputs give equal output.
@@ -20,13 +26,17 @@ Within a group events are sorted by id, so equal inputs give equal output.
 
 from __future__ import annotations
 
-from calico.calculation.endpoints import EndpointKey, HostEndpointKey
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
 from calico.calculation.events import (
     ConfigUpdate,
     DataplaneEvent,
     HostEndpointRemove,
     HostEndpointUpdate,
     InSync,
+    IPPoolRemove,
+    IPPoolUpdate,
     IPSetDelta,
     IPSetRemove,
     IPSetUpdate,
@@ -35,14 +45,20 @@ from calico.calculation.events import (
     PolicyUpdate,
     ProfileRemove,
     ProfileUpdate,
+    RouteRemove,
+    RouteUpdate,
+    VTEPRemove,
+    VTEPUpdate,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.calculation.types import EndpointEvent, EndpointKey, HostEndpointKey
 
 __all__ = ["Sequencer"]
 
-EndpointEvent = WorkloadEndpointUpdate | WorkloadEndpointRemove | HostEndpointUpdate | HostEndpointRemove
+K = TypeVar("K", bound=Hashable)
+U = TypeVar("U", bound=DataplaneEvent)
 
 
 def _policy_key(pid: PolicyID) -> tuple[str, str, str]:
@@ -55,29 +71,64 @@ def _endpoint_key(key: EndpointKey) -> tuple[int, str, str]:
     return (0, key.namespace, key.name)
 
 
+class _Latest(Generic[K, U]):
+    """One kind of keyed object: the latest desired value per key this flush, and what was last sent."""
+
+    def __init__(self, remove: Callable[[K], DataplaneEvent], sort_key: Callable[[K], Any] | None = None) -> None:
+        self._remove = remove
+        self._sort_key = sort_key
+        self.pending: dict[K, U | None] = {}
+        self.sent: dict[K, U] = {}
+
+    def drain(self) -> tuple[list[DataplaneEvent], list[DataplaneEvent]]:
+        """(updates, removes) that take the dataplane from what it was sent to the latest values."""
+        updates: list[DataplaneEvent] = []
+        removes: list[DataplaneEvent] = []
+        pending, self.pending = self.pending, {}
+        for key in sorted(pending, key=self._sort_key):  # type: ignore[arg-type]
+            value = pending[key]
+            if value is None:
+                if self.sent.pop(key, None) is not None:
+                    removes.append(self._remove(key))
+            elif self.sent.get(key) != value:
+                self.sent[key] = value
+                updates.append(value)
+        return updates, removes
+
+
 class Sequencer:
     """See the module docstring."""
 
     def __init__(self) -> None:
+        self._policies: _Latest[PolicyID, PolicyUpdate] = _Latest(PolicyRemove, _policy_key)
+        self._profiles: _Latest[str, ProfileUpdate] = _Latest(ProfileRemove)
+        self._pools: _Latest[str, IPPoolUpdate] = _Latest(IPPoolRemove)
+        self._vteps: _Latest[str, VTEPUpdate] = _Latest(VTEPRemove)
+        self._routes: _Latest[str, RouteUpdate] = _Latest(RouteRemove)
         # What the dataplane has been told, to drop no-op changes.
-        self._sent_policies: dict[PolicyID, PolicyUpdate] = {}
-        self._sent_profiles: dict[str, ProfileUpdate] = {}
         self._sent_endpoints: dict[EndpointKey, WorkloadEndpointUpdate | HostEndpointUpdate] = {}
         self._sent_config: ConfigUpdate | None = None
-        self._policies: dict[PolicyID, PolicyUpdate | None] = {}
-        self._profiles: dict[str, ProfileUpdate | None] = {}
         self._endpoints: dict[EndpointKey, EndpointEvent] = {}
         self._config: ConfigUpdate | None = None
         self._in_sync = False
 
     def policy(self, pid: PolicyID, update: PolicyUpdate | None) -> None:
-        self._policies[pid] = update
+        self._policies.pending[pid] = update
 
     def profile(self, name: str, update: ProfileUpdate | None) -> None:
-        self._profiles[name] = update
+        self._profiles.pending[name] = update
 
     def endpoint(self, key: EndpointKey, event: EndpointEvent) -> None:
         self._endpoints[key] = event
+
+    def pool(self, cidr: str, update: IPPoolUpdate | None) -> None:
+        self._pools.pending[cidr] = update
+
+    def vtep(self, node: str, update: VTEPUpdate | None) -> None:
+        self._vteps.pending[node] = update
+
+    def route(self, dst: str, update: RouteUpdate | None) -> None:
+        self._routes.pending[dst] = update
 
     def config(self, update: ConfigUpdate) -> None:
         self._config = update
@@ -93,28 +144,16 @@ class Sequencer:
             out.append(self._config)
             self._sent_config = self._config
         self._config = None
-        out.extend(ipset_changes)
 
-        policy_removes: list[DataplaneEvent] = []
-        for pid in sorted(self._policies, key=_policy_key):
-            update = self._policies[pid]
-            if update is None:
-                if self._sent_policies.pop(pid, None) is not None:
-                    policy_removes.append(PolicyRemove(pid))
-            elif self._sent_policies.get(pid) != update:
-                self._sent_policies[pid] = update
-                out.append(update)
-        self._policies = {}
-        profile_removes: list[DataplaneEvent] = []
-        for name in sorted(self._profiles):
-            profile = self._profiles[name]
-            if profile is None:
-                if self._sent_profiles.pop(name, None) is not None:
-                    profile_removes.append(ProfileRemove(name))
-            elif self._sent_profiles.get(name) != profile:
-                self._sent_profiles[name] = profile
-                out.append(profile)
-        self._profiles = {}
+        pool_updates, pool_removes = self._pools.drain()
+        vtep_updates, vtep_removes = self._vteps.drain()
+        route_updates, route_removes = self._routes.drain()
+        out += pool_updates + route_removes + vtep_updates + route_updates + vtep_removes
+
+        out.extend(ipset_changes)
+        policy_updates, policy_removes = self._policies.drain()
+        profile_updates, profile_removes = self._profiles.drain()
+        out += policy_updates + profile_updates
 
         endpoint_removes: list[DataplaneEvent] = []
         for key in sorted(self._endpoints, key=_endpoint_key):
@@ -127,10 +166,9 @@ class Sequencer:
                 out.append(event)
         self._endpoints = {}
 
-        out.extend(endpoint_removes)
-        out.extend(policy_removes)
-        out.extend(profile_removes)
+        out += endpoint_removes + policy_removes + profile_removes
         out.extend(ipset_removes)
+        out += pool_removes
         if self._in_sync:
             out.append(InSync())
             self._in_sync = False
@@ -140,3 +178,6 @@ class Sequencer:
 
     def sent_endpoint(self, key: WorkloadEndpointID | HostEndpointKey) -> object | None:
         return self._sent_endpoints.get(key)
+
+    def sent_routes(self) -> dict[str, RouteUpdate]:
+        return dict(self._routes.sent)

@@ -18,6 +18,7 @@ import yaml
 from calico import __version__
 from calico.calicoctl import tables
 from calico.calicoctl.edit import LabelError, merge_patch, remove_label, set_label
+from calico.calicoctl.node import node as node_commands
 from calico.datastore import config as dsconfig
 from calico.datastore.kv import KVError
 from calico.datastore.store import AlreadyExists, NotFound, ResourceStore, StoreError, describe
@@ -395,6 +396,9 @@ def version(ctx: Ctx) -> None:
     spec = info.to_dict().get("spec", {}) if info else {}
     click.echo(f"Cluster Version:   {spec.get('calicoVersion', 'unknown')}")
     click.echo(f"Cluster Type:      {spec.get('clusterType', 'unknown')}")
+
+
+cli.add_command(node_commands)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The `get` tables, column for column as calicoctl prints them (`ps` and `-o wide`). Pure."""
+"""calicoctl's tables: `get` (`ps` and `-o wide`, column for column as calicoctl prints them) and the boxed
+ones of `node status`. Pure."""
 
 from __future__ import annotations
 
@@ -73,3 +74,18 @@ def render(kind: str, docs: Sequence[Row], wide: bool, namespaced_listing: bool)
     rows = [[h for h, _ in cols]] + [[f(d) for _, f in cols] for d in docs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows) + "\n"
+
+
+def boxed(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A bordered table with centred headers, as calicoctl's `node status` and `ipam show` print them."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def centred(text: str, width: int) -> str:
+        left = (width - len(text)) // 2
+        return " " * left + text + " " * (width - len(text) - left)
+
+    lines = [rule, "| " + " | ".join(centred(h, w) for h, w in zip(headers, widths, strict=True)) + " |", rule]
+    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.append(rule)
+    return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """Desired dataplane state, folded from the calculation graph's events.
 
-In: `calico.calculation.events` (IP set, policy, profile, endpoint, config updates, in the graph's safe
-order). Out: plain dictionaries of the current desired state, plus a `Dirty` record of which keys changed
-since the last `take_dirty()`, so a backend can apply work proportional to the change.
+In: `calico.calculation.events` (IP set, policy, profile, endpoint, config updates, and IP pools, VTEPs and
+routes, in the graph's safe order). Out: plain dictionaries of the current desired state, plus a `Dirty`
+record of which keys changed since the last `take_dirty()`, so a backend can apply work proportional to the
+change.
 
 Pure: no I/O. One instance per host agent (or per test).
 """
@@ -34,10 +35,22 @@ class Dirty:
     endpoints: set[ev.WorkloadEndpointID] = field(default_factory=set)
     host_endpoints: set[str] = field(default_factory=set)
     config: bool = False
+    # The network of hosts (IP pools by CIDR, VTEPs by node, routes by destination); not programmed yet.
+    pools: set[str] = field(default_factory=set)
+    vteps: set[str] = field(default_factory=set)
+    routes: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(
-            self.ipsets or self.policies or self.profiles or self.endpoints or self.host_endpoints or self.config
+            self.ipsets
+            or self.policies
+            or self.profiles
+            or self.endpoints
+            or self.host_endpoints
+            or self.config
+            or self.pools
+            or self.vteps
+            or self.routes
         )
 
 
@@ -57,6 +70,9 @@ class DesiredState:
         self.profiles: dict[str, ev.ProfileUpdate] = {}
         self.endpoints: dict[ev.WorkloadEndpointID, ev.WorkloadEndpointUpdate] = {}
         self.host_endpoints: dict[str, ev.HostEndpointUpdate] = {}
+        self.pools: dict[str, ev.IPPoolUpdate] = {}
+        self.vteps: dict[str, ev.VTEPUpdate] = {}
+        self.routes: dict[str, ev.RouteUpdate] = {}
         # The host's own interfaces and their addresses (not from the graph: read from the kernel), by which
         # host endpoints without an interface name find theirs.
         self.host_addresses: dict[str, frozenset[str]] = {}
@@ -132,6 +148,24 @@ class DesiredState:
             case ev.HostEndpointRemove(name=name):
                 if self.host_endpoints.pop(name, None) is not None:
                     d.host_endpoints.add(name)
+            case ev.IPPoolUpdate(cidr=cidr):
+                self.pools[cidr] = event
+                d.pools.add(cidr)
+            case ev.IPPoolRemove(cidr=cidr):
+                if self.pools.pop(cidr, None) is not None:
+                    d.pools.add(cidr)
+            case ev.VTEPUpdate(node=node):
+                self.vteps[node] = event
+                d.vteps.add(node)
+            case ev.VTEPRemove(node=node):
+                if self.vteps.pop(node, None) is not None:
+                    d.vteps.add(node)
+            case ev.RouteUpdate(dst=dst):
+                self.routes[dst] = event
+                d.routes.add(dst)
+            case ev.RouteRemove(dst=dst):
+                if self.routes.pop(dst, None) is not None:
+                    d.routes.add(dst)
             case ev.ConfigUpdate(settings=settings):
                 new = dict(DEFAULT_CONFIG)
                 new.update(dict(settings))

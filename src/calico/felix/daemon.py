@@ -55,7 +55,7 @@ from calico.calculation.events import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
-from calico.datastore.keys import RESOURCE_PREFIX, parse_key
+from calico.datastore.keys import IPAM_HOST_PREFIX, RESOURCE_PREFIX, parse_key
 from calico.datastore.kv import KVError, KVStore
 from calico.datastore.syncer import StatusUpdate, Syncer, SyncerEvent, SyncStatus, Update
 from calico.felix.config import FelixConfig, diff, parse_datastore_value, restart_needed
@@ -157,7 +157,7 @@ class FelixDaemon:
         self._calc_health = self.health.register("async_calc_graph", timeout=health_timeout)
         self._dp_health = self.health.register("int_dataplane", timeout=health_timeout)
 
-        self.syncer = Syncer(kv, [RESOURCE_PREFIX])
+        self.syncer = Syncer(kv, [RESOURCE_PREFIX, IPAM_HOST_PREFIX])  # resources and block affinities
         self._queue: asyncio.Queue[SyncerEvent | object] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._exit_code = EXIT_OK

@@ -213,6 +213,7 @@ class BGPPeerSpec(CalicoModel):
     password: BGPPassword | None = None
     sourceAddress: Literal["UseNodeIP", "None"] | None = None
     maxRestartTime: Duration | None = None
+    keepaliveTime: Duration | None = None
     numAllowedLocalASNumbers: Annotated[int, int_range(0, 2**31 - 1, "numAllowedLocalASNumbers")] | None = None
     ttlSecurity: Annotated[int, int_range(0, 255, "ttlSecurity")] | None = None
     filters: list[Name] | None = None

@@ -2,13 +2,17 @@
 
 `Dataplane` folds flushed events into state and checks, event by event, what a real dataplane relies on:
 sets exist before rules name them and are removed after; policies/profiles exist before endpoints list
-them and are removed after; deltas are exact (add only absent members, remove only present ones); each
-flush follows the sequencer's group order and names each object at most once.
+them and are removed after; deltas are exact (add only absent members, remove only present ones); a VXLAN
+route's VTEP exists when the route arrives and is not removed under it, and after each flush every VXLAN
+route's gateway is its node's tunnel address; a pool goes after the routes inside it; each flush follows
+the sequencer's group order and names each object at most once.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +22,8 @@ from calico.calculation.events import (
     HostEndpointRemove,
     HostEndpointUpdate,
     InSync,
+    IPPoolRemove,
+    IPPoolUpdate,
     IPSetDelta,
     IPSetRemove,
     IPSetType,
@@ -28,12 +34,18 @@ from calico.calculation.events import (
     ProfileRemove,
     ProfileUpdate,
     RenderedRule,
+    RouteKind,
+    RouteRemove,
+    RouteUpdate,
     TierInfo,
+    VTEPRemove,
+    VTEPUpdate,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
 from calico.calculation.graph import CalcGraph
+from calico.datastore.keys import affinity_key
 from calico.resources import parse_resource
 
 PREFIX = "/calico/resources/v3/projectcalico.org/"
@@ -50,6 +62,8 @@ _PLURALS = {
     "NetworkSet": "networksets",
     "GlobalNetworkSet": "globalnetworksets",
     "FelixConfiguration": "felixconfigurations",
+    "Node": "nodes",
+    "IPPool": "ippools",
 }
 
 
@@ -149,6 +163,41 @@ def felix_config(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": API, "kind": "FelixConfiguration", "metadata": _meta(name), "spec": spec}
 
 
+def node(
+    name: str,
+    ipv4: str | None = None,
+    ipv6: str | None = None,
+    vxlan: str | None = None,
+    mac: str | None = None,
+    vxlan_v6: str | None = None,
+    mac_v6: str | None = None,
+) -> dict[str, Any]:
+    """A Node; `ipv4`/`ipv6` are its BGP (underlay) addresses with their subnet length."""
+    spec: dict[str, Any] = {}
+    bgp = {k: v for k, v in (("ipv4Address", ipv4), ("ipv6Address", ipv6)) if v}
+    if bgp:
+        spec["bgp"] = bgp
+    for field_name, value in (
+        ("ipv4VXLANTunnelAddr", vxlan),
+        ("vxlanTunnelMACAddr", mac),
+        ("ipv6VXLANTunnelAddr", vxlan_v6),
+        ("vxlanTunnelMACAddrV6", mac_v6),
+    ):
+        if value:
+            spec[field_name] = value
+    return {"apiVersion": API, "kind": "Node", "metadata": _meta(name), "spec": spec}
+
+
+def pool(name: str, cidr: str, vxlan: str = "Never", nat: bool = False, **spec: Any) -> dict[str, Any]:
+    body = {"cidr": cidr, "vxlanMode": vxlan, "natOutgoing": nat, **spec}
+    return {"apiVersion": API, "kind": "IPPool", "metadata": _meta(name), "spec": body}
+
+
+def affinity(node_name: str, block: str, state: str = "confirmed", deleted: bool = False) -> tuple[str, bytes]:
+    """An IPAM block affinity as libcalico-go stores it: (key, value)."""
+    return affinity_key(node_name, block), json.dumps({"state": state, "deleted": deleted}).encode()
+
+
 def allow(**fields: Any) -> dict[str, Any]:
     return {"action": "Allow", **fields}
 
@@ -174,7 +223,13 @@ class Feeder:
         return self
 
     def put_raw(self, key: str, value: bytes) -> Feeder:
+        self.store[key] = value
         self.graph.on_update(key, value)
+        return self
+
+    def delete_raw(self, key: str) -> Feeder:
+        self.store.pop(key, None)
+        self.graph.on_update(key, None)
         return self
 
     def delete(self, *docs: dict[str, Any]) -> Feeder:
@@ -190,16 +245,34 @@ class Feeder:
         return events
 
 
+def from_scratch(store: dict[str, bytes], rng: random.Random, hostname: str = HOST) -> tuple[CalcGraph, Dataplane]:
+    """A fresh graph fed `store` in shuffled order, in sync and flushed once into a model dataplane."""
+    graph, dp = CalcGraph(hostname), Dataplane()
+    items = list(store.items())
+    rng.shuffle(items)
+    for key, value in items:
+        graph.on_update(key, value)
+    graph.on_in_sync()
+    dp.apply(graph.flush())
+    return graph, dp
+
+
 # ---- model dataplane -----------------------------------------------------------------------------
 
 _GROUPS: list[tuple[type, ...]] = [
     (ConfigUpdate,),
+    (IPPoolUpdate,),
+    (RouteRemove,),
+    (VTEPUpdate,),
+    (RouteUpdate,),
+    (VTEPRemove,),
     (IPSetUpdate, IPSetDelta),
     (PolicyUpdate, ProfileUpdate),
     (WorkloadEndpointUpdate, HostEndpointUpdate),
     (WorkloadEndpointRemove, HostEndpointRemove),
     (PolicyRemove, ProfileRemove),
     (IPSetRemove,),
+    (IPPoolRemove,),
     (InSync,),
 ]
 
@@ -222,6 +295,12 @@ def _identity(event: DataplaneEvent) -> object:
         return ("wep", event.endpoint_id)
     if isinstance(event, HostEndpointUpdate | HostEndpointRemove):
         return ("hep", event.name)
+    if isinstance(event, IPPoolUpdate | IPPoolRemove):
+        return ("pool", event.cidr)
+    if isinstance(event, VTEPUpdate | VTEPRemove):
+        return ("vtep", event.node)
+    if isinstance(event, RouteUpdate | RouteRemove):
+        return ("route", event.dst)
     return (type(event).__name__,)
 
 
@@ -252,6 +331,9 @@ class Dataplane:
         self.weps: dict[WorkloadEndpointID, WorkloadEndpointUpdate] = {}
         self.heps: dict[str, HostEndpointUpdate] = {}
         self.config: ConfigUpdate | None = None
+        self.pools: dict[str, IPPoolUpdate] = {}
+        self.vteps: dict[str, VTEPUpdate] = {}
+        self.routes: dict[str, RouteUpdate] = {}
         self.in_syncs = 0
 
     def apply(self, events: list[DataplaneEvent]) -> None:
@@ -261,6 +343,22 @@ class Dataplane:
         assert len(ids) == len(set(ids)), "an object appears twice in one flush"
         for event in events:
             self._apply(event)
+        for route in self.routes.values():
+            if route.kind is RouteKind.VXLAN:
+                vtep = self.vteps.get(route.node)
+                assert vtep is not None, f"route {route.dst} through {route.node}, which has no VTEP"
+                assert route.gateway in (vtep.ipv4_addr, vtep.ipv6_addr), f"route {route.dst}: stale gateway"
+
+    def _check_route(self, route: RouteUpdate) -> None:
+        if route.kind is RouteKind.VXLAN:
+            vtep = self.vteps.get(route.node)
+            assert vtep is not None, f"route {route.dst} arrived before the VTEP of {route.node}"
+            family = vtep.ipv6_addr if ":" in route.dst else vtep.ipv4_addr
+            assert family == route.gateway, f"route {route.dst} via {route.gateway}, VTEP has {family}"
+        if route.kind is not RouteKind.LOCAL_BLOCK:
+            assert any(_within(route.dst, p.cidr) and p.vxlan_mode != "Never" for p in self.pools.values()), (
+                f"route {route.dst} is in no VXLAN pool"
+            )
 
     def _used_sets(self) -> set[str]:
         used: set[str] = set()
@@ -335,6 +433,26 @@ class Dataplane:
         elif isinstance(e, HostEndpointRemove):
             assert e.name in self.heps
             del self.heps[e.name]
+        elif isinstance(e, IPPoolUpdate):
+            self.pools[e.cidr] = e
+        elif isinstance(e, IPPoolRemove):
+            assert e.cidr in self.pools, f"remove of unknown pool {e.cidr}"
+            del self.pools[e.cidr]
+            for route in self.routes.values():
+                self._check_route(route)  # each is still inside some (other) VXLAN pool
+        elif isinstance(e, VTEPUpdate):
+            self.vteps[e.node] = e
+        elif isinstance(e, VTEPRemove):
+            assert e.node in self.vteps, f"remove of unknown VTEP {e.node}"
+            using = [r.dst for r in self.routes.values() if r.kind is RouteKind.VXLAN and r.node == e.node]
+            assert not using, f"VTEP {e.node} removed under routes {using}"
+            del self.vteps[e.node]
+        elif isinstance(e, RouteUpdate):
+            self._check_route(e)
+            self.routes[e.dst] = e
+        elif isinstance(e, RouteRemove):
+            assert e.dst in self.routes, f"remove of unknown route {e.dst}"
+            del self.routes[e.dst]
         elif isinstance(e, ConfigUpdate):
             self.config = e
         elif isinstance(e, InSync):
@@ -351,6 +469,9 @@ class Dataplane:
             "weps": dict(self.weps),
             "heps": dict(self.heps),
             "config": self.config,
+            "pools": dict(self.pools),
+            "vteps": dict(self.vteps),
+            "routes": dict(self.routes),
         }
 
     def set_members(self, set_id: str) -> set[str]:
@@ -358,3 +479,8 @@ class Dataplane:
 
     def policy_rules(self, name: str, tier: str = "default", ns: str | None = None) -> PolicyUpdate:
         return self.policies[PolicyID(tier, name, ns)]
+
+
+def _within(inner: str, outer: str) -> bool:
+    a, b = ipaddress.ip_network(inner), ipaddress.ip_network(outer)
+    return a.version == b.version and a.subnet_of(b)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from tests.unit.calculation.builders import (
     Dataplane,
     encode,
     felix_config,
+    from_scratch,
     gnp,
     hep,
     key_of,
@@ -226,13 +227,7 @@ def test_incremental_matches_from_scratch(seeds: list[int], shuffler: random.Ran
     run(incremental, dp)
     run(batched, dp_batched)
 
-    scratch, dp_scratch = CalcGraph(HOST), Dataplane()
-    items = list(store.items())
-    shuffler.shuffle(items)
-    for key, value in items:
-        scratch.on_update(key, value)
-    scratch.on_in_sync()
-    run(scratch, dp_scratch)
+    scratch, dp_scratch = from_scratch(store, shuffler)
 
     expected = dp_scratch.state()
     assert dp.state() == expected
@@ -271,11 +266,5 @@ def test_long_random_histories() -> None:
             if flush:
                 run(incremental, dp)
         run(incremental, dp)
-        scratch, dp_scratch = CalcGraph(HOST), Dataplane()
-        items = list(store.items())
-        rng.shuffle(items)
-        for key, value in items:
-            scratch.on_update(key, value)
-        scratch.on_in_sync()
-        run(scratch, dp_scratch)
+        _, dp_scratch = from_scratch(store, rng)
         assert dp.state() == dp_scratch.state()
