@@ -147,6 +147,15 @@ class Supervisor:
         return proc.returncode
 
     async def _stop_child(self, spec: ChildSpec, pid: int, exited: asyncio.Future[int]) -> None:
+        if spec.graceful_stop is not None:
+            try:
+                await asyncio.wait_for(spec.graceful_stop(), self.stop_grace)
+                await asyncio.wait_for(asyncio.shield(exited), self.stop_grace)
+            except Exception as e:  # any failure of the polite way leads to the signals below
+                log.warning("%s (pid %d) did not stop gracefully (%s); sending SIGTERM", spec.name, pid, e)
+            if exited.done():
+                log.info("stopped %s (pid %d) gracefully: it %s", spec.name, pid, describe_exit(exited.result()))
+                return
         _signal_group(pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(exited), self.stop_grace)

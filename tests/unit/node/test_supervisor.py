@@ -203,3 +203,27 @@ async def test_a_child_with_a_log_file_writes_there(tmp_path: Path) -> None:
     await until(lambda: log_file.exists() and "err" in log_file.read_text(), what="the child's output")
     await stopped(sup, task)
     assert log_file.read_text().split() == ["out", "err"]
+
+
+async def test_a_graceful_stop_is_asked_first_and_signals_follow_when_it_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked = tmp_path / "asked"
+
+    async def polite() -> None:
+        asked.touch()  # the child leaves on its own once it sees this (BIRD's `graceful restart`)
+
+    async def broken() -> None:
+        raise ConnectionRefusedError("no control socket")
+
+    sup = Supervisor([
+        sh("polite", f"while [ ! -e {asked} ]; do sleep 0.02; done; exit 0", graceful_stop=polite),
+        sh("deaf", "exec sleep 30", graceful_stop=broken),
+    ], backoff=fast, stop_grace=2.0)
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(sup.run())
+        await until(lambda: len(sup.pids) == 2, what="both started")
+        await stopped(sup, task)
+    assert "stopped polite" in caplog.text and "gracefully: it exited with code 0" in caplog.text
+    assert "deaf" in caplog.text and "did not stop gracefully (no control socket); sending SIGTERM" in caplog.text
+    assert "stopped deaf" in caplog.text and "killed by SIGTERM" in caplog.text
