@@ -55,6 +55,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                [("NAT", _at("spec.natOutgoing", "false")), ("IPIPMODE", _at("spec.ipipMode")),
                 ("VXLANMODE", _at("spec.vxlanMode")), ("DISABLED", _at("spec.disabled", "false")),
                 ("DISABLEBGPEXPORT", _at("spec.disableBGPExport", "false"))]),
+    "IPReservation": ([NAME], [("CIDRS", _at("spec.reservedCIDRs"))]),
     "BGPConfiguration": ([NAME, ("LOGSEVERITY", _at("spec.logSeverityScreen")),
                           ("MESHENABLED", _at("spec.nodeToNodeMeshEnabled")), ("ASNUMBER", _at("spec.asNumber"))],
                          []),
