@@ -1,0 +1,245 @@
+"""Handing out addresses: automatically from a host's blocks, or one chosen address (I/O, over `BlockWriter`).
+
+In: a request (how many addresses of one IP version, for which handle, host, attributes, intended use and,
+optionally, which pools). Out: the addresses allocated (fewer than asked when the pools run out: the caller
+decides what to do with a partial result).
+
+Automatic assignment, in Calico's order:
+1. the host's blocks as this client last saw them (one compare-and-swap when the host's block has room);
+2. a fresh look: every block of the version and this host's affinities; blocks of the host with room, pending
+   claims finished (a host that stopped half way through a claim takes it up again);
+3. new blocks claimed for the host (`auto_allocate_blocks`, at most `maxBlocksPerHost` when set);
+4. unless strict affinity is on: addresses borrowed from other hosts' blocks, and from blocks no host holds.
+Addresses in IPReservations are skipped throughout; blocks outside the chosen pools are never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from calico.ipam import block as blk
+from calico.ipam.claim import claim
+from calico.ipam.errors import AddressNotInPool, AffinityConflict, NoUsablePool
+from calico.ipam.pools import (
+    IPAddress,
+    Reservations,
+    block_of,
+    block_size,
+    choose_pools,
+    free_blocks,
+    host_seed,
+    needs_node_labels,
+    pool_network,
+    pool_of,
+)
+from calico.ipam.store import Deadline, IPAMStore, Versioned
+from calico.ipam.write import BlockWriter, Edit
+from calico.resources import IPPool
+from calico.resources.ipam import (
+    AFFINITY_CONFIRMED,
+    AFFINITY_PENDING,
+    AllocationBlock,
+    IPAMConfig,
+    IPAMRecordError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    count: int
+    version: int
+    handle_id: str
+    host: str
+    attrs: Mapping[str, str]
+    use: str = "Workload"
+    pools: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    pools: list[IPPool]
+    config: IPAMConfig
+    reservations: Reservations
+
+    def covers(self, cidr: str) -> bool:
+        """Whether a block lies inside one of the chosen pools."""
+        net = ipaddress.ip_network(cidr)
+        return any(net.version == p.version and net.subnet_of(p) for p in map(pool_network, self.pools))  # type: ignore[arg-type]
+
+
+class Assigner:
+    def __init__(self, store: IPAMStore, writer: BlockWriter) -> None:
+        self.store = store
+        self.writer = writer
+        self.affine: dict[tuple[str, int], list[str]] = {}  # (host, version) -> its blocks, as last seen
+
+    async def _context(self, req: Request, deadline: Deadline) -> _Context:
+        pools, config, reservations = await asyncio.gather(
+            self.store.pools(deadline), self.store.config(deadline), self.store.reservations(deadline)
+        )
+        labels: Mapping[str, str] = {}
+        if needs_node_labels(pools):
+            node = await self.store.node(req.host, deadline)
+            labels = (node.metadata.labels or {}) if node is not None else {}
+        chosen = choose_pools(pools, req.version, labels, req.use, req.pools, node=req.host)
+        return _Context(chosen, config.value, reservations)
+
+    # --- automatic -----------------------------------------------------------------------------------------
+
+    async def auto_assign(self, req: Request, deadline: Deadline) -> list[IPAddress]:
+        if req.count <= 0:
+            return []
+        ctx = await self._context(req, deadline)
+        got: list[IPAddress] = []
+        key = (req.host, req.version)
+        for cidr in [c for c in self.affine.get(key, []) if ctx.covers(c)]:
+            got += await self._from_block(cidr, req, ctx, req.count - len(got), deadline, affine=True)
+            if len(got) == req.count:
+                return got
+        entries, affinities = await asyncio.gather(
+            self.store.block_entries(deadline, req.version), self.store.affinities(deadline, req.host)
+        )
+        blocks = [e.block for e in entries if e.block is not None]
+        unusable = {e.cidr for e in entries if e.block is None}
+        by_cidr = {b.value.cidr: b for b in blocks}
+        for b in blocks:  # refresh what step 1 will use next time
+            if b.value.host == req.host:
+                self.writer.cache.blocks[b.value.cidr] = b
+        mine: list[str] = []
+        for aff in affinities:
+            if ipaddress.ip_network(aff.cidr).version != req.version or not ctx.covers(aff.cidr):
+                continue
+            if aff.record.state not in (AFFINITY_PENDING, AFFINITY_CONFIRMED) or aff.cidr in unusable:
+                continue
+            current = by_cidr.get(aff.cidr)
+            if current is None or aff.record.state != AFFINITY_CONFIRMED or current.value.host != req.host:
+                claimed = await self._claim(req.host, aff.cidr, deadline)  # finish it, or drop a stale one
+                if claimed is None:
+                    continue
+                self.writer.cache.blocks[aff.cidr] = claimed
+                by_cidr[aff.cidr] = claimed
+            mine.append(aff.cidr)
+        self.affine[key] = mine
+        for cidr in mine:
+            if len(got) == req.count:
+                return got
+            if self._has_room(by_cidr.get(cidr), ctx):
+                got += await self._from_block(cidr, req, ctx, req.count - len(got), deadline, affine=True)
+        if len(got) < req.count and ctx.config.auto_allocate_blocks:
+            taken = set(by_cidr) | unusable
+            got += await self._claim_and_assign(req, ctx, taken, mine, deadline, req.count - len(got))
+        if len(got) < req.count and not ctx.config.strict_affinity:
+            got += await self._borrow(req, ctx, blocks, deadline, req.count - len(got))
+        return got
+
+    async def _claim(self, host: str, cidr: str, deadline: Deadline) -> Versioned[AllocationBlock] | None:
+        try:
+            return await claim(self.store, host, cidr, deadline)
+        except IPAMRecordError as e:
+            log.warning("skipping block %s: %s", cidr, e)
+            return None
+
+    def _has_room(self, b: Versioned[AllocationBlock] | None, ctx: _Context) -> bool:
+        if b is None:
+            return True  # not listed: let the block write find out
+        skip = ctx.reservations.ordinals(b.value.network) if ctx.reservations else ()
+        return blk.free_count(b.value, skip) > 0
+
+    async def _claim_and_assign(
+        self, req: Request, ctx: _Context, taken: set[str], mine: list[str], deadline: Deadline, need: int
+    ) -> list[IPAddress]:
+        got: list[IPAddress] = []
+        limit = ctx.config.max_blocks_per_host
+        for net in free_blocks(ctx.pools, taken, ctx.reservations, host_seed(req.host)):
+            if limit and len(mine) >= limit:
+                break
+            cidr = str(net)
+            claimed = await self._claim(req.host, cidr, deadline)
+            if claimed is None:
+                continue  # another host was quicker
+            self.writer.cache.blocks[cidr] = claimed
+            mine.append(cidr)
+            got += await self._from_block(cidr, req, ctx, need - len(got), deadline, affine=True)
+            if len(got) == need:
+                break
+        return got
+
+    async def _borrow(
+        self, req: Request, ctx: _Context, blocks: list[Versioned[AllocationBlock]], deadline: Deadline, need: int
+    ) -> list[IPAddress]:
+        others = sorted(
+            (b for b in blocks if b.value.host != req.host and ctx.covers(b.value.cidr) and self._has_room(b, ctx)),
+            key=lambda b: b.value.network,
+        )
+        if others:  # hosts borrowing at once start at different blocks
+            start = host_seed(req.host) % len(others)
+            others = others[start:] + others[:start]
+        got: list[IPAddress] = []
+        for b in others:
+            got += await self._from_block(b.value.cidr, req, ctx, need - len(got), deadline, affine=False,
+                                          use_cache=False)
+            if len(got) == need:
+                break
+        return got
+
+    async def _from_block(
+        self, cidr: str, req: Request, ctx: _Context, count: int, deadline: Deadline, *, affine: bool,
+        use_cache: bool = True,
+    ) -> list[IPAddress]:
+        def edit(b: AllocationBlock) -> Edit[list[IPAddress]] | None:
+            if b.deleted or (affine and b.host != req.host):
+                return None
+            skip = ctx.reservations.ordinals(b.network) if ctx.reservations else ()
+            ordinals = blk.allocate(b, count, req.handle_id, req.attrs, skip)
+            if not ordinals:
+                return None
+            seq = b.sequence_number
+            return Edit(
+                result=[blk.address_of(b, o) for o in ordinals],
+                handle_deltas={req.handle_id: len(ordinals)},
+                applied=lambda now: now is not None and all(blk.holds(now, o, req.handle_id, seq) for o in ordinals),
+            )
+
+        try:
+            _done, result = await self.writer.edit(cidr, edit, deadline, use_cache=use_cache)
+        except IPAMRecordError as e:  # a block that does not decode is never written to
+            log.warning("skipping block %s: %s", cidr, e)
+            return []
+        return result or []
+
+    # --- one chosen address --------------------------------------------------------------------------------
+
+    async def assign_ip(
+        self, address: IPAddress, handle_id: str, host: str, attrs: Mapping[str, str], use: str | None,
+        deadline: Deadline,
+    ) -> None:
+        pools, config = await asyncio.gather(self.store.pools(deadline), self.store.config(deadline))
+        pool = pool_of(address, [p for p in pools if not p.spec.disabled])
+        if pool is None:
+            raise AddressNotInPool(f"{address} is not in any enabled IPPool")
+        if use is not None and use not in (pool.spec.allowedUses or ()):
+            raise NoUsablePool(f"IPPool {pool.metadata.name} does not allow {use} addresses ({address})")
+        cidr = str(block_of(address, block_size(pool)))
+        strict = config.value.strict_affinity
+
+        def edit(b: AllocationBlock) -> Edit[None]:
+            if strict and b.host is not None and b.host != host:
+                raise AffinityConflict(f"{address}: block {b.cidr} is affine to {b.host} and strict affinity is on")
+            ordinal = blk.ordinal_of(b, address)
+            assert ordinal is not None
+            blk.allocate_ordinal(b, ordinal, handle_id, attrs)
+            seq = b.sequence_number
+            return Edit(None, {handle_id: 1}, lambda now: now is not None and blk.holds(now, ordinal, handle_id, seq))
+
+        for _attempt in range(3):
+            done, _ = await self.writer.edit(cidr, edit, deadline, use_cache=False)
+            if done:
+                return
+            await claim(self.store, host, cidr, deadline)  # no block yet: claim it for this host, then retry
+        raise AddressNotInPool(f"{address}: its block {cidr} could not be created")

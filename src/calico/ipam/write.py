@@ -1,0 +1,147 @@
+"""Changing one block and the handles it affects in one compare-and-swap transaction, until it sticks (I/O).
+
+In: a block CIDR and an edit: a function that changes a fresh copy of the block and says what it did (the
+result, how many addresses each handle gained or lost, how to recognise the write afterwards). Out: the result
+once a transaction `block at the revision read + each handle at the revision read -> new block + new handles`
+has been applied, or None when the edit found nothing to do.
+
+Why one transaction: the block and its handles can never disagree, not even after a crash between two writes
+(Calico writes the handle first and the block second; the stored records are the same either way).
+
+A failed compare means someone else wrote first: read again and redo the edit on what is there now. A lost
+answer (the datastore went away after the request may have reached it) is resolved by reading the block:
+- the block shows the write (the edit's `applied` test: e.g. the ordinals held by this handle at the sequence
+  number this write gave them) -> it happened;
+- the block is at another revision and does not show it -> it can never happen any more (its compare would
+  fail), so redo the edit from what is there;
+- the block is unchanged -> send the same transaction again: of the two, at most one can apply.
+So an allocation is never counted twice and never lost: no duplicate, no leak.
+
+`BlockCache` keeps the last block this client wrote or read per CIDR, so that a host writing its own block
+(the common case) needs one round trip per change; a stale copy only costs one failed compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from calico.datastore import keys
+from calico.datastore.kv import Compare, Delete, Put, TxnOp
+from calico.ipam.errors import TooMuchContention
+from calico.ipam.store import Deadline, IPAMStore, Versioned
+from calico.resources.ipam import AllocationBlock, IPAMHandle
+
+R = TypeVar("R")
+
+MAX_ATTEMPTS = 100  # as Calico's datastoreRetries
+
+
+@dataclass(slots=True)
+class Edit(Generic[R]):
+    result: R
+    handle_deltas: dict[str, int]  # handle id -> addresses gained (+) or lost (-) in this block
+    applied: Callable[[AllocationBlock | None], bool]  # does this block (None: gone) show the write?
+    delete_block: bool = False
+
+
+EditFn = Callable[[AllocationBlock], "Edit[R] | None"]
+
+
+@dataclass
+class BlockCache:
+    blocks: dict[str, Versioned[AllocationBlock]] = field(default_factory=dict)
+    handles: dict[str, Versioned[IPAMHandle] | None] = field(default_factory=dict)  # None: known absent
+
+    def forget_handles(self, handle_ids: object) -> None:
+        for h in handle_ids:  # type: ignore[attr-defined]
+            self.handles.pop(h, None)
+
+
+class BlockWriter:
+    def __init__(self, store: IPAMStore, cache: BlockCache) -> None:
+        self.store = store
+        self.cache = cache
+
+    async def _fresh_block(self, cidr: str, deadline: Deadline) -> Versioned[AllocationBlock] | None:
+        cur = await self.store.block(cidr, deadline)
+        if cur is None:
+            self.cache.blocks.pop(cidr, None)
+        else:
+            self.cache.blocks[cidr] = cur
+        return cur
+
+    async def _handles(
+        self, ids: list[str], fresh: bool, deadline: Deadline
+    ) -> dict[str, Versioned[IPAMHandle] | None]:
+        known = {h: self.cache.handles[h] for h in ids if h in self.cache.handles}
+        # Unknown handles: read them, except that a handle only gaining addresses is usually new, so assume so
+        # (a wrong guess is one failed compare, then a real read).
+        missing = [h for h in ids if fresh or h not in known]
+        if missing:
+            got = await asyncio.gather(*(self.store.handle(h, deadline) for h in missing))
+            known.update(zip(missing, got, strict=True))
+        return known
+
+    async def edit(
+        self, cidr: str, fn: EditFn[R], deadline: Deadline, *, use_cache: bool = True
+    ) -> tuple[bool, R | None]:
+        """(True, result) once applied; (False, None) when the block does not exist or `fn` has nothing to do."""
+        cur = self.cache.blocks.get(cidr) if use_cache else None
+        if cur is None:
+            cur = await self._fresh_block(cidr, deadline)
+        fresh_handles = False
+        uncertain: tuple[Edit[R], int] | None = None  # a write whose answer was lost, and the revision it compared
+        for _attempt in range(MAX_ATTEMPTS):
+            if cur is None:
+                return False, None
+            new = cur.value.copy()
+            change = fn(new)
+            if change is None:
+                return False, None
+            ids = sorted(change.handle_deltas)
+            # Handles that lose addresses must be read: their new value depends on the old one.
+            need_read = fresh_handles or any(change.handle_deltas[h] < 0 for h in ids)
+            handles = await self._handles(ids, need_read, deadline)
+            compares = [Compare(keys.block_key(cidr), cur.revision)]
+            block_op: TxnOp = Delete(keys.block_key(cidr)) if change.delete_block else Put(
+                keys.block_key(cidr), new.to_json())
+            ops: list[TxnOp] = [block_op]
+            new_handles: dict[str, IPAMHandle | None] = {}
+            for h in ids:
+                old = handles.get(h)
+                compares.append(Compare(keys.handle_key(h), old.revision if old else 0))
+                updated = (old.value if old else IPAMHandle()).adjusted(new.cidr, change.handle_deltas[h])
+                if updated.block:
+                    ops.append(Put(keys.handle_key(h), updated.to_json()))
+                    new_handles[h] = updated
+                elif old is not None:
+                    ops.append(Delete(keys.handle_key(h)))
+                    new_handles[h] = None
+                else:
+                    compares.pop()  # absent before and after: nothing to compare or write
+                    new_handles[h] = None
+            ok, revision = await self.store.commit(compares, ops)
+            if ok:
+                if change.delete_block:
+                    self.cache.blocks.pop(cidr, None)
+                else:
+                    self.cache.blocks[cidr] = Versioned(new, revision)
+                for h, value in new_handles.items():
+                    self.cache.handles[h] = None if value is None else Versioned(value, revision)
+                return True, change.result
+            if ok is None:
+                uncertain = (change, cur.revision)
+            cur = await self._fresh_block(cidr, deadline)
+            self.cache.forget_handles(ids)
+            fresh_handles = True
+            if uncertain is not None:
+                pending, compared_at = uncertain
+                if pending.applied(cur.value if cur else None):
+                    return True, pending.result
+                if cur is None or cur.revision != compared_at:
+                    uncertain = None  # its compare can never hold again: it did not and will not happen
+            # Otherwise redo the edit on what is there; on an unchanged block that is the same transaction.
+        raise TooMuchContention(f"block {cidr} changed under every one of {MAX_ATTEMPTS} attempts")
