@@ -16,10 +16,9 @@ Addresses in IPReservations are skipped throughout; blocks outside the chosen po
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from calico.ipam import block as blk
 from calico.ipam.claim import claim
@@ -45,6 +44,7 @@ from calico.resources.ipam import (
     AllocationBlock,
     IPAMConfig,
     IPAMRecordError,
+    network,
 )
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,26 @@ class Request:
     pools: Sequence[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Context:
     pools: list[IPPool]
-    config: IPAMConfig
     reservations: Reservations
+    _config: IPAMConfig | None = None  # read only when the host's own blocks are not enough
+    _covers: dict[str, bool] = field(default_factory=dict)
+
+    async def config(self, store: IPAMStore, deadline: Deadline) -> IPAMConfig:
+        if self._config is None:
+            self._config = (await store.config(deadline)).value
+        return self._config
 
     def covers(self, cidr: str) -> bool:
         """Whether a block lies inside one of the chosen pools."""
-        net = ipaddress.ip_network(cidr)
-        return any(net.version == p.version and net.subnet_of(p) for p in map(pool_network, self.pools))  # type: ignore[arg-type]
+        hit = self._covers.get(cidr)
+        if hit is None:
+            net = network(cidr)
+            hit = self._covers[cidr] = any(
+                net.version == p.version and net.subnet_of(p) for p in map(pool_network, self.pools))  # type: ignore[arg-type]
+        return hit
 
 
 class Assigner:
@@ -80,15 +90,13 @@ class Assigner:
         self.affine: dict[tuple[str, int], list[str]] = {}  # (host, version) -> its blocks, as last seen
 
     async def _context(self, req: Request, deadline: Deadline) -> _Context:
-        pools, config, reservations = await asyncio.gather(
-            self.store.pools(deadline), self.store.config(deadline), self.store.reservations(deadline)
-        )
+        pools, reservations = await self.store.pools_and_reservations(deadline)
         labels: Mapping[str, str] = {}
         if needs_node_labels(pools):
             node = await self.store.node(req.host, deadline)
             labels = (node.metadata.labels or {}) if node is not None else {}
         chosen = choose_pools(pools, req.version, labels, req.use, req.pools, node=req.host)
-        return _Context(chosen, config.value, reservations)
+        return _Context(chosen, reservations)
 
     # --- automatic -----------------------------------------------------------------------------------------
 
@@ -98,7 +106,10 @@ class Assigner:
         ctx = await self._context(req, deadline)
         got: list[IPAddress] = []
         key = (req.host, req.version)
-        for cidr in [c for c in self.affine.get(key, []) if ctx.covers(c)]:
+        for cidr in self.affine.get(key, []):
+            # Full as last seen: skip (step 2 below looks again if the host's blocks as seen are not enough).
+            if not self._has_room(self.writer.cache.blocks.get(cidr), ctx) or not ctx.covers(cidr):
+                continue
             got += await self._from_block(cidr, req, ctx, req.count - len(got), deadline, affine=True)
             if len(got) == req.count:
                 return got
@@ -113,7 +124,7 @@ class Assigner:
                 self.writer.cache.blocks[b.value.cidr] = b
         mine: list[str] = []
         for aff in affinities:
-            if ipaddress.ip_network(aff.cidr).version != req.version or not ctx.covers(aff.cidr):
+            if network(aff.cidr).version != req.version or not ctx.covers(aff.cidr):
                 continue
             if aff.record.state not in (AFFINITY_PENDING, AFFINITY_CONFIRMED) or aff.cidr in unusable:
                 continue
@@ -131,10 +142,11 @@ class Assigner:
                 return got
             if self._has_room(by_cidr.get(cidr), ctx):
                 got += await self._from_block(cidr, req, ctx, req.count - len(got), deadline, affine=True)
-        if len(got) < req.count and ctx.config.auto_allocate_blocks:
+        config = await ctx.config(self.store, deadline)
+        if len(got) < req.count and config.auto_allocate_blocks:
             taken = set(by_cidr) | unusable
             got += await self._claim_and_assign(req, ctx, taken, mine, deadline, req.count - len(got))
-        if len(got) < req.count and not ctx.config.strict_affinity:
+        if len(got) < req.count and not config.strict_affinity:
             got += await self._borrow(req, ctx, blocks, deadline, req.count - len(got))
         return got
 
@@ -155,7 +167,7 @@ class Assigner:
         self, req: Request, ctx: _Context, taken: set[str], mine: list[str], deadline: Deadline, need: int
     ) -> list[IPAddress]:
         got: list[IPAddress] = []
-        limit = ctx.config.max_blocks_per_host
+        limit = (await ctx.config(self.store, deadline)).max_blocks_per_host
         for net in free_blocks(ctx.pools, taken, ctx.reservations, host_seed(req.host)):
             if limit and len(mine) >= limit:
                 break

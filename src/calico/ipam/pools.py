@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from calico.ipam.errors import NoUsablePool
 from calico.resources import IPPool, IPReservation
+from calico.resources.ipam import network
 from calico.selector import Selector
 from calico.selector import parse as parse_selector
 
@@ -40,12 +41,12 @@ def _selector(text: str) -> Selector:
 
 def cidr_order(cidr: str) -> tuple[int, IPNetwork]:
     """Sort key for CIDRs of both IP versions (IPv4 first, then by address)."""
-    net = ipaddress.ip_network(cidr)
+    net = network(cidr)
     return net.version, net
 
 
 def pool_network(pool: IPPool) -> IPNetwork:
-    return ipaddress.ip_network(pool.spec.cidr)
+    return network(pool.spec.cidr)
 
 
 def block_size(pool: IPPool) -> int:

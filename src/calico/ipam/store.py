@@ -215,6 +215,23 @@ class IPAMStore:
     async def reservations(self, deadline: Deadline) -> Reservations:
         return Reservations.of(await self.resources(IPReservation, deadline))
 
+    async def pools_and_reservations(self, deadline: Deadline) -> tuple[list[IPPool], Reservations]:
+        """Both, from one range read: their keys share the prefix `.../ip` (`ippools/`, `ipreservations/`), and an
+        assignment reads them on every call, so one round trip instead of two. Other kinds under the prefix
+        are decoded by their own plural and dropped."""
+        pools: list[IPPool] = []
+        reserved: list[IPReservation] = []
+        for kv in await self._list(f"{keys.RESOURCE_PREFIX}ip", deadline):
+            key = keys.parse_key(kv.key)
+            if key is None or key.plural not in (IPPool.PLURAL, IPReservation.PLURAL):
+                continue
+            res = self._decode(kv)
+            if isinstance(res, IPPool):
+                pools.append(res)
+            elif isinstance(res, IPReservation):
+                reserved.append(res)
+        return pools, Reservations.of(reserved)
+
     async def node(self, name: str, deadline: Deadline) -> Node | None:
         kv = await self._get(keys.ResourceKey(Node.PLURAL, name).path(), deadline)
         res = None if kv is None else self._decode(kv)

@@ -74,16 +74,24 @@ class BlockWriter:
         return cur
 
     async def _handles(
-        self, ids: list[str], fresh: bool, deadline: Deadline
+        self, deltas: dict[str, int], fresh: bool, deadline: Deadline
     ) -> dict[str, Versioned[IPAMHandle] | None]:
-        known = {h: self.cache.handles[h] for h in ids if h in self.cache.handles}
-        # Unknown handles: read them, except that a handle only gaining addresses is usually new, so assume so
-        # (a wrong guess is one failed compare, then a real read).
-        missing = [h for h in ids if fresh or h not in known]
+        """The handles' current records. A handle that only gains addresses and that this client knows nothing of
+        is taken to be new (the usual case: one handle per workload); a wrong guess costs one failed compare, then
+        everything is read. A handle that loses addresses is always read: its new value depends on the old."""
+        out: dict[str, Versioned[IPAMHandle] | None] = {}
+        missing = []
+        for h, delta in deltas.items():
+            if not fresh and h in self.cache.handles:
+                out[h] = self.cache.handles[h]
+            elif not fresh and delta > 0:
+                out[h] = None
+            else:
+                missing.append(h)
         if missing:
             got = await asyncio.gather(*(self.store.handle(h, deadline) for h in missing))
-            known.update(zip(missing, got, strict=True))
-        return known
+            out.update(zip(missing, got, strict=True))
+        return out
 
     async def edit(
         self, cidr: str, fn: EditFn[R], deadline: Deadline, *, use_cache: bool = True
@@ -102,9 +110,7 @@ class BlockWriter:
             if change is None:
                 return False, None
             ids = sorted(change.handle_deltas)
-            # Handles that lose addresses must be read: their new value depends on the old one.
-            need_read = fresh_handles or any(change.handle_deltas[h] < 0 for h in ids)
-            handles = await self._handles(ids, need_read, deadline)
+            handles = await self._handles(change.handle_deltas, fresh_handles, deadline)
             compares = [Compare(keys.block_key(cidr), cur.revision)]
             block_op: TxnOp = Delete(keys.block_key(cidr)) if change.delete_block else Put(
                 keys.block_key(cidr), new.to_json())

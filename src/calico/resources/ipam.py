@@ -27,6 +27,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, ClassVar
 
 __all__ = [
@@ -51,6 +52,12 @@ _HOST_PREFIX = "host:"
 
 class IPAMRecordError(ValueError):
     """A stored IPAM value that cannot be used; the message names the key and the field."""
+
+
+@lru_cache(maxsize=4096)
+def network(cidr: str) -> IPNetwork:
+    """A CIDR parsed once (blocks and pools are looked at again and again)."""
+    return ipaddress.ip_network(cidr)
 
 
 def host_affinity(node: str) -> str:
@@ -125,13 +132,13 @@ class AllocationBlock:
     @classmethod
     def empty(cls, cidr: str, affinity: str | None) -> AllocationBlock:
         """A new block with every address free, handed out from the lowest ordinal up."""
-        size = ipaddress.ip_network(cidr).num_addresses
+        size = network(cidr).num_addresses
         return cls(cidr=cidr, affinity=affinity, allocations=[None] * size, unallocated=list(range(size)),
                    attributes=[])
 
     @property
     def network(self) -> IPNetwork:
-        return ipaddress.ip_network(self.cidr)
+        return network(self.cidr)
 
     @property
     def host(self) -> str | None:
