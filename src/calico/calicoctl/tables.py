@@ -1,4 +1,5 @@
-"""The `get` tables, column for column as calicoctl prints them (`ps` and `-o wide`). Pure."""
+"""The `get` tables, column for column as calicoctl prints them (`ps` and `-o wide`), and the boxed tables of
+`ipam show` and the like (`boxed`). Pure."""
 
 from __future__ import annotations
 
@@ -74,3 +75,19 @@ def render(kind: str, docs: Sequence[Row], wide: bool, namespaced_listing: bool)
     rows = [[h for h, _ in cols]] + [[f(d) for _, f in cols] for d in docs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows) + "\n"
+
+
+def boxed(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """A table drawn with +, - and |, headers centred, as calicoctl's `ipam show` and `node status` print theirs;
+    the columns listed in `right` are right-aligned."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells: Sequence[str], header: bool = False) -> str:
+        out = []
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True)):
+            text = str(c).center(w) if header else str(c).rjust(w) if i in right else str(c).ljust(w)
+            out.append(f" {text} ")
+        return "|" + "|".join(out) + "|"
+
+    return "\n".join([rule, line(headers, True), rule, *(line(r) for r in rows), rule]) + "\n"
