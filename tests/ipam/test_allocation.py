@@ -3,6 +3,7 @@ reservations, pool rules, chosen addresses, releases, configuration."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 
@@ -285,3 +286,36 @@ async def test_a_stale_affinity_is_dropped(world: World) -> None:
     mine = await world.ipam.auto_assign(args(1, handle="m", host="h1"))
     assert mine.ipv4[0] not in ipaddress.ip_network(theirs)
     assert await world.kv.get(keys.affinity_key("h1", theirs)) is None
+
+
+async def test_a_long_lived_client_honours_a_pool_change_at_once(world: World) -> None:
+    await world.pool("a", "198.18.0.0/24")
+    await world.pool("b", "198.18.1.0/24")
+    first = await world.ipam.auto_assign(args(1, handle="w0"))  # pools now kept by the client
+    in_a = first.ipv4[0] in ipaddress.ip_network("198.18.0.0/24")
+    await world.pool("a" if in_a else "b", "198.18.0.0/24" if in_a else "198.18.1.0/24", disabled=True)
+    nxt = await world.ipam.auto_assign(args(1, handle="w1"))  # the write is fenced on the pool's revision
+    assert (nxt.ipv4[0] in ipaddress.ip_network("198.18.0.0/24")) != in_a
+    await world.pool("a" if not in_a else "b", "198.18.1.0/24" if in_a else "198.18.0.0/24", disabled=True)
+    with pytest.raises(NoUsablePool):
+        await world.ipam.auto_assign(args(1, handle="w2"))
+    assert set(await allocations(world.kv)) == {str(first.ipv4[0]), str(nxt.ipv4[0])}
+
+
+async def test_a_new_pool_is_found_when_the_kept_ones_are_full(world: World) -> None:
+    await world.pool("small", "198.18.0.0/26")
+    await world.ipam.auto_assign(args(64, handle="fill"))
+    await world.pool("more", "198.18.1.0/26")
+    got = await world.ipam.auto_assign(args(1, handle="w1"))
+    assert got.ipv4[0] in ipaddress.ip_network("198.18.1.0/26")
+
+
+async def test_reservations_reach_long_lived_clients_within_the_context_ttl(world: World) -> None:
+    await world.pool("p", "198.18.0.0/26")
+    fresh = world.client(context_ttl=0)
+    kept = world.client(context_ttl=0.2)
+    await kept.auto_assign(args(1, handle="w0"))  # ordinal 0
+    await world.reserve("r", "198.18.0.1", "198.18.0.2")
+    assert (await fresh.auto_assign(args(1, handle="w1"))).ipv4 == [ipaddress.ip_address("198.18.0.3")]
+    await asyncio.sleep(0.25)
+    assert (await kept.auto_assign(args(1, handle="w2"))).ipv4 == [ipaddress.ip_address("198.18.0.4")]

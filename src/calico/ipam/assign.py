@@ -20,9 +20,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from calico.datastore.keys import ResourceKey
+from calico.datastore.kv import Compare
 from calico.ipam import block as blk
 from calico.ipam.claim import claim
-from calico.ipam.errors import AddressNotInPool, AffinityConflict, NoUsablePool
+from calico.ipam.errors import AddressNotInPool, AffinityConflict, NoUsablePool, StaleContext
 from calico.ipam.pools import (
     IPAddress,
     Reservations,
@@ -35,7 +37,7 @@ from calico.ipam.pools import (
     pool_network,
     pool_of,
 )
-from calico.ipam.store import Deadline, IPAMStore, Versioned
+from calico.ipam.store import Deadline, IPAMStore, PoolView, Versioned
 from calico.ipam.write import BlockWriter, Edit
 from calico.resources import IPPool
 from calico.resources.ipam import (
@@ -63,8 +65,10 @@ class Request:
 
 @dataclass(slots=True)
 class _Context:
-    pools: list[IPPool]
+    pools: list[IPPool]  # the pools this request may use, in order
     reservations: Reservations
+    revisions: dict[str, int]  # pool name -> mod revision when read
+    fresh: bool  # read for this call (not kept from an earlier one)
     _config: IPAMConfig | None = None  # read only when the host's own blocks are not enough
     _covers: dict[str, bool] = field(default_factory=dict)
 
@@ -73,45 +77,101 @@ class _Context:
             self._config = (await store.config(deadline)).value
         return self._config
 
+    def pool_of(self, cidr: str) -> IPPool | None:
+        """The chosen pool a block lies in."""
+        net = network(cidr)
+        for pool in self.pools:
+            pnet = pool_network(pool)
+            if net.version == pnet.version and net.subnet_of(pnet):  # type: ignore[arg-type]
+                return pool
+        return None
+
     def covers(self, cidr: str) -> bool:
         """Whether a block lies inside one of the chosen pools."""
         hit = self._covers.get(cidr)
         if hit is None:
-            net = network(cidr)
-            hit = self._covers[cidr] = any(
-                net.version == p.version and net.subnet_of(p) for p in map(pool_network, self.pools))  # type: ignore[arg-type]
+            hit = self._covers[cidr] = self.pool_of(cidr) is not None
         return hit
+
+    def fence(self, cidr: str) -> Compare | None:
+        """The compare that makes a write to this block fail if its pool changed since it was read."""
+        pool = self.pool_of(cidr)
+        if pool is None:
+            return None
+        return Compare(ResourceKey(IPPool.PLURAL, pool.metadata.name).path(), self.revisions[pool.metadata.name])
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    view: PoolView
+    labels: dict[str, Mapping[str, str]]  # node -> labels, read when some pool's nodeSelector needs them
+    read_at: float
 
 
 class Assigner:
-    def __init__(self, store: IPAMStore, writer: BlockWriter) -> None:
+    """See the module docstring. `context_ttl`: how long the pools, reservations and node labels read by one
+    call serve the next ones. A write is fenced on its block's IPPool (the transaction also compares the pool's
+    revision), so a pool that changes (disabled, deleted, new selector) is honoured at once; a new pool or a new
+    reservation is seen within `context_ttl`, or at once when the pools seem to have no room. 0: read every call."""
+
+    def __init__(self, store: IPAMStore, writer: BlockWriter, context_ttl: float) -> None:
         self.store = store
         self.writer = writer
+        self.context_ttl = context_ttl
         self.affine: dict[tuple[str, int], list[str]] = {}  # (host, version) -> its blocks, as last seen
+        self._snapshot: _Snapshot | None = None
 
-    async def _context(self, req: Request, deadline: Deadline) -> _Context:
-        pools, reservations = await self.store.pools_and_reservations(deadline)
-        labels: Mapping[str, str] = {}
-        if needs_node_labels(pools):
-            node = await self.store.node(req.host, deadline)
-            labels = (node.metadata.labels or {}) if node is not None else {}
-        chosen = choose_pools(pools, req.version, labels, req.use, req.pools, node=req.host)
-        return _Context(chosen, reservations)
+    async def _context(self, req: Request, deadline: Deadline, fresh: bool) -> _Context:
+        now = asyncio.get_running_loop().time()
+        snap = self._snapshot
+        if fresh or snap is None or now - snap.read_at >= self.context_ttl:
+            snap = self._snapshot = _Snapshot(await self.store.pool_view(deadline), {}, now)
+            fresh = True
+        pools = snap.view.pools
+        labels = snap.labels.get(req.host)
+        if labels is None:
+            labels = {}
+            if needs_node_labels(pools):
+                node = await self.store.node(req.host, deadline)
+                labels = (node.metadata.labels or {}) if node is not None else {}
+            snap.labels[req.host] = labels
+        try:
+            chosen = choose_pools(pools, req.version, labels, req.use, req.pools, node=req.host)
+        except NoUsablePool:
+            if not fresh:  # perhaps a pool appeared since the pools were read
+                return await self._context(req, deadline, True)
+            raise
+        return _Context(chosen, snap.view.reservations, snap.view.revisions, fresh)
 
     # --- automatic -----------------------------------------------------------------------------------------
 
     async def auto_assign(self, req: Request, deadline: Deadline) -> list[IPAddress]:
-        if req.count <= 0:
-            return []
-        ctx = await self._context(req, deadline)
+        got: list[IPAddress] = []
+        fresh = False
+        for _attempt in range(5):
+            if len(got) >= req.count:
+                break
+            ctx = await self._context(req, deadline, fresh)
+            try:
+                got += await self._assign(req, req.count - len(got), ctx, deadline)
+            except StaleContext:
+                fresh = True  # a pool changed under us: read the pools again and go on
+                continue
+            if len(got) < req.count and not ctx.fresh:
+                fresh = True  # the pools as kept seem full: look again before giving up
+                continue
+            break
+        return got
+
+    async def _assign(self, req: Request, count: int, ctx: _Context, deadline: Deadline) -> list[IPAddress]:
         got: list[IPAddress] = []
         key = (req.host, req.version)
         for cidr in self.affine.get(key, []):
             # Full as last seen: skip (step 2 below looks again if the host's blocks as seen are not enough).
             if not self._has_room(self.writer.cache.blocks.get(cidr), ctx) or not ctx.covers(cidr):
                 continue
-            got += await self._from_block(cidr, req, ctx, req.count - len(got), deadline, affine=True)
-            if len(got) == req.count:
+            got += await self._from_block(cidr, req, ctx, count - len(got), deadline, affine=True)
+            if len(got) == count:
                 return got
         entries, affinities = await asyncio.gather(
             self.store.block_entries(deadline, req.version), self.store.affinities(deadline, req.host)
@@ -138,16 +198,16 @@ class Assigner:
             mine.append(aff.cidr)
         self.affine[key] = mine
         for cidr in mine:
-            if len(got) == req.count:
+            if len(got) == count:
                 return got
             if self._has_room(by_cidr.get(cidr), ctx):
-                got += await self._from_block(cidr, req, ctx, req.count - len(got), deadline, affine=True)
+                got += await self._from_block(cidr, req, ctx, count - len(got), deadline, affine=True)
         config = await ctx.config(self.store, deadline)
-        if len(got) < req.count and config.auto_allocate_blocks:
+        if len(got) < count and config.auto_allocate_blocks:
             taken = set(by_cidr) | unusable
-            got += await self._claim_and_assign(req, ctx, taken, mine, deadline, req.count - len(got))
-        if len(got) < req.count and not config.strict_affinity:
-            got += await self._borrow(req, ctx, blocks, deadline, req.count - len(got))
+            got += await self._claim_and_assign(req, ctx, taken, mine, deadline, count - len(got))
+        if len(got) < count and not config.strict_affinity:
+            got += await self._borrow(req, ctx, blocks, deadline, count - len(got))
         return got
 
     async def _claim(self, host: str, cidr: str, deadline: Deadline) -> Versioned[AllocationBlock] | None:
@@ -219,7 +279,7 @@ class Assigner:
             )
 
         try:
-            _done, result = await self.writer.edit(cidr, edit, deadline, use_cache=use_cache)
+            _done, result = await self.writer.edit(cidr, edit, deadline, use_cache=use_cache, fence=ctx.fence(cidr))
         except IPAMRecordError as e:  # a block that does not decode is never written to
             log.warning("skipping block %s: %s", cidr, e)
             return []

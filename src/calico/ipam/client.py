@@ -16,9 +16,15 @@ the ones this call took are given back and `AddressesExhausted` says how many we
 any exception should release the handle (as a CNI plugin does on a failed ADD); that is safe to repeat.
 
 Secondary attributes get `node: <hostname>` when the caller does not set it: `release_node` and `ipam check`
-rely on it. One client keeps a small cache (the blocks of the hosts it serves, handles it wrote) so a host
-writing into its own block needs one datastore round trip per call besides the pool reads; other writers are
-detected by the compare-and-swap, never trusted to the cache.
+rely on it.
+
+What one client keeps between calls (so that a host writing into its own block needs one datastore round trip
+per assignment): the blocks of the hosts it serves and the handles it wrote (only hints: every write is a
+compare-and-swap, a stale copy costs one failed compare), and for `context_ttl` seconds (1 s; 0: read every
+call) the IPPools, IPReservations and node labels. Each block write also compares its IPPool's revision, so a
+pool that is disabled, deleted or re-selected is honoured at once; a new pool or reservation is seen within
+`context_ttl`, or at once when the kept pools seem full. (Calico reads them at the start of every call, so a
+change during a call is missed there too; reservations never apply to addresses already handed out.)
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from calico.resources import IPReservation, Node, WorkloadEndpoint
 from calico.resources.ipam import IPAMConfig
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONTEXT_TTL = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,14 @@ def as_address(value: str | IPAddress) -> IPAddress:
 
 
 class IPAMClient:
-    def __init__(self, kv: KVStore, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, kv: KVStore, *, timeout: float = DEFAULT_TIMEOUT, context_ttl: float = DEFAULT_CONTEXT_TTL
+    ) -> None:
         self.kv = kv
         self.timeout = timeout
         self.store = IPAMStore(kv)
         self.writer = BlockWriter(self.store, BlockCache())
-        self.assigner = Assigner(self.store, self.writer)
+        self.assigner = Assigner(self.store, self.writer, context_ttl)
         self.releaser = Releaser(self.store, self.writer)
 
     def _deadline(self) -> Deadline:

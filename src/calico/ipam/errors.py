@@ -39,3 +39,8 @@ class IPAMUnavailable(IPAMError):
 
 class TooMuchContention(IPAMError):
     """A block kept changing under us for every retry."""
+
+
+class StaleContext(IPAMError):
+    """An IPPool this write relied on changed since it was read: read the pools again and start over. Never leaves
+    IPAM (the assigner catches it)."""

@@ -45,6 +45,13 @@ class Versioned(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class PoolView:
+    pools: list[IPPool]
+    revisions: dict[str, int]  # pool name -> mod revision of its key
+    reservations: Reservations
+
+
+@dataclass(frozen=True, slots=True)
 class BlockEntry:
     cidr: str
     block: Versioned[AllocationBlock] | None  # None: the value does not decode
@@ -215,11 +222,12 @@ class IPAMStore:
     async def reservations(self, deadline: Deadline) -> Reservations:
         return Reservations.of(await self.resources(IPReservation, deadline))
 
-    async def pools_and_reservations(self, deadline: Deadline) -> tuple[list[IPPool], Reservations]:
-        """Both, from one range read: their keys share the prefix `.../ip` (`ippools/`, `ipreservations/`), and an
-        assignment reads them on every call, so one round trip instead of two. Other kinds under the prefix
-        are decoded by their own plural and dropped."""
+    async def pool_view(self, deadline: Deadline) -> PoolView:
+        """IPPools (with their mod revisions) and IPReservations, from one range read: their keys share the prefix
+        `.../ip` (`ippools/`, `ipreservations/`) and an assignment needs both, so one round trip instead of two.
+        Other kinds under the prefix are told apart by their plural and dropped."""
         pools: list[IPPool] = []
+        revisions: dict[str, int] = {}
         reserved: list[IPReservation] = []
         for kv in await self._list(f"{keys.RESOURCE_PREFIX}ip", deadline):
             key = keys.parse_key(kv.key)
@@ -228,9 +236,14 @@ class IPAMStore:
             res = self._decode(kv)
             if isinstance(res, IPPool):
                 pools.append(res)
+                revisions[res.metadata.name] = kv.mod_revision
             elif isinstance(res, IPReservation):
                 reserved.append(res)
-        return pools, Reservations.of(reserved)
+        return PoolView(pools, revisions, Reservations.of(reserved))
+
+    async def mod_revision(self, key: str, deadline: Deadline) -> int:
+        kv = await self._get(key, deadline)
+        return 0 if kv is None else kv.mod_revision
 
     async def node(self, name: str, deadline: Deadline) -> Node | None:
         kv = await self._get(keys.ResourceKey(Node.PLURAL, name).path(), deadline)

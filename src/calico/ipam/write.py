@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 
 from calico.datastore import keys
 from calico.datastore.kv import Compare, Delete, Put, TxnOp
-from calico.ipam.errors import TooMuchContention
+from calico.ipam.errors import StaleContext, TooMuchContention
 from calico.ipam.store import Deadline, IPAMStore, Versioned
 from calico.resources.ipam import AllocationBlock, IPAMHandle
 
@@ -73,6 +73,16 @@ class BlockWriter:
             self.cache.blocks[cidr] = cur
         return cur
 
+    async def _reread(
+        self, cidr: str, fence: Compare | None, deadline: Deadline
+    ) -> tuple[Versioned[AllocationBlock] | None, bool]:
+        """The block again, and whether the fence still holds."""
+        if fence is None:
+            return await self._fresh_block(cidr, deadline), True
+        cur, rev = await asyncio.gather(self._fresh_block(cidr, deadline),
+                                        self.store.mod_revision(fence.key, deadline))
+        return cur, rev == fence.mod_revision
+
     async def _handles(
         self, deltas: dict[str, int], fresh: bool, deadline: Deadline
     ) -> dict[str, Versioned[IPAMHandle] | None]:
@@ -94,9 +104,12 @@ class BlockWriter:
         return out
 
     async def edit(
-        self, cidr: str, fn: EditFn[R], deadline: Deadline, *, use_cache: bool = True
+        self, cidr: str, fn: EditFn[R], deadline: Deadline, *, use_cache: bool = True, fence: Compare | None = None
     ) -> tuple[bool, R | None]:
-        """(True, result) once applied; (False, None) when the block does not exist or `fn` has nothing to do."""
+        """(True, result) once applied; (False, None) when the block does not exist or `fn` has nothing to do.
+
+        `fence`: one more compare in every transaction (the IPPool the block belongs to, at the revision the
+        caller read it). When it no longer holds, StaleContext: the caller re-reads the pools and starts over."""
         cur = self.cache.blocks.get(cidr) if use_cache else None
         if cur is None:
             cur = await self._fresh_block(cidr, deadline)
@@ -111,7 +124,7 @@ class BlockWriter:
                 return False, None
             ids = sorted(change.handle_deltas)
             handles = await self._handles(change.handle_deltas, fresh_handles, deadline)
-            compares = [Compare(keys.block_key(cidr), cur.revision)]
+            compares = [Compare(keys.block_key(cidr), cur.revision), *([fence] if fence else [])]
             block_op: TxnOp = Delete(keys.block_key(cidr)) if change.delete_block else Put(
                 keys.block_key(cidr), new.to_json())
             ops: list[TxnOp] = [block_op]
@@ -140,14 +153,16 @@ class BlockWriter:
                 return True, change.result
             if ok is None:
                 uncertain = (change, cur.revision)
-            cur = await self._fresh_block(cidr, deadline)
+            cur, fence_holds = await self._reread(cidr, fence, deadline)
             self.cache.forget_handles(ids)
             fresh_handles = True
             if uncertain is not None:
                 pending, compared_at = uncertain
                 if pending.applied(cur.value if cur else None):
                     return True, pending.result
-                if cur is None or cur.revision != compared_at:
-                    uncertain = None  # its compare can never hold again: it did not and will not happen
+                if cur is None or cur.revision != compared_at or not fence_holds:
+                    uncertain = None  # its compares can never all hold again: it did not and will not happen
+            if not fence_holds:
+                raise StaleContext(f"the IPPool of block {cidr} changed")
             # Otherwise redo the edit on what is there; on an unchanged block that is the same transaction.
         raise TooMuchContention(f"block {cidr} changed under every one of {MAX_ATTEMPTS} attempts")
