@@ -319,3 +319,14 @@ async def test_reservations_reach_long_lived_clients_within_the_context_ttl(worl
     assert (await fresh.auto_assign(args(1, handle="w1"))).ipv4 == [ipaddress.ip_address("198.18.0.3")]
     await asyncio.sleep(0.25)
     assert (await kept.auto_assign(args(1, handle="w2"))).ipv4 == [ipaddress.ip_address("198.18.0.4")]
+
+
+async def test_a_client_never_trusts_its_memory_of_a_handle_it_takes_from(world: World) -> None:
+    # Found by the model test: client B deleted handle w1, client A created it again, B releases it again.
+    await world.pool("p", "198.18.0.0/26")
+    a, b = world.client(), world.client()
+    await a.assign_ip("198.18.0.1", handle_id="w1", hostname="h1")
+    await b.release_node("h1")
+    await a.assign_ip("198.18.0.1", handle_id="w1", hostname="h1")
+    await b.release_node("h1")
+    assert await allocations(world.kv) == {}  # also: no handle record left behind

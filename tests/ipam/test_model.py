@@ -131,7 +131,7 @@ class IPAMModel(RuleBasedStateMachine):
 
 
 IPAMModel.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=25, deadline=None,
+    max_examples=75, stateful_step_count=25, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_ipam_model = IPAMModel.TestCase

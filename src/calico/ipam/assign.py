@@ -166,47 +166,49 @@ class Assigner:
     async def _assign(self, req: Request, count: int, ctx: _Context, deadline: Deadline) -> list[IPAddress]:
         got: list[IPAddress] = []
         key = (req.host, req.version)
+        full: list[str] = []
         for cidr in self.affine.get(key, []):
             # Full as last seen: skip (step 2 below looks again if the host's blocks as seen are not enough).
             if not self._has_room(self.writer.cache.blocks.get(cidr), ctx) or not ctx.covers(cidr):
+                full.append(cidr)
                 continue
             got += await self._from_block(cidr, req, ctx, count - len(got), deadline, affine=True)
             if len(got) == count:
+                # Blocks seen full go last, so the next call does not walk past them first.
+                kept = self.affine.get(key, [])
+                self.affine[key] = [c for c in kept if c not in full] + [c for c in kept if c in full]
                 return got
         entries, affinities = await asyncio.gather(
             self.store.block_entries(deadline, req.version), self.store.affinities(deadline, req.host)
         )
-        blocks = [e.block for e in entries if e.block is not None]
-        unusable = {e.cidr for e in entries if e.block is None}
-        by_cidr = {b.value.cidr: b for b in blocks}
-        for b in blocks:  # refresh what step 1 will use next time
-            if b.value.host == req.host:
-                self.writer.cache.blocks[b.value.cidr] = b
+        by_cidr = {e.cidr: e for e in entries}
         mine: list[str] = []
         for aff in affinities:
             if network(aff.cidr).version != req.version or not ctx.covers(aff.cidr):
                 continue
-            if aff.record.state not in (AFFINITY_PENDING, AFFINITY_CONFIRMED) or aff.cidr in unusable:
+            if aff.record.state not in (AFFINITY_PENDING, AFFINITY_CONFIRMED):
                 continue
-            current = by_cidr.get(aff.cidr)
+            entry = by_cidr.get(aff.cidr)
+            current = entry.block if entry is not None else None
+            if entry is not None and current is None:
+                continue  # a block that does not decode is never written to
             if current is None or aff.record.state != AFFINITY_CONFIRMED or current.value.host != req.host:
-                claimed = await self._claim(req.host, aff.cidr, deadline)  # finish it, or drop a stale one
-                if claimed is None:
+                current = await self._claim(req.host, aff.cidr, deadline)  # finish it, or drop a stale one
+                if current is None:
                     continue
-                self.writer.cache.blocks[aff.cidr] = claimed
-                by_cidr[aff.cidr] = claimed
+            self.writer.cache.blocks[aff.cidr] = current  # refresh what step 1 will use next time
             mine.append(aff.cidr)
         self.affine[key] = mine
         for cidr in mine:
             if len(got) == count:
                 return got
-            if self._has_room(by_cidr.get(cidr), ctx):
+            if self._has_room(self.writer.cache.blocks.get(cidr), ctx):
                 got += await self._from_block(cidr, req, ctx, count - len(got), deadline, affine=True)
         config = await ctx.config(self.store, deadline)
         if len(got) < count and config.auto_allocate_blocks:
-            taken = set(by_cidr) | unusable
-            got += await self._claim_and_assign(req, ctx, taken, mine, deadline, count - len(got))
+            got += await self._claim_and_assign(req, ctx, set(by_cidr), mine, deadline, count - len(got))
         if len(got) < count and not config.strict_affinity:
+            blocks = [e.block for e in entries if e.block is not None]
             got += await self._borrow(req, ctx, blocks, deadline, count - len(got))
         return got
 

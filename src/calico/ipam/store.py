@@ -51,11 +51,29 @@ class PoolView:
     reservations: Reservations
 
 
-@dataclass(frozen=True, slots=True)
 class BlockEntry:
-    cidr: str
-    block: Versioned[AllocationBlock] | None  # None: the value does not decode
-    error: str
+    """One listed block key: its CIDR at once, the block decoded only when asked for (a host claiming a block
+    needs every CIDR that exists but only its own blocks' contents)."""
+
+    __slots__ = ("_decoded", "_kv", "cidr", "error")
+
+    def __init__(self, cidr: str, kv: KeyValue) -> None:
+        self.cidr = cidr
+        self.error = ""
+        self._kv = kv
+        self._decoded: Versioned[AllocationBlock] | bool | None = False  # False: not decoded yet
+
+    @property
+    def block(self) -> Versioned[AllocationBlock] | None:
+        """The block, or None when the value does not decode (`error` says why)."""
+        if self._decoded is False:
+            try:
+                self._decoded = IPAMStore.decode_block(self._kv, self.cidr)
+            except IPAMRecordError as e:
+                log.warning("unusable IPAM block: %s", e)
+                self.error = str(e)
+                self._decoded = None
+        return self._decoded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +144,7 @@ class IPAMStore:
         return kvs
 
     @staticmethod
-    def _block(kv: KeyValue, cidr: str) -> Versioned[AllocationBlock]:
+    def decode_block(kv: KeyValue, cidr: str) -> Versioned[AllocationBlock]:
         block = AllocationBlock.from_json(kv.key, kv.value)
         if block.cidr != cidr:
             raise IPAMRecordError(f"{kv.key}: the block says it is {block.cidr}")
@@ -135,23 +153,18 @@ class IPAMStore:
     async def block(self, cidr: str, deadline: Deadline) -> Versioned[AllocationBlock] | None:
         """The block, or None when it does not exist; IPAMRecordError when it does not decode."""
         kv = await self._get(keys.block_key(cidr), deadline)
-        return None if kv is None else self._block(kv, str(ipaddress.ip_network(cidr)))
+        return None if kv is None else self.decode_block(kv, str(ipaddress.ip_network(cidr)))
 
     async def blocks(self, deadline: Deadline, version: int | None = None) -> list[Versioned[AllocationBlock]]:
         return [e.block for e in await self.block_entries(deadline, version) if e.block is not None]
 
     async def block_entries(self, deadline: Deadline, version: int | None = None) -> list[BlockEntry]:
-        """Every block key: its CIDR and the block, or None and why it does not decode."""
+        """Every block key, decoded lazily (see BlockEntry)."""
         out = []
         for kv in await self._list(keys.block_prefix(version), deadline):
             cidr = keys.parse_block_key(kv.key)
-            if cidr is None:
-                continue
-            try:
-                out.append(BlockEntry(cidr, self._block(kv, cidr), ""))
-            except IPAMRecordError as e:
-                log.warning("unusable IPAM block: %s", e)
-                out.append(BlockEntry(cidr, None, str(e)))
+            if cidr is not None:
+                out.append(BlockEntry(cidr, kv))
         return out
 
     async def affinities(self, deadline: Deadline, node: str | None = None) -> list[Affinity]:

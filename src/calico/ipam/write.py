@@ -92,12 +92,10 @@ class BlockWriter:
         out: dict[str, Versioned[IPAMHandle] | None] = {}
         missing = []
         for h, delta in deltas.items():
-            if not fresh and h in self.cache.handles:
-                out[h] = self.cache.handles[h]
-            elif not fresh and delta > 0:
-                out[h] = None
-            else:
+            if fresh or delta < 0:
                 missing.append(h)
+            else:
+                out[h] = self.cache.handles.get(h)
         if missing:
             got = await asyncio.gather(*(self.store.handle(h, deadline) for h in missing))
             out.update(zip(missing, got, strict=True))
@@ -110,6 +108,7 @@ class BlockWriter:
 
         `fence`: one more compare in every transaction (the IPPool the block belongs to, at the revision the
         caller read it). When it no longer holds, StaleContext: the caller re-reads the pools and starts over."""
+        bkey = keys.block_key(cidr)
         cur = self.cache.blocks.get(cidr) if use_cache else None
         if cur is None:
             cur = await self._fresh_block(cidr, deadline)
@@ -124,9 +123,8 @@ class BlockWriter:
                 return False, None
             ids = sorted(change.handle_deltas)
             handles = await self._handles(change.handle_deltas, fresh_handles, deadline)
-            compares = [Compare(keys.block_key(cidr), cur.revision), *([fence] if fence else [])]
-            block_op: TxnOp = Delete(keys.block_key(cidr)) if change.delete_block else Put(
-                keys.block_key(cidr), new.to_json())
+            compares = [Compare(bkey, cur.revision), *([fence] if fence else [])]
+            block_op: TxnOp = Delete(bkey) if change.delete_block else Put(bkey, new.to_json())
             ops: list[TxnOp] = [block_op]
             new_handles: dict[str, IPAMHandle | None] = {}
             for h in ids:
@@ -136,11 +134,9 @@ class BlockWriter:
                 if updated.block:
                     ops.append(Put(keys.handle_key(h), updated.to_json()))
                     new_handles[h] = updated
-                elif old is not None:
-                    ops.append(Delete(keys.handle_key(h)))
-                    new_handles[h] = None
-                else:
-                    compares.pop()  # absent before and after: nothing to compare or write
+                else:  # the handle holds nothing any more (if it was absent, the compare still says so)
+                    if old is not None:
+                        ops.append(Delete(keys.handle_key(h)))
                     new_handles[h] = None
             ok, revision = await self.store.commit(compares, ops)
             if ok:
