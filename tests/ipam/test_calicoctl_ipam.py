@@ -83,8 +83,8 @@ async def test_show_check_release_configure(ctl: Ctl) -> None:  # noqa: F811
     assert not {"198.18.0.0", "198.18.0.1"} & {*a, *b}  # reserved
 
     table = ctl("ipam", "show").stdout.splitlines()
-    assert table[1].split("|")[1:-1] == [" GROUPING ", "      CIDR     ", " IPS TOTAL ", " IPS IN USE ",
-                                         " IPS RESERVED ", "  IPS FREE "]
+    assert table[1].split("|")[1:-1] == [" GROUPING ", "     CIDR      ", " IPS TOTAL ", " IPS IN USE ",
+                                         " IPS RESERVED ", " IPS FREE  "]
     assert [c.strip() for c in table[3].split("|")[1:-1]] == ["IP Pool", "198.18.0.0/25", "128", "4 (3%)", "2 (2%)",
                                                               "122 (95%)"]
     blocks = [[c.strip() for c in line.split("|")[1:-1]] for line in ctl("ipam", "show", "--show-blocks").stdout

@@ -78,15 +78,19 @@ def render(kind: str, docs: Sequence[Row], wide: bool, namespaced_listing: bool)
 
 
 def boxed(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """A table drawn with +, - and |, headers centred, as calicoctl's `ipam show` and `node status` print theirs;
-    the columns listed in `right` are right-aligned."""
+    """A table drawn with +, - and |, headers centred (odd space on the right), as calicoctl's `ipam show` and
+    `node status` print theirs; the columns listed in `right` are right-aligned."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def centred(text: str, width: int) -> str:
+        left = (width - len(text)) // 2
+        return " " * left + text + " " * (width - len(text) - left)
 
     def line(cells: Sequence[str], header: bool = False) -> str:
         out = []
         for i, (c, w) in enumerate(zip(cells, widths, strict=True)):
-            text = str(c).center(w) if header else str(c).rjust(w) if i in right else str(c).ljust(w)
+            text = centred(str(c), w) if header else str(c).rjust(w) if i in right else str(c).ljust(w)
             out.append(f" {text} ")
         return "|" + "|".join(out) + "|"
 
