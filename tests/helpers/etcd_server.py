@@ -4,7 +4,7 @@ In: a scratch directory (data dir, log file and certificates go under it) and op
 client-certificate auth and/or username/password auth.
 Out: a running `/usr/bin/etcd` bound to 127.0.0.1 on free ports, its client `.endpoint`, and controls to
 stop (SIGTERM), kill (SIGKILL), pause/resume (SIGSTOP/SIGCONT) and start again on the same ports and data
-dir. Only the process this object started is ever signalled, by its PID. Every process still running at
+dir. `EtcdCluster` runs several such members as one cluster (distinct ports, one data dir each). Only the process this object started is ever signalled, by its PID. Every process still running at
 interpreter exit is SIGKILLed as a last resort, so a crashed test cannot leak a daemon.
 
 Synchronous on purpose: usable from session-scoped pytest fixtures and from scripts without a loop.
@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 ETCD_BIN = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL_BIN = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -109,7 +110,26 @@ def make_test_pki(directory: str | Path) -> TLSFiles:
     )
 
 
-class EtcdServer:
+class _Started:
+    """`with X(...) as x:` starts it and kills it at the end, also on failure."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()
+
+
+class EtcdServer(_Started):
     """One etcd member on 127.0.0.1; see the module docstring. Use as a context manager or call
     start()/kill() yourself (in a `finally`)."""
 
@@ -131,6 +151,7 @@ class EtcdServer:
         self.root_password = root_password
         self.tls: TLSFiles | None = make_test_pki(self.tmp_dir / "pki") if tls else None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.initial_cluster: str | None = None  # set by EtcdCluster; None: a cluster of one
         self._pick_ports()
         self._auth_done = False
 
@@ -164,8 +185,12 @@ class EtcdServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
     def _command(self) -> list[str]:
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = self.peer_url
         cmd = [
             ETCD_BIN,
             "--name", self.name,
@@ -174,7 +199,7 @@ class EtcdServer:
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
             "--initial-cluster-state", "new",
             "--listen-metrics-urls", f"http://127.0.0.1:{self.metrics_port}",
             # Fast election (~0.1 s start-up) and a 1 s minimum lease TTL instead of 2 s.
@@ -309,15 +334,34 @@ class EtcdServer:
         except OSError:
             return "<no log>"
 
-    def __enter__(self) -> EtcdServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.kill()
-
-
 class _EarlyExit(RuntimeError):
     pass
+
+
+class EtcdCluster(_Started):
+    """`size` members on 127.0.0.1 forming one cluster. Members start together (none is healthy before a leader
+    is elected); each can then be killed and started again by itself. Use as a context manager."""
+
+    def __init__(self, tmp_dir: str | Path, size: int = 3) -> None:
+        self.members = [EtcdServer(Path(tmp_dir) / f"member{i}", name=f"member{i}") for i in range(size)]
+        cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            m.initial_cluster = cluster
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def start(self, timeout: float = 30.0) -> None:
+        try:
+            for m in self.members:
+                m._spawn()
+            for m in self.members:
+                m._wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        for m in self.members:
+            m.kill()

@@ -330,6 +330,7 @@ EXPECTED_PLURALS = {
     "NetworkSet": "networksets",
     "GlobalNetworkSet": "globalnetworksets",
     "IPPool": "ippools",
+    "IPReservation": "ipreservations",
     "BGPConfiguration": "bgpconfigurations",
     "BGPPeer": "bgppeers",
     "FelixConfiguration": "felixconfigurations",

@@ -1,4 +1,5 @@
-"""calicoctl's commands: create, apply, replace, delete, get, patch, label, validate, version."""
+"""calicoctl's commands: create, apply, replace, delete, get, patch, label, validate, version; `ipam` lives in
+`calicoctl/ipam.py`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -18,9 +19,9 @@ import yaml
 from calico import __version__
 from calico.calicoctl import tables
 from calico.calicoctl.edit import LabelError, merge_patch, remove_label, set_label
+from calico.calicoctl.ipam import ipam, remove_node_data
 from calico.calicoctl.node import node as node_commands
-from calico.datastore import config as dsconfig
-from calico.datastore.kv import KVError
+from calico.calicoctl.session import fail, open_kv
 from calico.datastore.store import AlreadyExists, NotFound, ResourceStore, StoreError, describe
 from calico.resources import KINDS, Resource, ResourceError, dump_documents, kind_for, load_documents, parse_resource
 
@@ -33,29 +34,12 @@ class Ctx:
     config: str | None
 
 
-def fail(message: str) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(1)
-
-
 @asynccontextmanager
 async def open_store(ctx: Ctx) -> Any:
-    try:
-        cfg = dsconfig.resolve(ctx.config)
-    except dsconfig.ConfigError as e:
-        fail(f"Invalid datastore configuration: {e}")
-    try:
-        kv = await dsconfig.open_kv(cfg)
-    except (KVError, OSError) as e:
-        fail(f"Failed to connect to the datastore ({cfg.describe()}): {e}")
-    try:
+    async with open_kv(ctx.config) as kv:
         store = ResourceStore(kv)
         await store.ensure_default_tier()
         yield store
-    except KVError as e:
-        fail(f"Datastore error ({cfg.describe()}): {e}")
-    finally:
-        await kv.close()
 
 
 def read_manifest(filename: str) -> list[Resource]:
@@ -196,6 +180,8 @@ def delete(
 
     async def op(store: ResourceStore, ref: Ref) -> Resource | None:
         try:
+            if ref.kind == "Node":  # as Calico does: the node's endpoints, addresses and block affinities go first
+                await remove_node_data(store, ref.name)
             return await store.delete(ref.kind, ref.name, ref.namespace)
         except NotFound:
             if skip_not_exists:
@@ -398,6 +384,7 @@ def version(ctx: Ctx) -> None:
     click.echo(f"Cluster Type:      {spec.get('clusterType', 'unknown')}")
 
 
+cli.add_command(ipam)
 cli.add_command(node_commands)
 
 

@@ -1,5 +1,5 @@
-"""calicoctl's tables: `get` (`ps` and `-o wide`, column for column as calicoctl prints them) and the boxed
-ones of `node status`. Pure."""
+"""The `get` tables, column for column as calicoctl prints them (`ps` and `-o wide`), and the boxed tables of
+`ipam show` and the like (`boxed`). Pure."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
                [("NAT", _at("spec.natOutgoing", "false")), ("IPIPMODE", _at("spec.ipipMode")),
                 ("VXLANMODE", _at("spec.vxlanMode")), ("DISABLED", _at("spec.disabled", "false")),
                 ("DISABLEBGPEXPORT", _at("spec.disableBGPExport", "false"))]),
+    "IPReservation": ([NAME], [("CIDRS", _at("spec.reservedCIDRs"))]),
     "BGPConfiguration": ([NAME, ("LOGSEVERITY", _at("spec.logSeverityScreen")),
                           ("MESHENABLED", _at("spec.nodeToNodeMeshEnabled")), ("ASNUMBER", _at("spec.asNumber"))],
                          []),
@@ -76,8 +77,9 @@ def render(kind: str, docs: Sequence[Row], wide: bool, namespaced_listing: bool)
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows) + "\n"
 
 
-def boxed(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A bordered table with centred headers, as calicoctl's `node status` and `ipam show` print them."""
+def boxed(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """A table drawn with +, - and |, headers centred (odd space on the right), as calicoctl's `ipam show` and
+    `node status` print theirs; the columns listed in `right` are right-aligned."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
@@ -85,7 +87,11 @@ def boxed(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         left = (width - len(text)) // 2
         return " " * left + text + " " * (width - len(text) - left)
 
-    lines = [rule, "| " + " | ".join(centred(h, w) for h, w in zip(headers, widths, strict=True)) + " |", rule]
-    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
-    lines.append(rule)
-    return "\n".join(lines) + "\n"
+    def line(cells: Sequence[str], header: bool = False) -> str:
+        out = []
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True)):
+            text = centred(str(c), w) if header else str(c).rjust(w) if i in right else str(c).ljust(w)
+            out.append(f" {text} ")
+        return "|" + "|".join(out) + "|"
+
+    return "\n".join([rule, line(headers, True), rule, *(line(r) for r in rows), rule]) + "\n"

@@ -20,6 +20,7 @@ from calico.resources.errors import Problem, ResourceError
 from calico.resources.felixconfig import FelixConfiguration
 from calico.resources.fields import duration_seconds
 from calico.resources.ippool import IPPool, ippool_overlaps
+from calico.resources.ipreservation import IPReservation
 from calico.resources.loader import dump_documents, load_documents, parse_resource
 from calico.resources.meta import API_VERSION, ObjectMeta, Resource
 from calico.resources.netset import GlobalNetworkSet, NetworkSet
@@ -43,6 +44,7 @@ __all__ = [
     "HostEndpoint",
     "ICMPFields",
     "IPPool",
+    "IPReservation",
     "NetworkPolicy",
     "NetworkSet",
     "Node",

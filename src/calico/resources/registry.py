@@ -11,6 +11,7 @@ from calico.resources.endpoint import HostEndpoint, WorkloadEndpoint
 from calico.resources.errors import ResourceError
 from calico.resources.felixconfig import FelixConfiguration
 from calico.resources.ippool import IPPool
+from calico.resources.ipreservation import IPReservation
 from calico.resources.meta import Resource
 from calico.resources.netset import GlobalNetworkSet, NetworkSet
 from calico.resources.node import Node
@@ -32,6 +33,7 @@ KINDS: dict[str, type[Resource]] = {
         NetworkSet,
         GlobalNetworkSet,
         IPPool,
+        IPReservation,
         BGPConfiguration,
         BGPPeer,
         FelixConfiguration,
