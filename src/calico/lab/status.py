@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from calico.bgp.bird import BirdError
+from calico.bgp.sessions import bird_sessions
 from calico.datastore.config import open_kv
 from calico.datastore.keys import host_affinity_prefix, parse_affinity_key
 from calico.lab import build, daemons, nodes
@@ -24,12 +26,12 @@ RTPROT_BIRD, RTPROT_FELIX = 12, 80
 
 def bgp_sessions(host: Host) -> list[dict[str, str]] | None:
     """The host's BGP sessions as calicoctl node status shows them; None when BIRD does not answer."""
-    from calico.bgp.status import read_sessions  # the one home of BIRD's control socket
-
     try:
-        return [s.as_dict() for s in read_sessions(host.bird_socket)]
-    except OSError:
+        sessions = bird_sessions(host.bird_socket, timeout=2.0)
+    except BirdError:
         return None
+    return [{"peer_address": s.peer_address, "peer_type": s.peer_type, "state": s.state, "since": s.since,
+             "info": s.info, "established": s.established} for s in sessions]
 
 
 def kernel_routes(host: Host) -> dict[str, list[str]]:
@@ -102,7 +104,7 @@ def show(state: LabState, report: dict[str, Any], console: Console) -> None:
         if sessions is None:
             bgp = "[red]no answer[/red]"
         else:
-            est = sum(1 for s in sessions if s["info"].startswith("Established"))
+            est = sum(1 for s in sessions if s["established"])
             lines = [f"{s['peer_address']} {s['peer_type']} {s['info']}" for s in sessions]
             bgp = f"{est}/{len(sessions)} established\n" + "\n".join(lines)
         name = h["name"] + (" (RR)" if h["route_reflector"] else "")
@@ -134,8 +136,8 @@ def problems(report: dict[str, Any]) -> list[str]:
         if h["sessions"] is None:
             out.append(f"{h['name']}: BIRD does not answer")
         else:
-            out += [f"{h['name']}: BGP session with {s['peer_address']} is {s['info']}" for s in h["sessions"]
-                    if not s["info"].startswith("Established")]
+            out += [f"{h['name']}: BGP session with {s['peer_address']} is {s['info'] or s['state']}"
+                    for s in h["sessions"] if not s["established"]]
         have = {r.split(" ", 1)[0] for r in h["routes"]["bird"] + h["routes"]["felix"]}
         for other in report["hosts"]:
             if other["name"] != h["name"]:
