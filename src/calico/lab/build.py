@@ -63,8 +63,10 @@ def cluster_resources(state: LabState) -> list[dict[str, Any]]:
         v3("IPPool", "default-ipv4-ippool", {"cidr": plan.POOL4, "natOutgoing": True, "vxlanMode": mode}),
         v3("IPPool", "default-ipv6-ippool", {"cidr": plan.POOL6, "vxlanMode": mode}),
         v3("FelixConfiguration", "default", {"healthEnabled": True, "healthPort": nodes.HEALTH_PORT}),
+        # A stopped host's routes stay on its peers (graceful restart) for 10 s, not Calico's default 120 s.
         v3("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": state.route_reflectors == 0,
-                                           "asNumber": 64512, "logSeverityScreen": "Info"}),
+                                           "asNumber": 64512, "logSeverityScreen": "Info",
+                                           **({} if state.route_reflectors else {"nodeMeshMaxRestartTime": "10s"})}),
     ]
     for host in state.hosts.values():
         labels = {"lab-host": host.name, "lab-subnet": str(host.subnet)}

@@ -152,9 +152,11 @@ async def _with_kv(state: LabState, fn: Any) -> Any:
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--ports", default="", help="Named ports: name=port/proto,...")
 @click.option("--profile", "profiles", multiple=True, help="Profile(s) for the endpoint.")
+@click.option("--ipv4-pool", "ipv4_pools", multiple=True, help="Take the IPv4 address from this pool (name or CIDR).")
+@click.option("--ipv6-pool", "ipv6_pools", multiple=True, help="Take the IPv6 address from this pool (name or CIDR).")
 @name_option
 def workload_add(name: str, host_name: str, labels: str, namespace: str, ports: str, profiles: tuple[str, ...],
-                 lab: str) -> None:
+                 ipv4_pools: tuple[str, ...], ipv6_pools: tuple[str, ...], lab: str) -> None:
     """A workload namespace wired as a CNI plugin wires one, addresses from Calico IPAM, and its endpoint."""
     with locked(lab) as d:
         state = load(d)
@@ -165,8 +167,9 @@ def workload_add(name: str, host_name: str, labels: str, namespace: str, ports: 
         spec = workload_spec(name, host_name, namespace, label_map, parse_ports(ports) if ports else None, profiles)
         wl_ns = f"{state.prefix}w-{name}"
         try:
-            got = asyncio.run(_with_kv(state, lambda kv: attach(kv, spec, host.netns, wl_ns,
-                                                                 mtu=plan.workload_mtu(state.encap))))
+            got = asyncio.run(_with_kv(state, lambda kv: attach(
+                kv, spec, host.netns, wl_ns, mtu=plan.workload_mtu(state.encap),
+                ipv4_pools=list(ipv4_pools) or None, ipv6_pools=list(ipv6_pools) or None)))
         except (LabError, ValueError, RuntimeError) as e:
             fail(f"workload add {name}: {e}")
         state.workloads[name] = Workload(name=name, host=host_name, netns=wl_ns, iface=spec.iface,

@@ -112,10 +112,13 @@ def start_child(host: Host, child: str, wait: float = 30.0) -> int:
 
 
 def restart_child(host: Host, child: str, kill: bool = False, wait: float = 30.0) -> tuple[int, int]:
-    """Stop the child (SIGTERM, or SIGKILL with `kill`) and let calico-node start it again at once."""
+    """Stop the child (SIGTERM, or SIGKILL with `kill`) and let calico-node start it again at once: the hold
+    stays until calico-node has seen the exit (its pid file goes), so it restarts without a back-off."""
     old = stop_child(host, child, kill)
-    hold(host, child, False)
     deadline = time.monotonic() + wait
+    while host.child_pid(child) == old and old and time.monotonic() < deadline:
+        time.sleep(0.02)
+    hold(host, child, False)
     while time.monotonic() < deadline:
         pid = host.child_pid(child)
         if pid and pid != old and daemons.alive(pid, MARKERS[child]):

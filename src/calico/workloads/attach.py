@@ -30,12 +30,15 @@ class Attachment:
 
 async def attach(
     kv: KVStore, wl: WorkloadSpec, host_ns: str, wl_ns: str, *, ipv4: bool = True, ipv6: bool = True,
-    mtu: int | None = None,
+    mtu: int | None = None, ipv4_pools: list[str] | None = None, ipv6_pools: list[str] | None = None,
 ) -> Attachment:
+    """`ipv4_pools` / `ipv6_pools` (names or CIDRs) restrict where the addresses come from, as the CNI plugin's
+    pool annotations do; None: every pool that applies to the node."""
     ipam = IPAMClient(kv)
     attrs = {"node": wl.node, "namespace": wl.namespace, "pod" if wl.orchestrator == "k8s" else "workload": wl.name}
     got = await ipam.auto_assign(AutoAssignArgs(num4=int(ipv4), num6=int(ipv6), handle_id=wl.handle_id,
-                                                hostname=wl.node, attrs=attrs))
+                                                hostname=wl.node, attrs=attrs, ipv4_pools=ipv4_pools,
+                                                ipv6_pools=ipv6_pools))
     v4 = str(got.ipv4[0]) if got.ipv4 else None
     v6 = str(got.ipv6[0]) if got.ipv6 else None
     wired = False
