@@ -8,6 +8,7 @@ test's namespaces are run; run under `flock /tmp/calico-netns.lock`.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -172,7 +173,7 @@ async def test_endpoint_to_host(wls: World, ipt: IptablesBackend) -> None:  # no
     assert not wls.probe(a, wls.host_ipv6, "icmp", timeout=DROP_T)
     assert wls.probe(a, wls.host_ipv4, "udp", 53, timeout=1.0)  # DNS allowed first
     assert wls.probe(a, wls.host_ipv6, "tcp", 53, timeout=1.0)
-    state.apply(ev.ConfigUpdate((("DefaultEndpointToHostAction", "Accept"),)))
+    state.configure(dataclasses.replace(state.config, endpoint_to_host_action="Accept"))
     plan = await ipt.apply(state)
     assert plan.full
     assert wls.probe(a, wls.host_ipv4, "tcp", 8080, timeout=1.0)

@@ -11,14 +11,13 @@ import pytest
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
-from calico.dataplane.driver import openstack_active
+from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarget
 from calico.dataplane.iptables import render as ir
 from calico.dataplane.iptables.plan import Planner as IptPlanner
 from calico.dataplane.iptables.plan import plan_full
 from calico.dataplane.nftables import render as nr
 from calico.dataplane.nftables.diff import Planner as NftPlanner
 from calico.dataplane.state import DesiredState
-from calico.felix.config import FailsafePort
 
 P = ev.PolicyID("default", "hp")
 
@@ -28,8 +27,7 @@ def hep(name: str, iface: str | None, tiers=(), fwd=(), profiles=()) -> ev.HostE
 
 
 def state(*events: object, **config: object) -> DesiredState:
-    s = DesiredState()
-    s.config.update(config)
+    s = DesiredState(DataplaneConfig(**config))  # type: ignore[arg-type]
     s.apply_all([*events, ev.InSync()])  # type: ignore[list-item]
     return s
 
@@ -38,19 +36,11 @@ POLICY = ev.PolicyUpdate(P, (ev.RenderedRule("Allow", "r1", protocol="TCP", dst_
 TIER = ev.TierInfo("default", "Deny", (P,), ())
 
 
-def test_failsafe_parsing_accepts_felix_forms_and_defaults() -> None:
-    assert hepm.parse_failsafes(None, hepm.DEFAULT_FAILSAFE_IN)[0] == hepm.Failsafe("tcp", 22)
-    assert len(hepm.parse_failsafes(None, hepm.DEFAULT_FAILSAFE_OUT)) == 9
-    assert hepm.parse_failsafes("none", hepm.DEFAULT_FAILSAFE_IN) == ()
-    parsed = hepm.parse_failsafes("tcp:22, udp:10.0.0.0/8:68, tcp:[fd00::/8]:5, bogus:1, tcp:99999", "")
-    assert parsed == (
-        hepm.Failsafe("tcp", 22), hepm.Failsafe("udp", 68, "10.0.0.0/8"), hepm.Failsafe("tcp", 5, "fd00::/8")
-    )
-    assert hepm.parse_failsafes((FailsafePort("udp", 53), {"protocol": "TCP", "port": 179}), "") == (
-        hepm.Failsafe("udp", 53), hepm.Failsafe("tcp", 179)
-    )
-    groups = hepm.grouped_ports(parsed, 4)
-    assert groups == [("tcp", None, [22]), ("udp", "10.0.0.0/8", [68])]  # the v6-only net is left out
+def test_failsafes_group_into_one_rule_per_protocol_and_net() -> None:
+    fs = (FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8"), FailsafePort("tcp", 5, "fd00::/8"),
+          FailsafePort("tcp", 179))
+    assert hepm.grouped_ports(fs, 4) == [("tcp", None, [22, 179]), ("udp", "10.0.0.0/8", [68])]  # v6 net left out
+    assert hepm.grouped_ports(fs, 6) == [("tcp", None, [22, 179]), ("tcp", "fd00::/8", [5])]
 
 
 def test_active_host_endpoints_one_per_interface_wildcard_last() -> None:
@@ -76,16 +66,9 @@ def test_host_endpoints_by_expected_ips_resolve_through_interface_addresses() ->
     assert not s2.set_host_addresses({"eth0": frozenset({"198.18.7.1"})})  # no endpoint by IP: nothing dirty
 
 
-def test_metadata_target_only_for_ipv4_literal() -> None:
-    assert hepm.metadata_target(state()) is None
-    assert hepm.metadata_target(state(MetadataAddr="10.1.2.3", MetadataPort=8775)) == ("10.1.2.3", 8775)
-    assert hepm.metadata_target(state(MetadataAddr="metadata.example")) is None
-    assert hepm.metadata_target(state(MetadataAddr="None")) is None
-
-
 def test_nft_host_endpoint_chains() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER], fwd=[TIER]), hep("all", "*"),
-              FailsafeInboundHostPorts="tcp:22,tcp:179")
+              failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("tcp", 179)))
     model = nr.render_model(s)
     hep_in = model.chains[nr.HEP_IN].rules
     assert hep_in[:2] == ('iifname "cali*" return', 'iifname "lo" return')
@@ -102,7 +85,7 @@ def test_nft_host_endpoint_chains() -> None:
 
 
 def test_nft_metadata_dnat_and_allow() -> None:
-    model = nr.render_model(state(MetadataAddr="198.18.0.1", MetadataPort=8775))
+    model = nr.render_model(state(metadata=MetadataTarget("198.18.0.1", 8775)))
     nat = model.chains["nat-prerouting"]
     assert "hook prerouting" in (nat.hook or "")
     assert nat.rules == ('iifname "cali*" ip daddr 169.254.169.254 tcp dport 80 dnat ip to 198.18.0.1:8775',)
@@ -127,7 +110,7 @@ def test_nft_incremental_host_endpoint_changes() -> None:
 
 def test_iptables_host_endpoint_chains_and_failsafes() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER]), hep("all", "*"),
-              FailsafeInboundHostPorts="tcp:22,udp:10.0.0.0/8:68")
+              failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8")))
     m4, m6 = ir.render_family(s, 4), ir.render_family(s, 6)
     disp = m4[ir.FROM_HEP].rules
     assert disp[:2] == (ir.Rule("-i cali+", "-j RETURN"), ir.Rule("-i lo", "-j RETURN"))
@@ -145,7 +128,7 @@ def test_iptables_host_endpoint_chains_and_failsafes() -> None:
 
 
 def test_iptables_metadata_nat_section() -> None:
-    s = state(MetadataAddr="198.18.0.1", MetadataPort=8775)
+    s = state(metadata=MetadataTarget("198.18.0.1", 8775))
     kernel = {f: ir.SavedTable() for f in (4, 6)}
     plan = plan_full(s, kernel, set(), nat_jump=False)
     v4 = plan.tables[4]
@@ -175,24 +158,12 @@ def test_iptables_incremental_host_endpoint_removal() -> None:
     assert f":{ir.FROM_HEP} - [0:0]" in p.tables[4]  # dispatch rewritten in the same transaction
 
 
-def test_openstack_active() -> None:
-    class Cfg:
-        openstack_region = ""
-        interface_prefix = "cali"
-        metadata_addr = "127.0.0.1"
-        metadata_port = 8775
-
-    cfg = Cfg()
-    assert not openstack_active(cfg)  # type: ignore[arg-type]
-    cfg.interface_prefix = "tap"
-    assert openstack_active(cfg)  # type: ignore[arg-type]
-
-
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nft")
 def test_rendered_host_endpoint_table_is_valid_nft() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER], fwd=[TIER]), hep("all", "*", profiles=("missing",)),
-              FailsafeInboundHostPorts="tcp:22,udp:10.0.0.0/8:68,tcp:[fd00::/8]:5",
-              MetadataAddr="198.18.0.1", MetadataPort=8775)
+              failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8"),
+                                FailsafePort("tcp", 5, "fd00::/8")),
+              metadata=MetadataTarget("198.18.0.1", 8775))
     ns = f"cnt-hepu-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
     try:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from calico.calculation import events as ev
+from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.nftables import render as r
 from calico.dataplane.nftables.diff import Planner
 from calico.dataplane.state import DesiredState
@@ -161,10 +162,12 @@ def test_state_dirty_tracking() -> None:
     s.apply(ev.PolicyUpdate(PID, (), ()))
     assert s.dirty.endpoints == {ev.WorkloadEndpointID("ns", "w")} and s.dirty.policies == {PID}
     s.take_dirty()
-    s.apply(ev.ConfigUpdate((("InterfacePrefix", "cali"),)))
+    s.apply(ev.ConfigUpdate((("InterfacePrefix", "tap"),)))
+    assert not s.dirty and s.config == DataplaneConfig()  # the graph's config events are not the dataplane's
+    s.configure(DataplaneConfig())
     assert not s.dirty  # unchanged config is not a change
-    s.apply(ev.ConfigUpdate((("InterfacePrefix", "cali,tap"),)))
-    assert s.dirty.config and s.interface_prefixes == ("cali", "tap")
+    s.configure(DataplaneConfig(interface_prefixes=("cali", "tap")))
+    assert s.dirty.config and s.config.interface_prefixes == ("cali", "tap")
     s.apply(ev.IPSetDelta("x", frozenset({"198.18.0.2/32"}), frozenset({"198.18.0.1/32"})))
     assert s.ipsets["x"].members == {"198.18.0.2/32"}
 

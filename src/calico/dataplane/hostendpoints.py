@@ -1,7 +1,8 @@
 """Backend-neutral facts about host endpoints, failsafe ports and the OpenStack metadata DNAT.
 
-In: a `DesiredState` (its host endpoints and Felix settings). Out: plain values both renderers (nftables,
-iptables) turn into rules, so the two backends cannot disagree on semantics. Pure: no I/O.
+In: a `DesiredState` (its host endpoints and host addresses) and the typed failsafe ports of its
+`DataplaneConfig`. Out: plain values both renderers (nftables, iptables) turn into rules, so the two backends
+cannot disagree on semantics. Pure: no I/O.
 
 Semantics (Calico's):
   - Traffic to the host arriving on a host endpoint's interface runs the endpoint's ingress tiers, then its
@@ -28,23 +29,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from calico.calculation import events as ev
+from calico.dataplane.config import FailsafePort
 from calico.dataplane.state import DesiredState
 
 WILDCARD = "*"
 
-# Felix's defaults (FelixConfiguration failsafeInboundHostPorts / failsafeOutboundHostPorts).
-DEFAULT_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-
+# The well-known metadata address workloads ask; DataplaneConfig.metadata says where it is DNATed to.
 METADATA_IP = "169.254.169.254"
 METADATA_PORT = 80
-
-
-@dataclass(frozen=True, slots=True)
-class Failsafe:
-    protocol: str  # tcp / udp / sctp
-    port: int
-    net: str | None = None  # only peers in this CIDR (source inbound, destination outbound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,53 +47,7 @@ class Policed:
     profile_ids: tuple[str, ...]
 
 
-def _failsafe_item(item: object) -> Failsafe | None:
-    # Accepts Felix's parsed FailsafePort tuples, dicts from the datastore, and "proto:port" / "proto:net:port".
-    try:
-        if isinstance(item, dict):
-            proto, port, net = item.get("protocol", "tcp"), item.get("port"), item.get("net")
-        elif isinstance(item, tuple):
-            proto, port, net = (*item, None)[:3]
-        else:
-            text = str(item).strip()
-            proto, net, port = "tcp", None, text
-            if ":" in text:
-                proto, _, rest = text.partition(":")
-                net_part, sep, port = rest.rpartition(":")
-                net = net_part.strip("[]") if sep else None
-        port_n = int(str(port))
-        proto_s = str(proto).strip().lower()
-        if proto_s not in ("tcp", "udp", "sctp") or not 0 <= port_n <= 65535:
-            return None
-        net_s = str(ipaddress.ip_network(str(net), strict=False)) if net not in (None, "") else None
-    except (TypeError, ValueError):
-        return None  # a malformed entry opens nothing
-    return Failsafe(proto_s, port_n, net_s)
-
-
-def parse_failsafes(value: object, default: str) -> tuple[Failsafe, ...]:
-    if value is None:
-        value = default
-    if isinstance(value, str):
-        if value.strip().lower() in ("", "none"):
-            return ()
-        items: Iterable[object] = value.split(",")
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        return ()
-    return tuple(f for f in (_failsafe_item(i) for i in items) if f is not None)
-
-
-def failsafes_in(state: DesiredState) -> tuple[Failsafe, ...]:
-    return parse_failsafes(state.config.get("FailsafeInboundHostPorts"), DEFAULT_FAILSAFE_IN)
-
-
-def failsafes_out(state: DesiredState) -> tuple[Failsafe, ...]:
-    return parse_failsafes(state.config.get("FailsafeOutboundHostPorts"), DEFAULT_FAILSAFE_OUT)
-
-
-def grouped_ports(failsafes: Iterable[Failsafe], fam: int | None = None) -> list[tuple[str, str | None, list[int]]]:
+def grouped_ports(failsafes: Iterable[FailsafePort], fam: int | None = None) -> list[tuple[str, str | None, list[int]]]:
     """(protocol, net, sorted ports) groups, so each renders as one rule; nets of the other family left out."""
     groups: dict[tuple[str, str | None], set[int]] = {}
     for f in failsafes:
@@ -110,22 +56,6 @@ def grouped_ports(failsafes: Iterable[Failsafe], fam: int | None = None) -> list
         groups.setdefault((f.protocol, f.net), set()).add(f.port)
     keys = sorted(groups, key=lambda k: (k[0], k[1] or ""))
     return [(p, n, sorted(groups[(p, n)])) for p, n in keys]
-
-
-def metadata_target(state: DesiredState) -> tuple[str, int] | None:
-    """(addr, port) to DNAT 169.254.169.254:80 to, or None when metadata DNAT is off. The driver only sets
-    MetadataAddr when OpenStack is in use; a hostname or a non-IPv4 value is not rendered (IPv4-only API)."""
-    addr = state.config.get("MetadataAddr")
-    if not addr or str(addr).strip().lower() == "none":
-        return None
-    try:
-        ip = ipaddress.ip_address(str(addr).strip())
-        port = int(str(state.config.get("MetadataPort") or 8775))
-    except ValueError:
-        return None
-    if ip.version != 4 or not 0 < port <= 65535:
-        return None
-    return str(ip), port
 
 
 def active_host_endpoints(state: DesiredState) -> list[ev.HostEndpointUpdate]:

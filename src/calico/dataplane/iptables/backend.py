@@ -27,7 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import render as r
 from calico.dataplane.iptables import stages as stg
@@ -130,7 +130,7 @@ class IptablesBackend:
     async def _apply_full(self, state: DesiredState) -> Plan:
         kernel = await self.read_back()
         nat_jump = None
-        if hepm.metadata_target(state) is not None:  # nat is only read (and written) when metadata DNAT is on
+        if state.config.metadata is not None:  # nat is only read (and written) when metadata DNAT is on
             nat_jump = r.nat_has_jump(await self._run(self.save_cmd[4], "-t", "nat"))
         plan = plan_full(state, kernel.tables, set(kernel.sets), nat_jump)
         try:
@@ -198,10 +198,10 @@ class IptablesBackend:
                 await self._sync_stages(state, stages)
                 return True
         if kernel == expected:
-            metadata = hepm.metadata_target(state)
+            metadata = state.config.metadata
             if metadata is None:
                 return False
-            chain = r.nat_chain(metadata, state.interface_prefixes)
+            chain = r.nat_chain(metadata, state.config.interface_prefixes)
             if r.nat_in_place(await self._run(self.save_cmd[4], "-t", "nat"), chain):
                 return False
             log.warning("iptables nat %s (metadata DNAT) drifted; resyncing", chain.name)
@@ -228,4 +228,9 @@ def _describe(expected: Readback, kernel: Readback) -> str:
     return ", ".join(notes[:20])
 
 
-__all__ = ["BACKENDS", "IptablesBackend", "IptablesError", "Readback"]
+def create_firewall(config: DataplaneConfig, netns: str | None) -> IptablesBackend:
+    """The backend `factory.create_driver` builds for "iptables", in the configured flavour."""
+    return IptablesBackend(netns, config.iptables_flavour)
+
+
+__all__ = ["BACKENDS", "IptablesBackend", "IptablesError", "Readback", "create_firewall"]

@@ -16,7 +16,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
-from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import render as r
 from calico.dataplane.state import DesiredState, Dirty
@@ -68,9 +67,9 @@ def plan_full(
         stale = set(kernel[f].chains) - set(models[f])
         jumps = [j for j in r.BUILTIN_JUMPS if j not in kernel[f].jumps]
         tables[f] = r.restore_text(models[f].values(), stale, jumps)
-    metadata = hepm.metadata_target(state)
+    metadata = state.config.metadata
     if metadata is not None:
-        tables[4] += r.nat_restore_text(metadata, state.interface_prefixes, bool(nat_jump))
+        tables[4] += r.nat_restore_text(metadata, state.config.interface_prefixes, bool(nat_jump))
     post = ips.destroy_lines(n for n in kernel_sets if ips.is_ours(n) and n not in sets)
     state_sets = {
         ips.set_name(sid, f, s.set_type is ev.IPSetType.IP_PORT) for sid, s in state.ipsets.items() for f in FAMILIES
@@ -163,7 +162,7 @@ class Planner:
                 else:
                     groups.pop(eid, None)
             if dirty.endpoints:
-                dispatch = r.dispatch_chains(ifaces.values(), state.interface_prefixes)
+                dispatch = r.dispatch_chains(ifaces.values(), state.config.interface_prefixes)
                 for c in dispatch:
                     put(f, c)
                 keep = {c.name for c in dispatch}

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.config import FailsafePort
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.state import DesiredState
 
@@ -516,7 +517,7 @@ def is_hep_chain(name: str) -> bool:
     return name in HEP_FIXED or name.startswith(HEP_KINDS)
 
 
-def failsafe_rules(failsafes: Iterable[hepm.Failsafe], fam: int, inbound: bool) -> list[Rule]:
+def failsafe_rules(failsafes: Iterable[FailsafePort], fam: int, inbound: bool) -> list[Rule]:
     flag = "-s" if inbound else "-d"
     out = []
     for proto, net, ports in hepm.grouped_ports(failsafes, fam):
@@ -557,8 +558,8 @@ def host_endpoint_chains(
     heps: list[ev.HostEndpointUpdate],
     fam: int,
     prefixes: tuple[str, ...],
-    fs_in: tuple[hepm.Failsafe, ...],
-    fs_out: tuple[hepm.Failsafe, ...],
+    fs_in: tuple[FailsafePort, ...],
+    fs_out: tuple[FailsafePort, ...],
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
     skip_allowed: bool = False,
@@ -603,9 +604,9 @@ def state_host_endpoint_chains(state: DesiredState, fam: int) -> list[Chain]:
     return host_endpoint_chains(
         heps,
         fam,
-        state.interface_prefixes,
-        hepm.failsafes_in(state),
-        hepm.failsafes_out(state),
+        state.config.interface_prefixes,
+        state.config.failsafe_inbound,
+        state.config.failsafe_outbound,
         state.policies,
         state.profiles,
         skip_allowed=bool(hepm.with_untracked(heps) or hepm.with_pre_dnat(heps)),
@@ -665,9 +666,10 @@ def fail_closed_chains(
 
 def render_family(state: DesiredState, fam: int) -> dict[str, Chain]:
     """Every chain of one family for a desired state (start of day, or a full reapply after drift)."""
-    chains = base_chains(fam, state.interface_prefixes, state.endpoint_to_host_action, hepm.metadata_target(state))
+    cfg = state.config
+    chains = base_chains(fam, cfg.interface_prefixes, cfg.endpoint_to_host_action, cfg.metadata)
     chains += state_host_endpoint_chains(state, fam)
-    chains += dispatch_chains((ep.iface for ep in state.endpoints.values()), state.interface_prefixes)
+    chains += dispatch_chains((ep.iface for ep in state.endpoints.values()), state.config.interface_prefixes)
     for pid in sorted(state.policies):
         chains += policy_chains(state.policies[pid], fam)
     for prof in sorted(state.profiles):

@@ -65,9 +65,9 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[r.Chain]]:
     heps = hepm.active_host_endpoints(state)
     untracked, pre_dnat = hepm.with_untracked(heps), hepm.with_pre_dnat(heps)
     known: dict[ev.PolicyID, object] = dict(state.policies)
-    prefixes = state.interface_prefixes
-    fs_in = r.Chain(r.FAILSAFE_IN, tuple(r.failsafe_rules(hepm.failsafes_in(state), fam, True)))
-    fs_out = r.Chain(r.FAILSAFE_OUT, tuple(r.failsafe_rules(hepm.failsafes_out(state), fam, False)))
+    prefixes = state.config.interface_prefixes
+    fs_in = r.Chain(r.FAILSAFE_IN, tuple(r.failsafe_rules(state.config.failsafe_inbound, fam, True)))
+    fs_out = r.Chain(r.FAILSAFE_OUT, tuple(r.failsafe_rules(state.config.failsafe_outbound, fam, False)))
     out: dict[str, list[r.Chain]] = {"raw": [], "mangle": []}
     if untracked:
         clear = r.Rule("", f"-j MARK --set-xmark 0x0/{MARK_HEP_ALLOWED:#x}")

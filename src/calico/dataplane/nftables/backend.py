@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.nftables import render as r
 from calico.dataplane.nftables.diff import Plan, Planner
 from calico.dataplane.nftables.libnft import LibNft, LibNftError
@@ -180,3 +181,8 @@ class NftBackend:
         self.planner.forget()
         await self.apply(state)
         return True
+
+
+def create_firewall(config: DataplaneConfig, netns: str | None) -> NftBackend:
+    """The backend `factory.create_driver` builds for "nftables" (nothing here depends on `config` yet)."""
+    return NftBackend(netns)

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.config import FailsafePort
 from calico.dataplane.state import DesiredState, IPSet
 
 TABLE = "calico"
@@ -601,7 +602,7 @@ def hep_chain(kind: str, iface: str) -> str:
     return f"{kind}-" + ("/all" if iface == hepm.WILDCARD else _ident(iface))
 
 
-def failsafe_rules(failsafes: Iterable[hepm.Failsafe], inbound: bool) -> list[str]:
+def failsafe_rules(failsafes: Iterable[FailsafePort], inbound: bool) -> list[str]:
     side = "saddr" if inbound else "daddr"
     out = []
     for proto, net, ports in hepm.grouped_ports(failsafes):
@@ -705,8 +706,8 @@ def _stage_chains(
 def host_endpoint_chains(
     heps: list[ev.HostEndpointUpdate],
     prefixes: tuple[str, ...],
-    fs_in: tuple[hepm.Failsafe, ...],
-    fs_out: tuple[hepm.Failsafe, ...],
+    fs_in: tuple[FailsafePort, ...],
+    fs_out: tuple[FailsafePort, ...],
     known_policies: set[ev.PolicyID] | dict[ev.PolicyID, object],
     known_profiles: set[str] | dict[str, object],
 ) -> list[NftChain]:
@@ -748,9 +749,9 @@ def host_endpoint_chains(
 def state_host_endpoint_chains(state: DesiredState) -> list[NftChain]:
     return host_endpoint_chains(
         hepm.active_host_endpoints(state),
-        state.interface_prefixes,
-        hepm.failsafes_in(state),
-        hepm.failsafes_out(state),
+        state.config.interface_prefixes,
+        state.config.failsafe_inbound,
+        state.config.failsafe_outbound,
         state.policies,
         state.profiles,
     )
@@ -776,7 +777,7 @@ def empty_model(
 
 def render_model(state: DesiredState) -> TableModel:
     """The full table for a desired state (start of day, or a full reapply after drift)."""
-    model = empty_model(state.interface_prefixes, state.endpoint_to_host_action, hepm.metadata_target(state))
+    model = empty_model(state.config.interface_prefixes, state.config.endpoint_to_host_action, state.config.metadata)
     for sid in sorted(state.ipsets):
         for s in ipset_sets(sid, state.ipsets[sid]):
             model.sets[s.name] = s
