@@ -12,10 +12,16 @@ import pytest
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarget
-from calico.dataplane.iptables import render as ir
+from calico.dataplane.iptables import model as ipt_model
+from calico.dataplane.iptables import names as ipt_names
+from calico.dataplane.iptables import nat as ipt_nat
+from calico.dataplane.iptables import table as ipt_table
+from calico.dataplane.iptables import text as ipt_text
 from calico.dataplane.iptables.plan import Planner as IptPlanner
 from calico.dataplane.iptables.plan import plan_full
-from calico.dataplane.nftables import render as nr
+from calico.dataplane.nftables import names as nft_names
+from calico.dataplane.nftables import table as nft_table
+from calico.dataplane.nftables import text as nft_text
 from calico.dataplane.nftables.diff import Planner as NftPlanner
 from calico.dataplane.state import DesiredState
 
@@ -60,7 +66,7 @@ def test_host_endpoints_by_expected_ips_resolve_through_interface_addresses() ->
     assert [(h.name, h.iface) for h in hepm.active_host_endpoints(s)] == [("e", "eth0"), ("named", "eth1"),
                                                                           ("e", "eth2")]
     assert not s.set_host_addresses(dict(s.host_addresses))  # unchanged: nothing to do
-    text = nr.render_replace(nr.render_model(s))
+    text = nft_text.render_replace(nft_table.render_model(s))
     assert 'iifname "eth0"' in text and 'iifname "eth2"' in text and 'iifname "eth3"' not in text
     s2 = state(hep("named", "eth1"))
     assert not s2.set_host_addresses({"eth0": frozenset({"198.18.7.1"})})  # no endpoint by IP: nothing dirty
@@ -69,8 +75,8 @@ def test_host_endpoints_by_expected_ips_resolve_through_interface_addresses() ->
 def test_nft_host_endpoint_chains() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER], fwd=[TIER]), hep("all", "*"),
               failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("tcp", 179)))
-    model = nr.render_model(s)
-    hep_in = model.chains[nr.HEP_IN].rules
+    model = nft_table.render_model(s)
+    hep_in = model.chains[nft_names.HEP_IN].rules
     assert hep_in[:2] == ('iifname "cali*" return', 'iifname "lo" return')
     assert hep_in[2:] == ('iifname "eth1" goto fh-eth1', "goto fh-/all")
     fh = model.chains["fh-eth1"].rules
@@ -81,11 +87,11 @@ def test_nft_host_endpoint_chains() -> None:
     assert "jump pi-default/hp" in " ".join(model.chains["fhf-eth1"].rules)
     assert model.chains["fh-/all"].rules[-1] == "drop"  # no policy, no profile: drop (after failsafes)
     assert "nat-prerouting" not in model.chains
-    assert model.chains["input"].rules[-1] == f"jump {nr.HEP_IN}"
+    assert model.chains["input"].rules[-1] == f"jump {nft_names.HEP_IN}"
 
 
 def test_nft_metadata_dnat_and_allow() -> None:
-    model = nr.render_model(state(metadata=MetadataTarget("198.18.0.1", 8775)))
+    model = nft_table.render_model(state(metadata=MetadataTarget("198.18.0.1", 8775)))
     nat = model.chains["nat-prerouting"]
     assert "hook prerouting" in (nat.hook or "")
     assert nat.rules == ('iifname "cali*" ip daddr 169.254.169.254 tcp dport 80 dnat ip to 198.18.0.1:8775',)
@@ -111,25 +117,25 @@ def test_nft_incremental_host_endpoint_changes() -> None:
 def test_iptables_host_endpoint_chains_and_failsafes() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER]), hep("all", "*"),
               failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8")))
-    m4, m6 = ir.render_family(s, 4), ir.render_family(s, 6)
-    disp = m4[ir.FROM_HEP].rules
-    assert disp[:2] == (ir.Rule("-i cali+", "-j RETURN"), ir.Rule("-i lo", "-j RETURN"))
-    assert disp[2:] == (ir.Rule("-i eth1", "-g cali-fh-eth1"), ir.Rule("", "-g cali-fh-/all"))
-    assert m4[ir.FAILSAFE_IN].rules == (
-        ir.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),
-        ir.Rule("-p udp -s 10.0.0.0/8 -m multiport --dports 68", "-j ACCEPT"),
+    m4, m6 = ipt_table.render_family(s, 4), ipt_table.render_family(s, 6)
+    disp = m4[ipt_names.FROM_HEP].rules
+    assert disp[:2] == (ipt_model.Rule("-i cali+", "-j RETURN"), ipt_model.Rule("-i lo", "-j RETURN"))
+    assert disp[2:] == (ipt_model.Rule("-i eth1", "-g cali-fh-eth1"), ipt_model.Rule("", "-g cali-fh-/all"))
+    assert m4[ipt_names.FAILSAFE_IN].rules == (
+        ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),
+        ipt_model.Rule("-p udp -s 10.0.0.0/8 -m multiport --dports 68", "-j ACCEPT"),
     )
-    assert m6[ir.FAILSAFE_IN].rules == (ir.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),)
+    assert m6[ipt_names.FAILSAFE_IN].rules == (ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),)
     fh = m4["cali-fh-eth1"].rules
-    assert fh[2] == ir.Rule("", f"-j {ir.FAILSAFE_IN}") and fh[-1] == ir.Rule("", "-j DROP")
-    assert m4["cali-fhfw-eth1"].rules == (ir.Rule("", "-j RETURN"),)
-    assert m4[ir.INPUT].rules[-1] == ir.Rule("", f"-j {ir.FROM_HEP}")
-    assert all(len(n) <= ir.MAX_CHAIN for n in m4)
+    assert fh[2] == ipt_model.Rule("", f"-j {ipt_names.FAILSAFE_IN}") and fh[-1] == ipt_model.Rule("", "-j DROP")
+    assert m4["cali-fhfw-eth1"].rules == (ipt_model.Rule("", "-j RETURN"),)
+    assert m4[ipt_names.INPUT].rules[-1] == ipt_model.Rule("", f"-j {ipt_names.FROM_HEP}")
+    assert all(len(n) <= ipt_names.MAX_CHAIN for n in m4)
 
 
 def test_iptables_metadata_nat_section() -> None:
     s = state(metadata=MetadataTarget("198.18.0.1", 8775))
-    kernel = {f: ir.SavedTable() for f in (4, 6)}
+    kernel = {f: ipt_text.SavedTable() for f in (4, 6)}
     plan = plan_full(s, kernel, set(), nat_jump=False)
     v4 = plan.tables[4]
     assert "*nat\n:cali-PREROUTING - [0:0]\n-I PREROUTING 1" in v4
@@ -137,15 +143,15 @@ def test_iptables_metadata_nat_section() -> None:
     assert "*nat" not in plan.tables[6]
     assert "-I PREROUTING" not in plan_full(s, kernel, set(), nat_jump=True).tables[4]
     assert "*nat" not in plan_full(state(), kernel, set()).tables[4]
-    assert ir.nat_has_jump("-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
-    to_host = ir.render_family(s, 4)[ir.WL_TO_HOST].rules
-    assert ir.Rule("-p tcp -d 198.18.0.1/32 --dport 8775", "-j ACCEPT") in to_host
+    assert ipt_nat.nat_has_jump("-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
+    to_host = ipt_table.render_family(s, 4)[ipt_names.WL_TO_HOST].rules
+    assert ipt_model.Rule("-p tcp -d 198.18.0.1/32 --dport 8775", "-j ACCEPT") in to_host
 
 
 def test_iptables_incremental_host_endpoint_removal() -> None:
     s = state(hep("h1", "eth1", tiers=[TIER]))
     planner = IptPlanner()
-    planner.commit(plan_full(s, {f: ir.SavedTable() for f in (4, 6)}, set()))
+    planner.commit(plan_full(s, {f: ipt_text.SavedTable() for f in (4, 6)}, set()))
     s.take_dirty()
     s.apply(POLICY)
     p = planner.plan_incremental(s, s.take_dirty())
@@ -153,9 +159,9 @@ def test_iptables_incremental_host_endpoint_removal() -> None:
     planner.commit(p)
     s.apply(ev.HostEndpointRemove("h1"))
     p = planner.plan_incremental(s, s.take_dirty())
-    for kind in ir.HEP_KINDS:
+    for kind in ipt_names.HEP_KINDS:
         assert f"-X {kind}eth1" in p.tables[4]
-    assert f":{ir.FROM_HEP} - [0:0]" in p.tables[4]  # dispatch rewritten in the same transaction
+    assert f":{ipt_names.FROM_HEP} - [0:0]" in p.tables[4]  # dispatch rewritten in the same transaction
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nft")
@@ -168,7 +174,7 @@ def test_rendered_host_endpoint_table_is_valid_nft() -> None:
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
     try:
         proc = subprocess.run(["ip", "netns", "exec", ns, "nft", "-c", "-f", "-"],
-                              input=nr.render_replace(nr.render_model(s)), capture_output=True, text=True,
+                              input=nft_text.render_replace(nft_table.render_model(s)), capture_output=True, text=True,
                               timeout=20, check=False)
         assert proc.returncode == 0, proc.stderr
     finally:

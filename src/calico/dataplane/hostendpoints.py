@@ -11,7 +11,8 @@ Semantics (Calico's):
   - `interfaceName: "*"` covers every interface that has no endpoint of its own, except workload
     interfaces and loopback, which host endpoint rules never police.
   - Forwarded traffic entering / leaving a host endpoint's interface runs only its applyOnForward tiers
-    (no profiles); when none apply in that direction, forwarded traffic is left alone.
+    (no profiles); when none apply in that direction, forwarded traffic is left alone. These four chains per
+    endpoint are `HEP_ROLES`; the walk through their tiers is `calico.dataplane.tiers`.
   - doNotTrack (untracked) tiers run before connection tracking on everything entering / leaving the
     interface; preDNAT tiers run before DNAT on everything entering it (established flows excepted). In both,
     Allow accepts the packet and makes normal host endpoint policy skip it (untracked: also not tracked, so
@@ -31,6 +32,7 @@ from dataclasses import dataclass, replace
 from calico.calculation import events as ev
 from calico.dataplane.config import FailsafePort
 from calico.dataplane.state import DesiredState
+from calico.dataplane.tiers import Policed, has_direction
 
 WILDCARD = "*"
 
@@ -40,11 +42,27 @@ METADATA_PORT = 80
 
 
 @dataclass(frozen=True, slots=True)
-class Policed:
-    """What an endpoint chain evaluates: tiers, then profiles (the shape `_endpoint_policy_rules` reads)."""
+class HepChainRole:
+    """One of the four policy chains each host endpoint has; each backend names and dispatches to it."""
 
-    tiers: tuple[ev.TierInfo, ...]
-    profile_ids: tuple[str, ...]
+    key: str  # "fh" to the host, "th" from the host, "fhf" / "thf" forwarded in / out
+    inbound: bool
+    forward: bool  # applyOnForward tiers, no profiles; when none apply in this direction the chain returns
+
+    def policed(self, hep: ev.HostEndpointUpdate) -> Policed:
+        return Policed(hep.forward_tiers, ()) if self.forward else Policed(hep.tiers, hep.profile_ids)
+
+    def left_alone(self, hep: ev.HostEndpointUpdate) -> bool:
+        """Forwarded traffic with no applyOnForward policy in this direction is not policed at all."""
+        return self.forward and not has_direction(hep.forward_tiers, self.inbound)
+
+
+HEP_ROLES = (
+    HepChainRole("fh", inbound=True, forward=False),
+    HepChainRole("th", inbound=False, forward=False),
+    HepChainRole("fhf", inbound=True, forward=True),
+    HepChainRole("thf", inbound=False, forward=True),
+)
 
 
 def grouped_ports(failsafes: Iterable[FailsafePort], fam: int | None = None) -> list[tuple[str, str | None, list[int]]]:
@@ -93,38 +111,3 @@ def with_untracked(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpoin
 def with_pre_dnat(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpointUpdate]:
     """Endpoints some preDNAT policy applies to (ingress only, by Calico's rules)."""
     return [h for h in heps if any(t.ingress_policies for t in h.pre_dnat_tiers)]
-
-
-def stage_steps(
-    tiers: Iterable[ev.TierInfo], inbound: bool, known: set[ev.PolicyID] | dict[ev.PolicyID, object]
-) -> list[tuple[str, ev.PolicyID | None]]:
-    """The untracked / pre-DNAT walk both renderers spell out: ("clear", None) at each tier's start (Pass bits of
-    the previous tier must not leak), ("policy", pid) for each policy of the direction, ("missing", pid) for a
-    policy not known yet (fail closed: drop). No step at a tier's end: what no rule decided goes on."""
-    steps: list[tuple[str, ev.PolicyID | None]] = []
-    for tier in tiers:
-        pids = tier.ingress_policies if inbound else tier.egress_policies
-        if pids:
-            steps.append(("clear", None))
-            steps += [("policy" if pid in known else "missing", pid) for pid in pids]
-    return steps
-
-
-def has_direction(tiers: Iterable[ev.TierInfo], inbound: bool) -> bool:
-    return any(t.ingress_policies if inbound else t.egress_policies for t in tiers)
-
-
-def policed_normal(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.tiers, hep.profile_ids)
-
-
-def policed_forward(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.forward_tiers, ())
-
-
-def policed_pre_dnat(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.pre_dnat_tiers, ())
-
-
-def policed_untracked(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.untracked_tiers, ())

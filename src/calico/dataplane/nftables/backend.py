@@ -22,9 +22,12 @@ import time
 from dataclasses import dataclass
 
 from calico.dataplane.config import DataplaneConfig
-from calico.dataplane.nftables import render as r
 from calico.dataplane.nftables.diff import Plan, Planner
 from calico.dataplane.nftables.libnft import LibNft, LibNftError
+from calico.dataplane.nftables.model import TableModel
+from calico.dataplane.nftables.names import FAMILY, TABLE, rule_tag
+from calico.dataplane.nftables.table import empty_model
+from calico.dataplane.nftables.text import render_replace
 from calico.dataplane.process import ToolError, report, run_tool
 from calico.dataplane.state import DesiredState, Dirty
 
@@ -45,11 +48,11 @@ class Shape:
     chains: dict[str, tuple[str | None, ...]]
 
 
-def model_shape(model: r.TableModel) -> Shape:
+def model_shape(model: TableModel) -> Shape:
     return Shape(
         sets={n: len(s.elements) for n, s in model.sets.items()},
         maps={n: len(m) for n, m in model.maps.items()},
-        chains={n: tuple(r.rule_tag(x) for x in c.rules) for n, c in model.chains.items()},
+        chains={n: tuple(rule_tag(x) for x in c.rules) for n, c in model.chains.items()},
     )
 
 
@@ -128,8 +131,8 @@ class NftBackend:
         full apply replaces it atomically."""
         if await self.read_back() is not None:
             return
-        model = r.empty_model(prefixes)
-        await self.run_transaction(r.render_replace(model))
+        model = empty_model(prefixes)
+        await self.run_transaction(render_replace(model))
 
     async def apply(self, state: DesiredState) -> Plan:
         """Bring the kernel to `state`: full replacement first time, then one incremental transaction."""
@@ -160,7 +163,7 @@ class NftBackend:
     async def read_back(self) -> Shape | None:
         """The table's shape as the kernel has it, or None when the table does not exist."""
         try:
-            out = await self._run(f"list table {r.FAMILY} {r.TABLE}", json_output=True)
+            out = await self._run(f"list table {FAMILY} {TABLE}", json_output=True)
         except NftError as exc:
             if "No such file or directory" in str(exc):
                 return None
