@@ -19,6 +19,7 @@ from calico.calculation import events as ev
 from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarget
 from calico.dataplane.iptables import IptablesBackend
 from calico.dataplane.nftables.backend import NftBackend
+from calico.dataplane.nftables.transport import LibNftTransport
 from calico.dataplane.state import DesiredState
 from calico.lab.probe import probe as lab_probe
 from tests.helpers.netns import External, World
@@ -66,7 +67,7 @@ def workload(world: World, name: str, profiles=("allow-all",)) -> ev.WorkloadEnd
 @pytest.fixture(params=["nft", "iptables"])
 def fw(request: pytest.FixtureRequest, world: World) -> Iterator[NftBackend | IptablesBackend]:
     if request.param == "nft":
-        backend = NftBackend(world.host)
+        backend = NftBackend(LibNftTransport(world.host))
         try:
             yield backend
         finally:

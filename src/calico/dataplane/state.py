@@ -61,8 +61,9 @@ class DesiredState:
         self.host_addresses: dict[str, frozenset[str]] = {}
         self.in_sync = False
         self.dirty = Dirty()
-        # Reverse index: which endpoints reference a policy/profile. When a policy appears late (out of the
-        # graph's promised order) the endpoints that named it are re-rendered so their fail-closed drop goes.
+        # Reverse index: which endpoints reference a policy/profile. When a policy appears late or goes early (out
+        # of the graph's promised order) the endpoints that name it are re-rendered: their fail-closed drop goes
+        # or comes, and no rule is left jumping to a chain being deleted.
         self._policy_users: dict[ev.PolicyID, set[ev.WorkloadEndpointID]] = {}
         self._profile_users: dict[str, set[ev.WorkloadEndpointID]] = {}
 
@@ -107,6 +108,7 @@ class DesiredState:
             case ev.PolicyRemove(policy_id=pid):
                 if self.policies.pop(pid, None) is not None:
                     d.policies.add(pid)
+                    d.endpoints |= self._policy_users.get(pid, set())  # still named (out of order): fail closed
             case ev.ProfileUpdate(profile_id=pid):
                 if pid not in self.profiles:
                     d.endpoints |= self._profile_users.get(pid, set())
@@ -115,6 +117,7 @@ class DesiredState:
             case ev.ProfileRemove(profile_id=pid):
                 if self.profiles.pop(pid, None) is not None:
                     d.profiles.add(pid)
+                    d.endpoints |= self._profile_users.get(pid, set())
             case ev.WorkloadEndpointUpdate(endpoint_id=eid):
                 self._unindex(eid)
                 self.endpoints[eid] = event

@@ -5,8 +5,11 @@ In: a `DesiredState` (with its `DataplaneConfig`). Out: the table in one network
     render (pure)   names · sets (IP sets) · rules (policies, profiles) · walk (tier walk as rules)
                     · endpoints (workload chains, policy groups) · hep_chains (host endpoints, stages)
                     · table (base chains, the whole TableModel) · text (nft text) · model (plain values)
-    plan (pure)     diff.Planner: full replacement or an incremental transaction for what changed
-    I/O             backend.NftBackend (apply, read-back, repair) over libnft (libnftables in-process)
+    plan (pure)     diff.Planner: a full replacement or an incremental transaction for what changed, as
+                    typed operations (ops: written as nft text by the real transports)
+    I/O             backend.NftBackend (apply, read-back, repair) over a transport (as knftables has):
+                    transport.LibNftTransport (libnftables in-process, libnft) or SpawnTransport (`nft -f -`);
+                    fake.FakeNft keeps the table in memory with the same interface, for tests without root
 
 Verdicts inside policy chains travel as mark bits (`calico.dataplane.marks`), because an `accept` would end
 the base chain and skip the other endpoint's chain (egress of the sender and ingress of the receiver both run

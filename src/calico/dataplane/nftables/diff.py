@@ -1,7 +1,8 @@
 """Plan nft transactions: a full table replacement, or an incremental update for what changed.
 
-In: a `DesiredState` and the `Dirty` record taken from it. Out: `nft -f` text for ONE transaction, and the
-`TableModel` the kernel will hold once it succeeds (the planner adopts it only on `commit()`).
+In: a `DesiredState` and the `Dirty` record taken from it. Out: ONE transaction as typed operations
+(`ops.Op`; `Plan.text` is how the real transports write it), and the `TableModel` the kernel will hold once it
+succeeds (the planner adopts it only on `commit()`).
 
 Pure: no I/O. The incremental plan touches only the dirty keys (work proportional to the change), in the
 order nftables needs inside one transaction: sets and their elements first, then new (empty) chains, then
@@ -14,25 +15,30 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
+from calico.dataplane.nftables import ops
 from calico.dataplane.nftables.endpoints import endpoint_chains
 from calico.dataplane.nftables.hep_chains import state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, NftSet, TableModel
-from calico.dataplane.nftables.names import FW_MAP, TW_MAP, T, fw_chain, policy_chain, profile_chain, set_name, tw_chain
+from calico.dataplane.nftables.names import FW_MAP, TW_MAP, fw_chain, policy_chain, profile_chain, set_name, tw_chain
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import all_set_names, canonical_host, empty_set_for_name, hosts_only, ipset_sets
 from calico.dataplane.nftables.table import render_model
-from calico.dataplane.nftables.text import map_decl, render_replace, set_decl, tagged
 from calico.dataplane.state import DesiredState, Dirty, IPSet
 
 
 @dataclass(slots=True)
 class Plan:
-    text: str
+    ops: tuple[ops.Op, ...]
     model: TableModel
     owned: dict[object, tuple[str, ...]]
     full: bool
     refs: Counter[str] = field(default_factory=Counter)  # set name -> number of chains using it
     stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The transaction as nft text (what the real transports run; for logs and tests)."""
+        return ops.to_text(self.ops)
 
 
 def _owned_full(state: DesiredState) -> dict[object, tuple[str, ...]]:
@@ -55,7 +61,7 @@ def plan_full(state: DesiredState) -> Plan:
     refs: Counter[str] = Counter()
     for chain in model.chains.values():
         refs.update(chain.set_refs)
-    return Plan(render_replace(model), model, _owned_full(state), True, refs, {"chains": len(model.chains)})
+    return Plan((ops.ReplaceTable(model),), model, _owned_full(state), True, refs, {"chains": len(model.chains)})
 
 
 class Planner:
@@ -127,18 +133,16 @@ class Planner:
     def _plan_incremental(self, state: DesiredState, dirty: Dirty) -> Plan:
         assert self.applied is not None
         old = self.applied
-        model = TableModel(
-            sets=dict(old.sets), maps={k: dict(v) for k, v in old.maps.items()}, chains=dict(old.chains)
-        )
+        model = old.copy()
         owned = dict(self._owned)
         refs = Counter(self._refs)
-        set_cmds: list[str] = []
-        add_chain_cmds: list[str] = []
-        rule_cmds: list[str] = []
-        map_del: list[str] = []
-        map_add: list[str] = []
-        del_chain_cmds: list[str] = []
-        del_chain_tail: list[str] = []  # every removed chain is flushed before any is deleted: they jump to each other
+        set_ops: list[ops.Op] = []
+        add_chain_ops: list[ops.Op] = []
+        rule_ops: list[ops.Op] = []
+        map_del: list[ops.Op] = []
+        map_add: list[ops.Op] = []
+        del_chain_ops: list[ops.Op] = []
+        del_chain_tail: list[ops.Op] = []  # every removed chain is flushed before any is deleted (they jump around)
         changed_sets: set[str] = set()
 
         # --- chains: collect the desired chains of every dirty key ---
@@ -175,12 +179,11 @@ class Planner:
                     continue
                 if prev is None:
                     # A base chain (e.g. the raw stage, added with the first doNotTrack policy) needs its hook.
-                    hook = f" {{ {chain.hook} }}" if chain.hook else ""
-                    add_chain_cmds.append(f"add chain {T} {chain.name}{hook}")
+                    add_chain_ops.append(ops.AddChain(chain.name, chain.hook))
                 else:
-                    rule_cmds.append(f"flush chain {T} {chain.name}")
+                    rule_ops.append(ops.FlushChain(chain.name))
                     refs.subtract(prev.set_refs)
-                rule_cmds.extend(f"add rule {T} {chain.name} {tagged(line)}" for line in chain.rules)
+                rule_ops.extend(ops.AddRule(chain.name, line) for line in chain.rules)
                 refs.update(chain.set_refs)
                 model.chains[chain.name] = chain
                 removed_chains.discard(chain.name)
@@ -198,23 +201,23 @@ class Planner:
             if old_iface is not None and old_iface != new_iface:
                 for mname in (FW_MAP, TW_MAP):
                     if model.maps[mname].pop(old_iface, None) is not None:
-                        map_del.append(f'delete element {T} {mname} {{ "{old_iface}" }}')
+                        map_del.append(ops.DeleteMapElements(mname, (old_iface,)))
             if new_iface is not None:
                 for mname, chain_name in ((FW_MAP, fw_chain(new_iface)), (TW_MAP, tw_chain(new_iface))):
                     verdict = f"goto {chain_name}"
                     if model.maps[mname].get(new_iface) != verdict:
                         if new_iface in model.maps[mname]:
-                            map_del.append(f'delete element {T} {mname} {{ "{new_iface}" }}')
+                            map_del.append(ops.DeleteMapElements(mname, (new_iface,)))
                         model.maps[mname][new_iface] = verdict
-                        map_add.append(f"add {map_decl(mname, {new_iface: verdict})}")
+                        map_add.append(ops.AddMapElements(mname, ((new_iface, verdict),)))
 
         for name in sorted(removed_chains):
             prev = model.chains.pop(name, None)
             if prev is None:
                 continue
             refs.subtract(prev.set_refs)
-            del_chain_cmds.append(f"flush chain {T} {name}")
-            del_chain_tail.append(f"delete chain {T} {name}")
+            del_chain_ops.append(ops.FlushChain(name))
+            del_chain_tail.append(ops.DeleteChain(name))
 
         # --- sets: dirty IP sets, plus empty sets rules name before their members exist ---
         desired_sets: dict[str, NftSet] = {}
@@ -240,7 +243,7 @@ class Planner:
         for name, s in sorted(desired_sets.items()):
             prev = model.sets.get(name)
             if prev is None:
-                set_cmds.append(f"add {set_decl(s)}")
+                set_ops.append(ops.AddSet(s))
                 changed_sets.add(name)
             else:
                 # A delta already knows its changes; a whole re-render is compared with what was there.
@@ -251,13 +254,13 @@ class Planner:
                 if gone or new:
                     changed_sets.add(name)
                 if gone:
-                    set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(gone))} }}")
+                    set_ops.append(ops.DeleteElements(name, tuple(sorted(gone))))
                 if new:
                     # Re-declaring the set with the new elements adds them without nft first fetching every
                     # element of every set in the table (`add element` does: ~70 ms at 80k elements vs ~4 ms).
-                    set_cmds.append(f"add {set_decl(NftSet(name, s.type, s.interval, frozenset(new)))}")
+                    set_ops.append(ops.AddSet(NftSet(name, s.type, s.interval, frozenset(new))))
             model.sets[name] = s
-        set_tail: list[str] = []
+        set_tail: list[ops.Op] = []
         unreferenced = {n for n, c in refs.items() if c <= 0}
         # A set no rule names any more but still in the desired state keeps its members (a rule may name it
         # again without the graph re-sending them); only sets gone from the state are deleted.
@@ -273,17 +276,13 @@ class Planner:
             if refs.get(name, 0) > 0:
                 # Still named by a rule (graph ordering violated): keep it, but empty (matches nothing).
                 if prev.elements:
-                    set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(prev.elements))} }}")
+                    set_ops.append(ops.DeleteElements(name, tuple(sorted(prev.elements))))
                     model.sets[name] = empty_set_for_name(name)
                 continue
-            set_tail.append(f"delete set {T} {name}")
+            set_tail.append(ops.DeleteSet(name))
             del model.sets[name]
         refs = Counter({k: v for k, v in refs.items() if v > 0})
 
-        # `add set` lines are written as `add set NAME {...}`: give them the table.
-        set_cmds = [c.replace("add set ", f"add set {T} ", 1) if c.startswith("add set ") else c for c in set_cmds]
-        map_add = [c.replace("add map ", f"add map {T} ", 1) for c in map_add]
-        cmds = set_cmds + add_chain_cmds + rule_cmds + map_del + map_add + del_chain_cmds + del_chain_tail + set_tail
-        text = "\n".join(cmds) + ("\n" if cmds else "")
-        stats = {"commands": len(cmds), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
-        return Plan(text, model, owned, False, refs, stats)
+        txn = (*set_ops, *add_chain_ops, *rule_ops, *map_del, *map_add, *del_chain_ops, *del_chain_tail, *set_tail)
+        stats = {"commands": len(txn), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
+        return Plan(txn, model, owned, False, refs, stats)
