@@ -99,22 +99,38 @@ def _check(c: DataplaneConfig) -> None:
     if not c.interface_prefixes:
         raise _fail("interface_prefixes", "at least one prefix is needed")
     for prefix in c.interface_prefixes:
-        if not _IFACE_PREFIX.match(prefix):
-            raise _fail("interface_prefixes", f"{prefix!r} is not 1-15 letters, digits, '.', '_' or '-'")
+        try:
+            check_interface_prefix(prefix)
+        except ValueError as e:
+            raise _fail("interface_prefixes", str(e)) from None
     for field, ports in (("failsafe_inbound", c.failsafe_inbound), ("failsafe_outbound", c.failsafe_outbound)):
         for p in ports:
             _check_failsafe(field, p)
     if c.metadata is not None:
         try:
-            ok = ipaddress.ip_address(c.metadata.addr).version == 4
-        except ValueError:
-            ok = False
-        if not ok:
-            raise _fail("metadata", f"address {c.metadata.addr!r} is not an IPv4 address")
-        if not 0 < c.metadata.port <= 65535:
-            raise _fail("metadata", f"port {c.metadata.port} is not 1-65535")
+            check_metadata(c.metadata)
+        except ValueError as e:
+            raise _fail("metadata", str(e)) from None
     if not math.isfinite(c.route_refresh_interval) or c.route_refresh_interval < 0:
         raise _fail("route_refresh_interval", f"{c.route_refresh_interval!r} is not a non-negative number")
+
+
+def check_interface_prefix(prefix: str) -> None:
+    """ValueError unless `prefix` can start an interface name (it is matched as `<prefix>*` / `<prefix>+`)."""
+    if not _IFACE_PREFIX.match(prefix):
+        raise ValueError(f"prefix {prefix!r} is not 1-15 letters, digits, '.', '_' or '-'")
+
+
+def check_metadata(target: MetadataTarget) -> None:
+    """ValueError unless the metadata DNAT can go to `target`: an IPv4 address (the metadata API is IPv4-only)."""
+    try:
+        ok = ipaddress.ip_address(target.addr).version == 4
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"address {target.addr!r} is not an IPv4 address")
+    if not 0 < target.port <= 65535:
+        raise ValueError(f"port {target.port} is not 1-65535")
 
 
 def _check_failsafe(field: str, p: FailsafePort) -> None:

@@ -57,6 +57,8 @@ from calico.dataplane.config import (
     EndpointToHostAction,
     FailsafePort,
     MetadataTarget,
+    check_interface_prefix,
+    check_metadata,
 )
 from calico.dataplane.protocols import port_protocol
 from calico.datastore import config as dsconfig
@@ -238,11 +240,9 @@ def _p_ports(v: Any) -> tuple[FailsafePort, ...]:
 
 def _p_iface_prefix(v: Any) -> str:
     """Comma-separated interface name prefixes, e.g. "cali" or "cali,tap"; held as written (stripped)."""
-    s = _p_str(v)
-    parts = [p.strip() for p in s.split(",")]
+    parts = [p.strip() for p in _p_str(v).split(",")]
     for part in parts:
-        if not part or len(part) > 15 or not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in part):
-            raise ValueError(f"prefix {part!r} must be 1-15 letters, digits, '.', '_' or '-'")
+        check_interface_prefix(part)
     return ",".join(parts)
 
 
@@ -449,15 +449,13 @@ class FelixConfig:
         metadata API is IPv4-only; a host name is not resolved here). "none" turns it off."""
         if not self.openstack_active or self.metadata_addr.lower() in ("", "none"):
             return None
+        target = MetadataTarget(self.metadata_addr, self.metadata_port)
         try:
-            ip = ipaddress.ip_address(self.metadata_addr)
-        except ValueError:
-            ip = None
-        if ip is None or ip.version != 4 or self.metadata_port == 0:
-            log.warning("MetadataAddr %r / MetadataPort %d is not an IPv4 address and port: no metadata DNAT",
-                        self.metadata_addr, self.metadata_port)
+            check_metadata(target)
+        except ValueError as e:
+            log.warning("MetadataAddr / MetadataPort: %s: no metadata DNAT", e)
             return None
-        return MetadataTarget(str(ip), self.metadata_port)
+        return target
 
     def dataplane_config(self) -> DataplaneConfig:
         """The dataplane's typed view of these parameters (one line per setting; all of them need a restart)."""
