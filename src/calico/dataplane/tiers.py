@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum, auto
+from typing import NamedTuple
 
 from calico.calculation import events as ev
 
@@ -35,8 +36,7 @@ class StepKind(Enum):
     RETURN = auto()  # a stage's end: what nothing decided goes on
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):  # a tuple: built for every endpoint chain, so cheap to make
     kind: StepKind
     target: ev.PolicyID | str | None = None
 

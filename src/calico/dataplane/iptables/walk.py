@@ -6,6 +6,7 @@ or a stage chain: policies and profiles are jumped to, their verdict read back f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from calico.dataplane.iptables.model import Rule
@@ -24,6 +25,11 @@ def clear(bits: int) -> Rule:
 
 def walk_rules(steps: Iterable[Step], inbound: bool, accepted: Rule = RETURN_IF_ACCEPTED) -> list[Rule]:
     """`accepted` follows each policy and profile jump: what to do once one has allowed the packet."""
+    return list(_spelled(tuple(steps), inbound, accepted))
+
+
+@functools.lru_cache(maxsize=1 << 12)  # endpoints with the same policies walk the same steps
+def _spelled(steps: tuple[Step, ...], inbound: bool, accepted: Rule) -> tuple[Rule, ...]:
     out: list[Rule] = []
     for step in steps:
         match step.kind:
@@ -43,4 +49,4 @@ def walk_rules(steps: Iterable[Step], inbound: bool, accepted: Rule = RETURN_IF_
                 out.append(Rule("", "-j DROP"))
             case StepKind.RETURN:
                 out.append(Rule("", "-j RETURN"))
-    return out
+    return tuple(out)

@@ -6,6 +6,7 @@ stage chain: policies and profiles are `jump`ed to, their verdict read back from
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from calico.dataplane.marks import MARK_ACCEPT, MARK_BOTH, MARK_PASS
@@ -20,6 +21,11 @@ RETURN_IF_ACCEPTED = f"meta mark & {MARK_ACCEPT:#010x} != 0 return"
 
 def walk_rules(steps: Iterable[Step], inbound: bool, accepted: str = RETURN_IF_ACCEPTED) -> list[str]:
     """`accepted` follows each policy and profile jump: what to do once one has allowed the packet."""
+    return list(_spelled(tuple(steps), inbound, accepted))
+
+
+@functools.lru_cache(maxsize=1 << 12)  # endpoints with the same policies walk the same steps
+def _spelled(steps: tuple[Step, ...], inbound: bool, accepted: str) -> tuple[str, ...]:
     lines: list[str] = []
     for step in steps:
         match step.kind:
@@ -37,4 +43,4 @@ def walk_rules(steps: Iterable[Step], inbound: bool, accepted: str = RETURN_IF_A
                 lines.append("drop")
             case StepKind.RETURN:
                 lines.append("return")
-    return lines
+    return tuple(lines)
