@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from calico.dataplane.nftables.backend import NftBackend
+from calico.dataplane.nftables.transport import LibNftTransport, SpawnTransport
 from tests.helpers.netns import World, new_run_id
 
 
@@ -39,7 +40,8 @@ def world() -> Iterator[World]:
 
 @pytest.fixture(params=["libnftables", "nft-process"])
 def backend(world: World, request: pytest.FixtureRequest) -> Iterator[NftBackend]:
-    b = NftBackend(world.host, use_lib=request.param == "libnftables")
+    transport = LibNftTransport(world.host) if request.param == "libnftables" else SpawnTransport(world.host)
+    b = NftBackend(transport)
     try:
         yield b
     finally:

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from calico.calculation import events as ev
+from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarget
 from calico.dataplane.iptables import IptablesBackend
 from calico.dataplane.nftables.backend import NftBackend
+from calico.dataplane.nftables.transport import LibNftTransport
 from calico.dataplane.state import DesiredState
 from calico.lab.probe import probe as lab_probe
 from tests.helpers.netns import External, World
@@ -65,7 +67,7 @@ def workload(world: World, name: str, profiles=("allow-all",)) -> ev.WorkloadEnd
 @pytest.fixture(params=["nft", "iptables"])
 def fw(request: pytest.FixtureRequest, world: World) -> Iterator[NftBackend | IptablesBackend]:
     if request.param == "nft":
-        backend = NftBackend(world.host)
+        backend = NftBackend(LibNftTransport(world.host))
         try:
             yield backend
         finally:
@@ -85,8 +87,7 @@ def ext(world: World) -> External:
 
 
 async def setup(fw: NftBackend | IptablesBackend, events: list, **config: object) -> DesiredState:
-    state = DesiredState()
-    state.config.update(config)
+    state = DesiredState(DataplaneConfig(**config))  # type: ignore[arg-type]
     state.apply_all([ALLOW_ALL, *events, ev.InSync()])
     await fw.apply(state)
     return state
@@ -148,7 +149,7 @@ async def test_egress_policy_limits_host_to_external(world: World, ext: External
     await setup(fw, [
         gpolicy("out-9000", outbound=[rule(protocol="TCP", dst_ports=((9000, 9000),))]),
         hep(ext.host_iface, tiers=[tier(egress=["out-9000"])], profiles=("allow-all",)),
-    ], FailsafeOutboundHostPorts="tcp:6666")
+    ], failsafe_outbound=(FailsafePort("tcp", 6666),))
     assert can(world, world.host, ext.ipv4, 9000) and can(world, world.host, ext.ipv4, 6666)
     assert cannot(world, world.host, ext.ipv4, 8080) and cannot(world, world.host, ext.ipv4, 179)
     assert can(world, ext.netns, ext.host_ip, 8080)  # ingress: no policy, the profile allows
@@ -191,7 +192,7 @@ async def test_host_endpoint_update_and_removal(world: World, ext: External, fw)
 
 
 async def test_metadata_dnat_reaches_host_listener(world: World, ext: External, fw) -> None:
-    state = await setup(fw, [workload(world, "a", profiles=())], MetadataAddr=world.host_ipv4, MetadataPort=8775)
+    state = await setup(fw, [workload(world, "a", profiles=())], metadata=MetadataTarget(world.host_ipv4, 8775))
     wl_a = world.workloads["a"]
     assert probe_via(world, wl_a.netns, "169.254.169.254", 80, world.host_ipv4, 8775)
     assert cannot(world, wl_a.netns, world.host_ipv4, 8080)  # everything else to the host: egress policy drops
@@ -219,7 +220,7 @@ async def test_host_endpoint_by_expected_ip_follows_interface_addresses(world: W
 
     extra = "198.18.200.9"
     by_ip = ev.HostEndpointUpdate("by-ip", None, (extra,), (), (), (), (), ())
-    driver = KernelDriver(fw, None, {}, HostAddressMonitor(world.host, ("cali",)))
+    driver = KernelDriver(fw, DataplaneConfig(), addresses=HostAddressMonitor(world.host, ("cali",)))
     await driver.start()
     try:
         await driver.apply([ALLOW_ALL, workload(world, "a"), by_ip, ev.InSync()])

@@ -8,6 +8,7 @@ test's namespaces are run; run under `flock /tmp/calico-netns.lock`.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from calico.calculation import events as ev
 from calico.dataplane.iptables import IptablesBackend
 from calico.dataplane.iptables import ipsets as ips
-from calico.dataplane.iptables import render as r
+from calico.dataplane.iptables import model as ipt_model
+from calico.dataplane.iptables import names as ipt_names
 from tests.dataplane.test_nft_policy import (  # reuse the nft suite's event builders and probes
     DROP_T,
     V4,
@@ -172,7 +174,7 @@ async def test_endpoint_to_host(wls: World, ipt: IptablesBackend) -> None:  # no
     assert not wls.probe(a, wls.host_ipv6, "icmp", timeout=DROP_T)
     assert wls.probe(a, wls.host_ipv4, "udp", 53, timeout=1.0)  # DNS allowed first
     assert wls.probe(a, wls.host_ipv6, "tcp", 53, timeout=1.0)
-    state.apply(ev.ConfigUpdate((("DefaultEndpointToHostAction", "Accept"),)))
+    state.configure(dataclasses.replace(state.config, endpoint_to_host_action="Accept"))
     plan = await ipt.apply(state)
     assert plan.full
     assert wls.probe(a, wls.host_ipv4, "tcp", 8080, timeout=1.0)
@@ -236,17 +238,17 @@ async def test_tamper_is_detected_and_repaired(wls: World, ipt: IptablesBackend,
     ])
     assert not await ipt.check_and_repair(state)
     ipt4, ipt6, ipset = ipt_cmd(wls, flavour), ipt_cmd(wls, flavour, 6), ipset_cmd(wls)
-    tw_b = r.tw_chain(wls.workloads["b"].iface)
+    tw_b = ipt_names.tw_chain(wls.workloads["b"].iface)
     assert ipt.planner.applied is not None
     group_b = ipt.planner.applied.models[4][tw_b].rules[-1].target.split()[-1]  # b's policy group (goto)
-    pi = r.policy_chain(ev.PolicyID("default", "allow-sel", "ns1"), True)
+    pi = ipt_names.policy_chain(ev.PolicyID("default", "allow-sel", "ns1"), True)
     set4 = ips.set_name("sel", 4)
-    jump = ["-m", "comment", "--comment", f"cali:{r.jump_hash('FORWARD', r.FORWARD)}", "-j", r.FORWARD]
+    jump = ["-m", "comment", "--comment", f"cali:{ipt_model.jump_hash('FORWARD', ipt_names.FORWARD)}", "-j", ipt_names.FORWARD]
     tampering = [
         [[*ipt4, "-F", tw_b]],  # flushed chain
         [[*ipt4, "-F", group_b], [*ipt4, "-F", pi], [*ipt4, "-X", pi]],  # deleted chain
         [[*ipt4, "-D", "FORWARD", *jump]],  # removed jump
-        [[*ipt6, "-F", r.FROM_WL]],  # v6 flushed dispatch
+        [[*ipt6, "-F", ipt_names.FROM_WL]],  # v6 flushed dispatch
         [[*ipset, "flush", set4]],  # emptied set
         [[*ipt4, "-F", pi], [*ipset, "destroy", set4]],  # destroyed set
     ]
@@ -272,7 +274,7 @@ async def test_leaves_other_chains_rules_and_sets_alone(wls: World, ipt: Iptable
     state = await setup(ipt, [endpoint(wls, "a"), endpoint(wls, "b")])  # type: ignore[arg-type]
     state.apply(ev.WorkloadEndpointRemove(ev.WorkloadEndpointID("ns1", "b")))
     await ipt.apply(state)
-    sh(*ipt4, "-F", r.FORWARD)
+    sh(*ipt4, "-F", ipt_names.FORWARD)
     assert await ipt.check_and_repair(state)
     sh(*ipt4, "-A", "FORWARD", "-s", "198.18.9.8", "-j", "DROP")  # added while we run
     await ipt.apply(state)
@@ -281,5 +283,5 @@ async def test_leaves_other_chains_rules_and_sets_alone(wls: World, ipt: Iptable
     assert "-A FORWARD -j other-chain" in saved and "-A FORWARD -s 198.18.9.8/32 -j DROP" in saved
     assert "--match-set other-set src -j DROP" in saved
     forward = [line for line in saved.splitlines() if line.startswith("-A FORWARD")]
-    assert forward[0].endswith(f"-j {r.FORWARD}") and sum(r.FORWARD in line for line in forward) == 1
+    assert forward[0].endswith(f"-j {ipt_names.FORWARD}") and sum(ipt_names.FORWARD in line for line in forward) == 1
     assert "other-set" in sh(*ipset, "list", "-n").stdout.split()

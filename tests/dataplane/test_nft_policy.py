@@ -6,6 +6,7 @@ Each test makes its own host namespace with workloads a, b, c (tests/helpers/net
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -185,7 +186,7 @@ async def test_endpoint_to_host(wls: World, backend: NftBackend) -> None:
     assert not wls.probe(a, wls.host_ipv6, "icmp", timeout=DROP_T)
     assert wls.probe(a, wls.host_ipv4, "udp", 53, timeout=1.0)  # DNS allowed first
     assert wls.probe(a, wls.host_ipv6, "tcp", 53, timeout=1.0)
-    state.apply(ev.ConfigUpdate((("DefaultEndpointToHostAction", "Accept"),)))
+    state.configure(dataclasses.replace(state.config, endpoint_to_host_action="Accept"))
     plan = await backend.apply(state)
     assert plan.full  # config changes the base chains: whole table
     assert wls.probe(a, wls.host_ipv4, "tcp", 8080, timeout=1.0)

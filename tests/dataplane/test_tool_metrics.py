@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from calico.dataplane.nftables.backend import NftBackend, NftError
+from calico.dataplane.nftables.ops import FlushChain, ReplaceTable
+from calico.dataplane.nftables.table import empty_model
+from calico.dataplane.nftables.transport import LibNftTransport, SpawnTransport
 from calico.dataplane.process import observe
 from calico.felix.metrics import FelixMetrics
 from tests.helpers.netns import World
@@ -14,12 +17,12 @@ from tests.helpers.netns import World
 async def test_nft_calls_and_errors_are_counted(world: World, use_lib: bool) -> None:
     m = FelixMetrics()
     stop = observe(m.observe_tool)
-    b = NftBackend(world.host, use_lib=use_lib)
+    b = NftBackend(LibNftTransport(world.host) if use_lib else SpawnTransport(world.host))
     try:
-        await b.run_transaction("add table inet calico")
+        await b.transport.run([ReplaceTable(empty_model())])
         assert await b.read_back() is not None
-        with pytest.raises(NftError, match="syntax error"):
-            await b.run_transaction("add rule inet calico nochain bogus-token")
+        with pytest.raises(NftError, match="No such file or directory"):
+            await b.transport.run([FlushChain("nochain")])
     finally:
         stop()
         b.close()

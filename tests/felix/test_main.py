@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from calico.felix import driver as drv
+from calico.dataplane import factory
+from calico.dataplane.driver import KernelDriver
 from calico.felix import main as felix_main
 from calico.felix.config import FelixConfig
 from calico.felix.daemon import EXIT_FATAL, EXIT_OK
-from calico.felix.driver import DriverUnavailable, RecordingDriver, load_driver_factory
+from calico.felix.driver import RecordingDriver, kernel_driver
+from calico.felix.metrics import FelixMetrics
 from tests.felix.util import wait_until
 
 ENV = {"FELIX_FELIXHOSTNAME": "node1", "FELIX_REPORTINGINTERVALSECS": "0"}
@@ -35,7 +37,7 @@ async def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 async def test_missing_backend_is_a_clear_fatal_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setitem(drv.BACKEND_MODULES, "nftables", "calico.felix.no_such_backend")
+    monkeypatch.setitem(factory.FIREWALL_MODULES, "nftables", "calico.felix.no_such_backend")
     env = {"CALICO_EMBEDDED_PATH": str(tmp_path / "kv.db")}
     with caplog.at_level(logging.ERROR):
         code = await asyncio.wait_for(felix_main.run(FelixConfig.load(ENV, None), env), 10)
@@ -43,15 +45,19 @@ async def test_missing_backend_is_a_clear_fatal_error(
     assert "dataplane backend 'nftables' is not available" in caplog.text
 
 
-def test_load_driver_factory_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DriverUnavailable, match="unknown dataplane backend 'bpf'"):
-        load_driver_factory("bpf")
-    monkeypatch.setitem(drv.BACKEND_MODULES, "iptables", "calico.felix.config")
-    with pytest.raises(DriverUnavailable, match="has no create_driver"):
-        load_driver_factory("iptables")
-    monkeypatch.setattr(drv, "create_driver", lambda c, m: RecordingDriver(), raising=False)
-    monkeypatch.setitem(drv.BACKEND_MODULES, "iptables", "calico.felix.driver")
-    assert isinstance(load_driver_factory("iptables")(FelixConfig.load({}, None), None), RecordingDriver)  # type: ignore[arg-type]
+async def test_kernel_driver_is_built_from_the_dataplane_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[object, object]] = []
+    firewall = object()
+    monkeypatch.setattr(factory, "in_initial_netns", lambda: False)  # as if felix ran in a host namespace
+    monkeypatch.setattr(factory, "firewall_factory",
+                        lambda backend: lambda cfg, netns: seen.append((cfg, netns)) or firewall)
+    cfg = FelixConfig.load({"FELIX_DATAPLANEBACKEND": "iptables", "FELIX_INTERFACEPREFIX": "tap"}, None)
+    driver = kernel_driver(cfg, FelixMetrics())
+    assert isinstance(driver, KernelDriver) and driver.firewall is firewall
+    assert seen == [(cfg.dataplane_config(), None)]  # one typed config, this process's namespace
+    assert driver.state.config.backend == "iptables" and driver.state.config.interface_prefixes == ("tap",)
+    driver.routes = driver.addresses = None  # never started: nothing to stop but the metrics hook
+    await driver.stop()
 
 
 def test_bad_local_config_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -11,14 +11,19 @@ import pytest
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
-from calico.dataplane.driver import openstack_active
-from calico.dataplane.iptables import render as ir
+from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarget
+from calico.dataplane.iptables import model as ipt_model
+from calico.dataplane.iptables import names as ipt_names
+from calico.dataplane.iptables import nat as ipt_nat
+from calico.dataplane.iptables import table as ipt_table
+from calico.dataplane.iptables import text as ipt_text
 from calico.dataplane.iptables.plan import Planner as IptPlanner
 from calico.dataplane.iptables.plan import plan_full
-from calico.dataplane.nftables import render as nr
+from calico.dataplane.nftables import names as nft_names
+from calico.dataplane.nftables import table as nft_table
+from calico.dataplane.nftables import text as nft_text
 from calico.dataplane.nftables.diff import Planner as NftPlanner
 from calico.dataplane.state import DesiredState
-from calico.felix.config import FailsafePort
 
 P = ev.PolicyID("default", "hp")
 
@@ -28,8 +33,7 @@ def hep(name: str, iface: str | None, tiers=(), fwd=(), profiles=()) -> ev.HostE
 
 
 def state(*events: object, **config: object) -> DesiredState:
-    s = DesiredState()
-    s.config.update(config)
+    s = DesiredState(DataplaneConfig(**config))  # type: ignore[arg-type]
     s.apply_all([*events, ev.InSync()])  # type: ignore[list-item]
     return s
 
@@ -38,19 +42,11 @@ POLICY = ev.PolicyUpdate(P, (ev.RenderedRule("Allow", "r1", protocol="TCP", dst_
 TIER = ev.TierInfo("default", "Deny", (P,), ())
 
 
-def test_failsafe_parsing_accepts_felix_forms_and_defaults() -> None:
-    assert hepm.parse_failsafes(None, hepm.DEFAULT_FAILSAFE_IN)[0] == hepm.Failsafe("tcp", 22)
-    assert len(hepm.parse_failsafes(None, hepm.DEFAULT_FAILSAFE_OUT)) == 9
-    assert hepm.parse_failsafes("none", hepm.DEFAULT_FAILSAFE_IN) == ()
-    parsed = hepm.parse_failsafes("tcp:22, udp:10.0.0.0/8:68, tcp:[fd00::/8]:5, bogus:1, tcp:99999", "")
-    assert parsed == (
-        hepm.Failsafe("tcp", 22), hepm.Failsafe("udp", 68, "10.0.0.0/8"), hepm.Failsafe("tcp", 5, "fd00::/8")
-    )
-    assert hepm.parse_failsafes((FailsafePort("udp", 53), {"protocol": "TCP", "port": 179}), "") == (
-        hepm.Failsafe("udp", 53), hepm.Failsafe("tcp", 179)
-    )
-    groups = hepm.grouped_ports(parsed, 4)
-    assert groups == [("tcp", None, [22]), ("udp", "10.0.0.0/8", [68])]  # the v6-only net is left out
+def test_failsafes_group_into_one_rule_per_protocol_and_net() -> None:
+    fs = (FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8"), FailsafePort("tcp", 5, "fd00::/8"),
+          FailsafePort("tcp", 179))
+    assert hepm.grouped_ports(fs, 4) == [("tcp", None, [22, 179]), ("udp", "10.0.0.0/8", [68])]  # v6 net left out
+    assert hepm.grouped_ports(fs, 6) == [("tcp", None, [22, 179]), ("tcp", "fd00::/8", [5])]
 
 
 def test_active_host_endpoints_one_per_interface_wildcard_last() -> None:
@@ -70,24 +66,17 @@ def test_host_endpoints_by_expected_ips_resolve_through_interface_addresses() ->
     assert [(h.name, h.iface) for h in hepm.active_host_endpoints(s)] == [("e", "eth0"), ("named", "eth1"),
                                                                           ("e", "eth2")]
     assert not s.set_host_addresses(dict(s.host_addresses))  # unchanged: nothing to do
-    text = nr.render_replace(nr.render_model(s))
+    text = nft_text.render_replace(nft_table.render_model(s))
     assert 'iifname "eth0"' in text and 'iifname "eth2"' in text and 'iifname "eth3"' not in text
     s2 = state(hep("named", "eth1"))
     assert not s2.set_host_addresses({"eth0": frozenset({"198.18.7.1"})})  # no endpoint by IP: nothing dirty
 
 
-def test_metadata_target_only_for_ipv4_literal() -> None:
-    assert hepm.metadata_target(state()) is None
-    assert hepm.metadata_target(state(MetadataAddr="10.1.2.3", MetadataPort=8775)) == ("10.1.2.3", 8775)
-    assert hepm.metadata_target(state(MetadataAddr="metadata.example")) is None
-    assert hepm.metadata_target(state(MetadataAddr="None")) is None
-
-
 def test_nft_host_endpoint_chains() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER], fwd=[TIER]), hep("all", "*"),
-              FailsafeInboundHostPorts="tcp:22,tcp:179")
-    model = nr.render_model(s)
-    hep_in = model.chains[nr.HEP_IN].rules
+              failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("tcp", 179)))
+    model = nft_table.render_model(s)
+    hep_in = model.chains[nft_names.HEP_IN].rules
     assert hep_in[:2] == ('iifname "cali*" return', 'iifname "lo" return')
     assert hep_in[2:] == ('iifname "eth1" goto fh-eth1', "goto fh-/all")
     fh = model.chains["fh-eth1"].rules
@@ -98,11 +87,11 @@ def test_nft_host_endpoint_chains() -> None:
     assert "jump pi-default/hp" in " ".join(model.chains["fhf-eth1"].rules)
     assert model.chains["fh-/all"].rules[-1] == "drop"  # no policy, no profile: drop (after failsafes)
     assert "nat-prerouting" not in model.chains
-    assert model.chains["input"].rules[-1] == f"jump {nr.HEP_IN}"
+    assert model.chains["input"].rules[-1] == f"jump {nft_names.HEP_IN}"
 
 
 def test_nft_metadata_dnat_and_allow() -> None:
-    model = nr.render_model(state(MetadataAddr="198.18.0.1", MetadataPort=8775))
+    model = nft_table.render_model(state(metadata=MetadataTarget("198.18.0.1", 8775)))
     nat = model.chains["nat-prerouting"]
     assert "hook prerouting" in (nat.hook or "")
     assert nat.rules == ('iifname "cali*" ip daddr 169.254.169.254 tcp dport 80 dnat ip to 198.18.0.1:8775',)
@@ -127,26 +116,26 @@ def test_nft_incremental_host_endpoint_changes() -> None:
 
 def test_iptables_host_endpoint_chains_and_failsafes() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER]), hep("all", "*"),
-              FailsafeInboundHostPorts="tcp:22,udp:10.0.0.0/8:68")
-    m4, m6 = ir.render_family(s, 4), ir.render_family(s, 6)
-    disp = m4[ir.FROM_HEP].rules
-    assert disp[:2] == (ir.Rule("-i cali+", "-j RETURN"), ir.Rule("-i lo", "-j RETURN"))
-    assert disp[2:] == (ir.Rule("-i eth1", "-g cali-fh-eth1"), ir.Rule("", "-g cali-fh-/all"))
-    assert m4[ir.FAILSAFE_IN].rules == (
-        ir.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),
-        ir.Rule("-p udp -s 10.0.0.0/8 -m multiport --dports 68", "-j ACCEPT"),
+              failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8")))
+    m4, m6 = ipt_table.render_family(s, 4), ipt_table.render_family(s, 6)
+    disp = m4[ipt_names.FROM_HEP].rules
+    assert disp[:2] == (ipt_model.Rule("-i cali+", "-j RETURN"), ipt_model.Rule("-i lo", "-j RETURN"))
+    assert disp[2:] == (ipt_model.Rule("-i eth1", "-g cali-fh-eth1"), ipt_model.Rule("", "-g cali-fh-/all"))
+    assert m4[ipt_names.FAILSAFE_IN].rules == (
+        ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),
+        ipt_model.Rule("-p udp -s 10.0.0.0/8 -m multiport --dports 68", "-j ACCEPT"),
     )
-    assert m6[ir.FAILSAFE_IN].rules == (ir.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),)
+    assert m6[ipt_names.FAILSAFE_IN].rules == (ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),)
     fh = m4["cali-fh-eth1"].rules
-    assert fh[2] == ir.Rule("", f"-j {ir.FAILSAFE_IN}") and fh[-1] == ir.Rule("", "-j DROP")
-    assert m4["cali-fhfw-eth1"].rules == (ir.Rule("", "-j RETURN"),)
-    assert m4[ir.INPUT].rules[-1] == ir.Rule("", f"-j {ir.FROM_HEP}")
-    assert all(len(n) <= ir.MAX_CHAIN for n in m4)
+    assert fh[2] == ipt_model.Rule("", f"-j {ipt_names.FAILSAFE_IN}") and fh[-1] == ipt_model.Rule("", "-j DROP")
+    assert m4["cali-fhfw-eth1"].rules == (ipt_model.Rule("", "-j RETURN"),)
+    assert m4[ipt_names.INPUT].rules[-1] == ipt_model.Rule("", f"-j {ipt_names.FROM_HEP}")
+    assert all(len(n) <= ipt_names.MAX_CHAIN for n in m4)
 
 
 def test_iptables_metadata_nat_section() -> None:
-    s = state(MetadataAddr="198.18.0.1", MetadataPort=8775)
-    kernel = {f: ir.SavedTable() for f in (4, 6)}
+    s = state(metadata=MetadataTarget("198.18.0.1", 8775))
+    kernel = {f: ipt_text.SavedTable() for f in (4, 6)}
     plan = plan_full(s, kernel, set(), nat_jump=False)
     v4 = plan.tables[4]
     assert "*nat\n:cali-PREROUTING - [0:0]\n-I PREROUTING 1" in v4
@@ -154,15 +143,15 @@ def test_iptables_metadata_nat_section() -> None:
     assert "*nat" not in plan.tables[6]
     assert "-I PREROUTING" not in plan_full(s, kernel, set(), nat_jump=True).tables[4]
     assert "*nat" not in plan_full(state(), kernel, set()).tables[4]
-    assert ir.nat_has_jump("-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
-    to_host = ir.render_family(s, 4)[ir.WL_TO_HOST].rules
-    assert ir.Rule("-p tcp -d 198.18.0.1/32 --dport 8775", "-j ACCEPT") in to_host
+    assert ipt_nat.nat_has_jump("-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
+    to_host = ipt_table.render_family(s, 4)[ipt_names.WL_TO_HOST].rules
+    assert ipt_model.Rule("-p tcp -d 198.18.0.1/32 --dport 8775", "-j ACCEPT") in to_host
 
 
 def test_iptables_incremental_host_endpoint_removal() -> None:
     s = state(hep("h1", "eth1", tiers=[TIER]))
     planner = IptPlanner()
-    planner.commit(plan_full(s, {f: ir.SavedTable() for f in (4, 6)}, set()))
+    planner.commit(plan_full(s, {f: ipt_text.SavedTable() for f in (4, 6)}, set()))
     s.take_dirty()
     s.apply(POLICY)
     p = planner.plan_incremental(s, s.take_dirty())
@@ -170,34 +159,22 @@ def test_iptables_incremental_host_endpoint_removal() -> None:
     planner.commit(p)
     s.apply(ev.HostEndpointRemove("h1"))
     p = planner.plan_incremental(s, s.take_dirty())
-    for kind in ir.HEP_KINDS:
+    for kind in ipt_names.HEP_KINDS:
         assert f"-X {kind}eth1" in p.tables[4]
-    assert f":{ir.FROM_HEP} - [0:0]" in p.tables[4]  # dispatch rewritten in the same transaction
-
-
-def test_openstack_active() -> None:
-    class Cfg:
-        openstack_region = ""
-        interface_prefix = "cali"
-        metadata_addr = "127.0.0.1"
-        metadata_port = 8775
-
-    cfg = Cfg()
-    assert not openstack_active(cfg)  # type: ignore[arg-type]
-    cfg.interface_prefix = "tap"
-    assert openstack_active(cfg)  # type: ignore[arg-type]
+    assert f":{ipt_names.FROM_HEP} - [0:0]" in p.tables[4]  # dispatch rewritten in the same transaction
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nft")
 def test_rendered_host_endpoint_table_is_valid_nft() -> None:
     s = state(POLICY, hep("h1", "eth1", tiers=[TIER], fwd=[TIER]), hep("all", "*", profiles=("missing",)),
-              FailsafeInboundHostPorts="tcp:22,udp:10.0.0.0/8:68,tcp:[fd00::/8]:5",
-              MetadataAddr="198.18.0.1", MetadataPort=8775)
+              failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "10.0.0.0/8"),
+                                FailsafePort("tcp", 5, "fd00::/8")),
+              metadata=MetadataTarget("198.18.0.1", 8775))
     ns = f"cnt-hepu-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
     try:
         proc = subprocess.run(["ip", "netns", "exec", ns, "nft", "-c", "-f", "-"],
-                              input=nr.render_replace(nr.render_model(s)), capture_output=True, text=True,
+                              input=nft_text.render_replace(nft_table.render_model(s)), capture_output=True, text=True,
                               timeout=20, check=False)
         assert proc.returncode == 0, proc.stderr
     finally:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 
 from calico.calculation import events as ev
+from calico.dataplane.iptables import endpoints as ipt_endpoints
 from calico.dataplane.iptables import ipsets as ips
-from calico.dataplane.iptables import render as r
+from calico.dataplane.iptables import model as ipt_model
+from calico.dataplane.iptables import names as ipt_names
+from calico.dataplane.iptables import rules as ipt_rules
+from calico.dataplane.iptables import table as ipt_table
+from calico.dataplane.iptables import text as ipt_text
 from calico.dataplane.iptables.plan import Planner, plan_full
 from calico.dataplane.state import DesiredState
 
@@ -16,7 +21,7 @@ def rule(action: str = "Allow", **kw: object) -> ev.RenderedRule:
 
 
 def lines(rule_: ev.RenderedRule, fam: int = 4, profile: bool = False) -> list[str]:
-    out, _ = r.render_rule(rule_, fam, "cali-pi-x", profile)
+    out, _ = ipt_rules.render_rule(rule_, fam, "cali-pi-x", profile)
     return [f"{x.match} {x.target}".strip() for x in out]
 
 
@@ -39,15 +44,15 @@ def state_with(*events: object) -> DesiredState:
 
 
 def test_chain_names_fit_and_hash_when_long() -> None:
-    assert r.policy_chain(PID, True) == "cali-pi-default/ns1/p1"
+    assert ipt_names.policy_chain(PID, True) == "cali-pi-default/ns1/p1"
     long = ev.PolicyID("tier-with-a-long-name", "policy-with-an-even-longer-name", "namespace")
     for inbound in (True, False):
-        name = r.policy_chain(long, inbound)
-        assert len(name) <= r.MAX_CHAIN and name.startswith(("cali-pi-_", "cali-po-_"))
-    assert r.policy_chain(long, True) != r.policy_chain(ev.PolicyID("tier-with-a-long-name", "other", "ns"), True)
-    assert len(r.profile_chain("kns.a-very-long-namespace-name-indeed", False)) <= r.MAX_CHAIN
-    assert r.profile_chain("_x", True).startswith("cali-pri-_") and r.profile_chain("_x", True) != "cali-pri-_x"
-    assert r.fw_chain("cali0123456789a") == "cali-fw-cali0123456789a"
+        name = ipt_names.policy_chain(long, inbound)
+        assert len(name) <= ipt_names.MAX_CHAIN and name.startswith(("cali-pi-_", "cali-po-_"))
+    assert ipt_names.policy_chain(long, True) != ipt_names.policy_chain(ev.PolicyID("tier-with-a-long-name", "other", "ns"), True)
+    assert len(ipt_names.profile_chain("kns.a-very-long-namespace-name-indeed", False)) <= ipt_names.MAX_CHAIN
+    assert ipt_names.profile_chain("_x", True).startswith("cali-pri-_") and ipt_names.profile_chain("_x", True) != "cali-pri-_x"
+    assert ipt_names.fw_chain("cali0123456789a") == "cali-fw-cali0123456789a"
 
 
 def test_ipset_names() -> None:
@@ -127,12 +132,12 @@ def test_ports_split_at_15_slots_and_need_a_protocol() -> None:
     out = lines(rule("Deny", dst_ports=((80, 80),), not_src_ports=((1, 1023),)))
     assert [o.split()[1] for o in out] == ["tcp", "udp", "sctp"]
     assert all("-m multiport ! --sports 1:1023" in o for o in out)
-    chunks = r.port_chunks([(1, 2)] * 1 + [(p, p) for p in range(10, 24)])
+    chunks = ipt_rules.port_chunks([(1, 2)] * 1 + [(p, p) for p in range(10, 24)])
     assert chunks == ["1:2," + ",".join(str(p) for p in range(10, 23)), "23"]  # a range takes two slots
 
 
 def test_sets_and_named_ports() -> None:
-    out, refs = r.render_rule(rule(src_ip_set_ids=("s1",), not_dst_ip_set_ids=("s2",),
+    out, refs = ipt_rules.render_rule(rule(src_ip_set_ids=("s1",), not_dst_ip_set_ids=("s2",),
                                    dst_ports=((80, 80),), dst_named_port_set_ids=("np",), protocol="TCP"),
                               6, "cali-pi-x")
     assert refs == {ips.set_name("s1", 6), ips.set_name("s2", 6), ips.set_name("np", 6, True)}
@@ -145,8 +150,8 @@ def test_sets_and_named_ports() -> None:
 
 def test_unrenderable_rule_fails_closed() -> None:
     pol = ev.PolicyUpdate(PID, (rule("Allow", protocol="bogus"), rule()), ())
-    chain = r.policy_chains(pol, 4)[0]
-    assert chain.rules == (r.Rule("", "-j DROP"),)
+    chain = ipt_rules.policy_chains(pol, 4)[0]
+    assert chain.rules == (ipt_model.Rule("", "-j DROP"),)
 
 
 # --- endpoints and base chains -----------------------------------------------------------------------------
@@ -154,17 +159,17 @@ def test_unrenderable_rule_fails_closed() -> None:
 
 def test_endpoint_chain_tiers_profiles_and_anti_spoof() -> None:
     tier = ev.TierInfo("default", "Deny", ingress_policies=(PID, ev.PolicyID("default", "missing", "ns1")))
-    fw, tw, out_group, in_group = r.endpoint_chains(
+    fw, tw, out_group, in_group = ipt_endpoints.endpoint_chains(
         endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
     fw_text = [f"{x.match} {x.target}".strip() for x in fw.rules]
     assert fw_text == ["-j MARK --set-xmark 0x0/0x30000", "! -s 198.18.1.2 -j DROP", f"-g {out_group.name}"]
     assert [f"{x.match} {x.target}".strip() for x in tw.rules] == [
         "-j MARK --set-xmark 0x0/0x30000", f"-g {in_group.name}"]
-    assert in_group.name.startswith("cali-pgi-") and len(in_group.name) <= r.MAX_CHAIN
+    assert in_group.name.startswith("cali-pgi-") and len(in_group.name) <= ipt_names.MAX_CHAIN
     # Endpoints with the same policies share their groups; other policies, other groups.
-    again = r.endpoint_chains(endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
+    again = ipt_endpoints.endpoint_chains(endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
     assert again[3].name == in_group.name
-    assert r.endpoint_chains(endpoint(), 4, {}, {})[3].name != in_group.name
+    assert ipt_endpoints.endpoint_chains(endpoint(), 4, {}, {})[3].name != in_group.name
     tw_text = [f"{x.match} {x.target}".strip() for x in in_group.rules]
     assert tw_text == [
         "-m mark --mark 0x0/0x20000 -j cali-pi-default/ns1/p1",
@@ -176,57 +181,57 @@ def test_endpoint_chain_tiers_profiles_and_anti_spoof() -> None:
         "-j DROP",
     ]
     ep6 = ev.WorkloadEndpointUpdate(EID, "cali1", None, ("198.18.1.2/32",), (), (), ())
-    assert r.endpoint_chains(ep6, 6, {}, {})[0].rules[1] == r.Rule("", "-j DROP")  # no v6 address
+    assert ipt_endpoints.endpoint_chains(ep6, 6, {}, {})[0].rules[1] == ipt_model.Rule("", "-j DROP")  # no v6 address
 
 
 def test_dispatch_and_base_chains() -> None:
-    chains = {c.name: c for c in r.dispatch_chains(["calib1", "calia1", "calia2", "tap7", "cali"], ("cali", "tap"))}
-    fw, tw = chains[r.FROM_WL], chains[r.TO_WL]
+    chains = {c.name: c for c in ipt_endpoints.dispatch_chains(["calib1", "calia1", "calia2", "tap7", "cali"], ("cali", "tap"))}
+    fw, tw = chains[ipt_names.FROM_WL], chains[ipt_names.TO_WL]
     # Top level: exact match for a bare-prefix name, one bucket per character after the prefix, then drop.
     assert [(x.match, x.target) for x in fw.rules] == [
         ("-i cali", "-g cali-fw-cali"), ("-i calia+", "-g cali-fwd-calia"), ("-i calib+", "-g cali-fwd-calib"),
         ("-i tap7+", "-g cali-fwd-tap7"), ("-i cali+", "-j DROP"), ("-i tap+", "-j DROP")]
     assert [(x.match, x.target) for x in chains["cali-fwd-calia"].rules] == [
         ("-i calia1", "-g cali-fw-calia1"), ("-i calia2", "-g cali-fw-calia2"), ("", "-j DROP")]
-    assert tw.rules[-1] == r.Rule("-o tap+", "-j DROP") and "cali-twd-calib" in chains
-    chains = {c.name: c for c in r.base_chains(6, ("cali",), "Accept")}
-    to_host = [f"{x.match} {x.target}" for x in chains[r.WL_TO_HOST].rules]
+    assert tw.rules[-1] == ipt_model.Rule("-o tap+", "-j DROP") and "cali-twd-calib" in chains
+    chains = {c.name: c for c in ipt_table.base_chains(6, ("cali",), "Accept")}
+    to_host = [f"{x.match} {x.target}" for x in chains[ipt_names.WL_TO_HOST].rules]
     assert any("--dport 53" in t and "udp" in t for t in to_host) and to_host[-1].endswith("-j ACCEPT")
     assert any("--icmpv6-type 135" in t for t in to_host)
-    assert chains[r.FORWARD].rules[-1] == r.Rule("-m mark --mark 0x10000/0x10000", "-j ACCEPT")
+    assert chains[ipt_names.FORWARD].rules[-1] == ipt_model.Rule("-m mark --mark 0x10000/0x10000", "-j ACCEPT")
 
 
 def test_restore_text_declares_writes_and_deletes_last() -> None:
-    chain = r.Chain("cali-x", (r.Rule("-p tcp", "-j DROP"),))
-    text = r.restore_text([chain], ["cali-old"], [("FORWARD", r.FORWARD)])
+    chain = ipt_model.Chain("cali-x", (ipt_model.Rule("-p tcp", "-j DROP"),))
+    text = ipt_text.restore_text([chain], ["cali-old"], [("FORWARD", ipt_names.FORWARD)])
     lines_ = text.splitlines()
     assert lines_[0] == "*filter" and lines_[-1] == "COMMIT" and lines_[-2] == "-X cali-old"
     assert ":cali-x - [0:0]" in lines_ and ":cali-old - [0:0]" in lines_
     assert lines_[3].startswith("-I FORWARD 1 -m comment")
     assert f'-A cali-x -p tcp -m comment --comment "cali:{chain.hashes[0]}" -j DROP' in lines_
-    assert r.restore_text([], []) == ""
+    assert ipt_text.restore_text([], []) == ""
 
 
 def test_rule_hashes_chain_over_position() -> None:
-    a, b = r.Rule("", "-j DROP"), r.Rule("-p tcp", "-j ACCEPT")
-    assert r.Chain("c", (a, b)).hashes != r.Chain("c", (b, a)).hashes[::-1]
-    assert r.Chain("c", (a,)).hashes != r.Chain("d", (a,)).hashes
-    assert len(set(r.Chain("c", (a, a)).hashes)) == 2
+    a, b = ipt_model.Rule("", "-j DROP"), ipt_model.Rule("-p tcp", "-j ACCEPT")
+    assert ipt_model.Chain("c", (a, b)).hashes != ipt_model.Chain("c", (b, a)).hashes[::-1]
+    assert ipt_model.Chain("c", (a,)).hashes != ipt_model.Chain("d", (a,)).hashes
+    assert len(set(ipt_model.Chain("c", (a, a)).hashes)) == 2
 
 
 def test_parse_save_roundtrip() -> None:
-    chain = r.Chain("cali-x", (r.Rule("-p tcp", "-j DROP"), r.Rule("", "-j RETURN")))
-    text = r.restore_text([chain], [], [("FORWARD", r.FORWARD)]).replace("-I FORWARD 1", "-A FORWARD")
+    chain = ipt_model.Chain("cali-x", (ipt_model.Rule("-p tcp", "-j DROP"), ipt_model.Rule("", "-j RETURN")))
+    text = ipt_text.restore_text([chain], [], [("FORWARD", ipt_names.FORWARD)]).replace("-I FORWARD 1", "-A FORWARD")
     text = text.replace("*filter", "*filter\n:FORWARD ACCEPT [0:0]\n:other - [0:0]\n-A other -j ACCEPT")
-    saved = r.parse_save(text)
-    assert saved.chains == {"cali-x": chain.hashes} and saved.jumps == {("FORWARD", r.FORWARD)}
+    saved = ipt_text.parse_save(text)
+    assert saved.chains == {"cali-x": chain.hashes} and saved.jumps == {("FORWARD", ipt_names.FORWARD)}
 
 
 # --- planner ----------------------------------------------------------------------------------------------
 
 
-def _empty_kernel() -> dict[int, r.SavedTable]:
-    return {4: r.SavedTable(), 6: r.SavedTable()}
+def _empty_kernel() -> dict[int, ipt_text.SavedTable]:
+    return {4: ipt_text.SavedTable(), 6: ipt_text.SavedTable()}
 
 
 def test_full_plan_inserts_jumps_and_removes_stale() -> None:
@@ -234,7 +239,7 @@ def test_full_plan_inserts_jumps_and_removes_stale() -> None:
                    ev.PolicyUpdate(PID, (rule(src_ip_set_ids=("sel", "late")),), ()),
                    endpoint(tiers=[ev.TierInfo("default", "Deny", ingress_policies=(PID,))]))
     kernel = _empty_kernel()
-    kernel[4] = r.SavedTable({"cali-stale": ("h",), r.FORWARD: ()}, {("FORWARD", r.FORWARD)})
+    kernel[4] = ipt_text.SavedTable({"cali-stale": ("h",), ipt_names.FORWARD: ()}, {("FORWARD", ipt_names.FORWARD)})
     plan = plan_full(s, kernel, {"cali40s:stale", "other"})
     assert "-X cali-stale" in plan.tables[4] and "-I FORWARD 1" not in plan.tables[4]
     assert "-I INPUT 1" in plan.tables[4] and "-I FORWARD 1" in plan.tables[6]
@@ -296,7 +301,7 @@ def test_policy_group_is_shared_and_removed_with_its_last_user() -> None:
     planner = Planner()
     full = plan_full(s, _empty_kernel(), set())
     planner.commit(full)
-    group = r.endpoint_chains(twin, 4, s.policies, s.profiles)[3].name
+    group = ipt_endpoints.endpoint_chains(twin, 4, s.policies, s.profiles)[3].name
     assert group in full.models[4] and full.tables[4].count(f":{group} ") == 1  # one chain for both endpoints
     s.apply(ev.WorkloadEndpointRemove(EID))
     plan = planner.plan_incremental(s, s.take_dirty())

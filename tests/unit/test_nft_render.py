@@ -15,7 +15,12 @@ from collections.abc import Iterator
 import pytest
 
 from calico.calculation import events as ev
-from calico.dataplane.nftables import render as r
+from calico.dataplane.config import DataplaneConfig
+from calico.dataplane.nftables import endpoints as nft_endpoints
+from calico.dataplane.nftables import names as nft_names
+from calico.dataplane.nftables import rules as nft_rules
+from calico.dataplane.nftables import table as nft_table
+from calico.dataplane.nftables import text as nft_text
 from calico.dataplane.nftables.diff import Planner
 from calico.dataplane.state import DesiredState
 
@@ -57,23 +62,23 @@ def full_state() -> DesiredState:
 
 
 def test_empty_model_fails_closed() -> None:
-    text = r.render_replace(r.empty_model())
+    text = nft_text.render_replace(nft_table.empty_model())
     assert text.startswith("add table inet calico\ndelete table inet calico\ntable inet calico {")
-    assert f'iifname vmap @fw-dispatch comment "{r.rule_tag("iifname vmap @fw-dispatch")}"\n\t\tdrop' in text
+    assert f'iifname vmap @fw-dispatch comment "{nft_names.rule_tag("iifname vmap @fw-dispatch")}"\n\t\tdrop' in text
     assert 'iifname "cali*" jump from-wl-dispatch' in text
     assert "type filter hook forward priority filter; policy accept;" in text
 
 
 def test_render_is_deterministic_and_hash_changes_with_content() -> None:
-    a, b = r.render_model(full_state()), r.render_model(full_state())
-    assert r.render_text(a) == r.render_text(b) and a.digest() == b.digest()
+    a, b = nft_table.render_model(full_state()), nft_table.render_model(full_state())
+    assert nft_text.render_text(a) == nft_text.render_text(b) and a == b
     s = full_state()
     s.apply(ev.IPSetDelta("set1", frozenset({"198.18.3.3/32"}), frozenset()))
-    assert r.render_model(s).digest() != a.digest()
+    assert nft_text.render_text(nft_table.render_model(s)) != nft_text.render_text(a)
 
 
 def test_sets_split_per_family_collapsed_and_named_ports() -> None:
-    m = r.render_model(full_state())
+    m = nft_table.render_model(full_state())
     assert m.sets["s4-set1"].elements == {"198.18.1.0/24"}  # /32 inside the /24 collapsed away
     assert m.sets["s6-set1"].elements == {"fd00:c411::/64"}
     assert m.sets["s4-set1"].interval and not m.sets["n4-np1"].interval
@@ -82,7 +87,7 @@ def test_sets_split_per_family_collapsed_and_named_ports() -> None:
 
 
 def test_rule_matches() -> None:
-    lines, refs = r.render_rule(rule(protocol="TCP", src_ip_set_ids=("set1",), dst_ports=((80, 80), (8000, 8100))),
+    lines, refs = nft_rules.render_rule(rule(protocol="TCP", src_ip_set_ids=("set1",), dst_ports=((80, 80), (8000, 8100))),
                                 "pi-x")
     assert lines == [
         "meta nfproto ipv4 meta l4proto tcp ip saddr @s4-set1 th dport { 80, 8000-8100 } "
@@ -92,40 +97,39 @@ def test_rule_matches() -> None:
     ]
     assert refs == {"s4-set1", "s6-set1"}
     # Family-agnostic rule: one line; Deny drops.
-    assert r.render_rule(rule("Deny", protocol="UDP"), "c")[0] == ["meta l4proto udp drop"]
+    assert nft_rules.render_rule(rule("Deny", protocol="UDP"), "c")[0] == ["meta l4proto udp drop"]
     # ICMP implies IPv4; code follows type.
-    assert r.render_rule(rule(protocol="ICMP", icmp_type=8, icmp_code=0), "c")[0] == [
+    assert nft_rules.render_rule(rule(protocol="ICMP", icmp_type=8, icmp_code=0), "c")[0] == [
         "meta nfproto ipv4 meta l4proto icmp icmp type 8 icmp code 0 meta mark set meta mark | 0x00010000 return"
     ]
     # Nets of one family restrict the rule to it; notNets of that family only.
-    lines, _ = r.render_rule(rule("Deny", src_nets=("198.18.0.0/16",), not_src_nets=("198.18.9.1", "fd00::/8")), "c")
+    lines, _ = nft_rules.render_rule(rule("Deny", src_nets=("198.18.0.0/16",), not_src_nets=("198.18.9.1", "fd00::/8")), "c")
     assert lines == ["meta nfproto ipv4 ip saddr { 198.18.0.0/16 } ip saddr != { 198.18.9.1 } drop"]
     # Numeric and named ports are OR'ed: one line per alternative; ports without protocol get tcp/udp/sctp.
-    lines, refs = r.render_rule(rule(dst_ports=((80, 80),), dst_named_port_set_ids=("np1",), ip_version=4), "c")
+    lines, refs = nft_rules.render_rule(rule(dst_ports=((80, 80),), dst_named_port_set_ids=("np1",), ip_version=4), "c")
     assert len(lines) == 2 and "th dport { 80 }" in lines[0] and "th dport @n4-np1" in lines[1]
     assert all("meta l4proto { tcp, udp, sctp }" in ln for ln in lines) and refs == {"n4-np1"}
     # Pass in a policy sets the pass bit; in a profile it is "no match".
-    assert r.render_rule(rule("Pass"), "c")[0] == ["meta mark set meta mark | 0x00020000 return"]
-    assert r.render_rule(rule("Pass"), "c", profile=True)[0] == ["return"]
-    assert r.render_rule(rule("Log"), "pi-x")[0] == ['log prefix "calico-pi-x "']
+    assert nft_rules.render_rule(rule("Pass"), "c")[0] == ["meta mark set meta mark | 0x00020000 return"]
+    assert nft_rules.render_rule(rule("Pass"), "c", profile=True)[0] == ["return"]
+    assert nft_rules.render_rule(rule("Log"), "pi-x")[0] == ['log prefix "calico-pi-x "']
 
 
 def test_unrenderable_rule_fails_closed() -> None:
-    chain = r.policy_chains(ev.PolicyUpdate(PID, inbound=(rule(protocol="nonsense"), rule()), outbound=()))[0]
-    assert chain.rules[-1].startswith("drop")
-    assert len(chain.rules) == 1  # rules after the bad one are not rendered
+    chain = nft_rules.policy_chains(ev.PolicyUpdate(PID, inbound=(rule(protocol="nonsense"), rule()), outbound=()))[0]
+    assert chain.rules == ("drop",)  # rules after the bad one are not rendered
 
 
 def test_endpoint_chain_structure() -> None:
     s = full_state()
-    fw, tw, g_out, g_in = r.endpoint_chains(s.endpoints[ev.WorkloadEndpointID("ns1", "a")], s.policies, s.profiles)
+    fw, tw, g_out, g_in = nft_endpoints.endpoint_chains(s.endpoints[ev.WorkloadEndpointID("ns1", "a")], s.policies, s.profiles)
     assert fw.name == "fw-cali0123456789a" and tw.name == "tw-cali0123456789a"
     assert fw.rules[1] == "meta nfproto ipv4 ip saddr != { 198.18.1.2 } drop"
     assert fw.rules[2] == "meta nfproto ipv6 ip6 saddr != { fd00:c411::2 } drop"
     assert fw.rules[-1] == f"goto {g_out.name}" and tw.rules == ("meta mark set meta mark & 0xfffcffff", f"goto {g_in.name}")
     # The policy group is shared by content: another endpoint with the same policies names the same chains.
     a = s.endpoints[ev.WorkloadEndpointID("ns1", "a")]
-    other = r.endpoint_chains(ep("z", "cali000000000zz", a.tiers, a.profile_ids), s.policies, s.profiles)
+    other = nft_endpoints.endpoint_chains(ep("z", "cali000000000zz", a.tiers, a.profile_ids), s.policies, s.profiles)
     assert (other[2].name, other[3].name) == (g_out.name, g_in.name)
     # Ingress: security tier (default Pass: no drop), default tier (default Deny), profile, final drop.
     assert g_in.rules == (
@@ -140,14 +144,14 @@ def test_endpoint_chain_structure() -> None:
         "drop",
     )
     # Unknown policy: fail closed.
-    _, _, _, g_in2 = r.endpoint_chains(ep(tiers=[ev.TierInfo("default", "Deny", (GPID,))]), {}, {})
+    _, _, _, g_in2 = nft_endpoints.endpoint_chains(ep(tiers=[ev.TierInfo("default", "Deny", (GPID,))]), {}, {})
     assert "meta mark & 0x00020000 == 0 drop" in g_in2.rules and "jump" not in " ".join(g_in2.rules)
 
 
 def test_unsafe_names_are_hashed() -> None:
-    name = r.policy_chain(ev.PolicyID("default", "we ird\"name", "ns1"), True)
+    name = nft_names.policy_chain(ev.PolicyID("default", "we ird\"name", "ns1"), True)
     assert name.startswith("pi-h") and " " not in name and '"' not in name
-    assert r.set_name("x" * 300, 4).startswith("s4-h")
+    assert nft_names.set_name("x" * 300, 4).startswith("s4-h")
 
 
 def test_state_dirty_tracking() -> None:
@@ -161,10 +165,12 @@ def test_state_dirty_tracking() -> None:
     s.apply(ev.PolicyUpdate(PID, (), ()))
     assert s.dirty.endpoints == {ev.WorkloadEndpointID("ns", "w")} and s.dirty.policies == {PID}
     s.take_dirty()
-    s.apply(ev.ConfigUpdate((("InterfacePrefix", "cali"),)))
+    s.apply(ev.ConfigUpdate((("InterfacePrefix", "tap"),)))
+    assert not s.dirty and s.config == DataplaneConfig()  # the graph's config events are not the dataplane's
+    s.configure(DataplaneConfig())
     assert not s.dirty  # unchanged config is not a change
-    s.apply(ev.ConfigUpdate((("InterfacePrefix", "cali,tap"),)))
-    assert s.dirty.config and s.interface_prefixes == ("cali", "tap")
+    s.configure(DataplaneConfig(interface_prefixes=("cali", "tap")))
+    assert s.dirty.config and s.config.interface_prefixes == ("cali", "tap")
     s.apply(ev.IPSetDelta("x", frozenset({"198.18.0.2/32"}), frozenset({"198.18.0.1/32"})))
     assert s.ipsets["x"].members == {"198.18.0.2/32"}
 
@@ -232,8 +238,11 @@ def nft_check(ns: str, text: str, check_only: bool = True) -> None:
 
 
 def test_rendered_text_is_valid_nft(scratch_ns: str) -> None:
-    nft_check(scratch_ns, r.render_replace(r.empty_model(("cali", "tap"))))
-    nft_check(scratch_ns, r.render_replace(r.render_model(full_state())))
+    nft_check(scratch_ns, nft_text.render_replace(nft_table.empty_model(("cali", "tap"))))
+    nft_check(scratch_ns, nft_text.render_replace(nft_table.render_model(full_state())))
+    bad = full_state()  # a rule that cannot be rendered must not break the table it is in
+    bad.apply(ev.PolicyUpdate(PID, inbound=(rule(protocol="nonsense"),), outbound=()))
+    nft_check(scratch_ns, nft_text.render_replace(nft_table.render_model(bad)))
 
 
 def test_incremental_plans_are_valid_nft(scratch_ns: str) -> None:
@@ -266,19 +275,19 @@ def test_unreferenced_set_still_desired_keeps_its_members() -> None:
                  ev.PolicyUpdate(PID, inbound=(rule(src_ip_set_ids=("set1",)),), outbound=())])
     planner = Planner()
     planner.commit(planner.plan(s, s.take_dirty()))
-    name = r.set_name("set1", 4, False)
+    name = nft_names.set_name("set1", 4, False)
     assert planner.applied is not None and name in planner.applied.sets
     s.apply(ev.PolicyRemove(PID))
     plan = planner.plan(s, s.take_dirty())
     planner.commit(plan)
-    assert f"delete set {r.FAMILY} {r.TABLE} {name}" not in plan.text
+    assert f"delete set {nft_names.FAMILY} {nft_names.TABLE} {name}" not in plan.text
     s.apply(ev.PolicyUpdate(PID, inbound=(rule(src_ip_set_ids=("set1",)),), outbound=()))
     plan = planner.plan(s, s.take_dirty())
     assert planner.applied.sets[name].elements, "members lost"
     s.apply(ev.IPSetRemove("set1"))
     s.apply(ev.PolicyRemove(PID))
     plan = planner.plan(s, s.take_dirty())
-    assert f"delete set {r.FAMILY} {r.TABLE} {name}" in plan.text
+    assert f"delete set {nft_names.FAMILY} {nft_names.TABLE} {name}" in plan.text
 
 
 def test_policy_group_chain_is_shared_and_removed_with_its_last_user() -> None:
@@ -287,14 +296,14 @@ def test_policy_group_chain_is_shared_and_removed_with_its_last_user() -> None:
     s.apply(ep("twin", "cali0123456789t", a.tiers, a.profile_ids))
     planner = Planner()
     planner.commit(planner.plan(s, s.take_dirty()))
-    group = r.endpoint_chains(a, s.policies, s.profiles)[3].name
+    group = nft_endpoints.endpoint_chains(a, s.policies, s.profiles)[3].name
     s.apply(ev.WorkloadEndpointRemove(a.endpoint_id))
     plan = planner.plan(s, s.take_dirty())
     planner.commit(plan)
-    assert f"delete chain {r.FAMILY} {r.TABLE} {group}" not in plan.text  # "twin" still goes there
-    assert f"delete chain {r.FAMILY} {r.TABLE} tw-cali0123456789a" in plan.text
+    assert f"delete chain {nft_names.FAMILY} {nft_names.TABLE} {group}" not in plan.text  # "twin" still goes there
+    assert f"delete chain {nft_names.FAMILY} {nft_names.TABLE} tw-cali0123456789a" in plan.text
     s.apply(ev.WorkloadEndpointRemove(ev.WorkloadEndpointID("ns1", "twin")))
     plan = planner.plan(s, s.take_dirty())
-    assert f"delete chain {r.FAMILY} {r.TABLE} {group}" in plan.text
-    assert plan.text.index(f"flush chain {r.FAMILY} {r.TABLE} tw-cali0123456789t") < plan.text.index(
-        f"delete chain {r.FAMILY} {r.TABLE} {group}")
+    assert f"delete chain {nft_names.FAMILY} {nft_names.TABLE} {group}" in plan.text
+    assert plan.text.index(f"flush chain {nft_names.FAMILY} {nft_names.TABLE} tw-cali0123456789t") < plan.text.index(
+        f"delete chain {nft_names.FAMILY} {nft_names.TABLE} {group}")

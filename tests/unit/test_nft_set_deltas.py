@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico.calculation import events as ev
-from calico.dataplane.nftables import render as r
+from calico.dataplane.nftables import names as nft_names
 from calico.dataplane.nftables.diff import Planner, plan_full
 from calico.dataplane.state import DesiredState
 
@@ -54,7 +54,7 @@ def test_delta_plans_match_a_full_render(batches: list[list[tuple[str, frozenset
         planner.commit(plan)
         want = plan_full(s).model
         for fam in (4, 6):
-            name = r.set_name("set1", fam)
+            name = nft_names.set_name("set1", fam)
             assert plan.model.sets[name].elements == want.sets[name].elements, (fam, s.ipsets["set1"].members)
 
 

@@ -1,5 +1,8 @@
 """The dataplane: turns the calculation graph's events into kernel state.
 
-In: `calico.calculation.events`. `state.DesiredState` folds them (pure); `nftables.render` / `nftables.diff`
-turn that into nft transactions (pure); `nftables.backend.NftBackend` runs them (the only `nft` I/O).
+In: a `config.DataplaneConfig` (once, when the driver is built by `factory.create_driver`, which chooses the
+firewall backend) and batches of `calico.calculation.events`. `state.DesiredState` folds them (pure); the
+chosen backend renders and plans transactions (pure: `nftables`, or `iptables` + ipset) and runs them (its
+`backend` module is the only I/O of its tool); `netlink` keeps workload routes and watches host addresses.
+Out: one network namespace's Calico table, routes and sysctls.
 """

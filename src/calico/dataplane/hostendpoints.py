@@ -1,7 +1,8 @@
 """Backend-neutral facts about host endpoints, failsafe ports and the OpenStack metadata DNAT.
 
-In: a `DesiredState` (its host endpoints and Felix settings). Out: plain values both renderers (nftables,
-iptables) turn into rules, so the two backends cannot disagree on semantics. Pure: no I/O.
+In: a `DesiredState` (its host endpoints and host addresses) and the typed failsafe ports of its
+`DataplaneConfig`. Out: plain values both renderers (nftables, iptables) turn into rules, so the two backends
+cannot disagree on semantics. Pure: no I/O.
 
 Semantics (Calico's):
   - Traffic to the host arriving on a host endpoint's interface runs the endpoint's ingress tiers, then its
@@ -10,7 +11,8 @@ Semantics (Calico's):
   - `interfaceName: "*"` covers every interface that has no endpoint of its own, except workload
     interfaces and loopback, which host endpoint rules never police.
   - Forwarded traffic entering / leaving a host endpoint's interface runs only its applyOnForward tiers
-    (no profiles); when none apply in that direction, forwarded traffic is left alone.
+    (no profiles); when none apply in that direction, forwarded traffic is left alone. These four chains per
+    endpoint are `HEP_ROLES`; the walk through their tiers is `calico.dataplane.tiers`.
   - doNotTrack (untracked) tiers run before connection tracking on everything entering / leaving the
     interface; preDNAT tiers run before DNAT on everything entering it (established flows excepted). In both,
     Allow accepts the packet and makes normal host endpoint policy skip it (untracked: also not tracked, so
@@ -28,80 +30,42 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from calico.calculation import events as ev
+from calico.dataplane.config import FailsafePort
 from calico.dataplane.state import DesiredState
+from calico.dataplane.tiers import Policed, has_direction
 
 WILDCARD = "*"
 
-# Felix's defaults (FelixConfiguration failsafeInboundHostPorts / failsafeOutboundHostPorts).
-DEFAULT_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-
+# The well-known metadata address workloads ask; DataplaneConfig.metadata says where it is DNATed to.
 METADATA_IP = "169.254.169.254"
 METADATA_PORT = 80
 
 
 @dataclass(frozen=True, slots=True)
-class Failsafe:
-    protocol: str  # tcp / udp / sctp
-    port: int
-    net: str | None = None  # only peers in this CIDR (source inbound, destination outbound)
+class HepChainRole:
+    """One of the four policy chains each host endpoint has; each backend names and dispatches to it."""
+
+    key: str  # "fh" to the host, "th" from the host, "fhf" / "thf" forwarded in / out
+    inbound: bool
+    forward: bool  # applyOnForward tiers, no profiles; when none apply in this direction the chain returns
+
+    def policed(self, hep: ev.HostEndpointUpdate) -> Policed:
+        return Policed(hep.forward_tiers, ()) if self.forward else Policed(hep.tiers, hep.profile_ids)
+
+    def left_alone(self, hep: ev.HostEndpointUpdate) -> bool:
+        """Forwarded traffic with no applyOnForward policy in this direction is not policed at all."""
+        return self.forward and not has_direction(hep.forward_tiers, self.inbound)
 
 
-@dataclass(frozen=True, slots=True)
-class Policed:
-    """What an endpoint chain evaluates: tiers, then profiles (the shape `_endpoint_policy_rules` reads)."""
-
-    tiers: tuple[ev.TierInfo, ...]
-    profile_ids: tuple[str, ...]
-
-
-def _failsafe_item(item: object) -> Failsafe | None:
-    # Accepts Felix's parsed FailsafePort tuples, dicts from the datastore, and "proto:port" / "proto:net:port".
-    try:
-        if isinstance(item, dict):
-            proto, port, net = item.get("protocol", "tcp"), item.get("port"), item.get("net")
-        elif isinstance(item, tuple):
-            proto, port, net = (*item, None)[:3]
-        else:
-            text = str(item).strip()
-            proto, net, port = "tcp", None, text
-            if ":" in text:
-                proto, _, rest = text.partition(":")
-                net_part, sep, port = rest.rpartition(":")
-                net = net_part.strip("[]") if sep else None
-        port_n = int(str(port))
-        proto_s = str(proto).strip().lower()
-        if proto_s not in ("tcp", "udp", "sctp") or not 0 <= port_n <= 65535:
-            return None
-        net_s = str(ipaddress.ip_network(str(net), strict=False)) if net not in (None, "") else None
-    except (TypeError, ValueError):
-        return None  # a malformed entry opens nothing
-    return Failsafe(proto_s, port_n, net_s)
+HEP_ROLES = (
+    HepChainRole("fh", inbound=True, forward=False),
+    HepChainRole("th", inbound=False, forward=False),
+    HepChainRole("fhf", inbound=True, forward=True),
+    HepChainRole("thf", inbound=False, forward=True),
+)
 
 
-def parse_failsafes(value: object, default: str) -> tuple[Failsafe, ...]:
-    if value is None:
-        value = default
-    if isinstance(value, str):
-        if value.strip().lower() in ("", "none"):
-            return ()
-        items: Iterable[object] = value.split(",")
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        return ()
-    return tuple(f for f in (_failsafe_item(i) for i in items) if f is not None)
-
-
-def failsafes_in(state: DesiredState) -> tuple[Failsafe, ...]:
-    return parse_failsafes(state.config.get("FailsafeInboundHostPorts"), DEFAULT_FAILSAFE_IN)
-
-
-def failsafes_out(state: DesiredState) -> tuple[Failsafe, ...]:
-    return parse_failsafes(state.config.get("FailsafeOutboundHostPorts"), DEFAULT_FAILSAFE_OUT)
-
-
-def grouped_ports(failsafes: Iterable[Failsafe], fam: int | None = None) -> list[tuple[str, str | None, list[int]]]:
+def grouped_ports(failsafes: Iterable[FailsafePort], fam: int | None = None) -> list[tuple[str, str | None, list[int]]]:
     """(protocol, net, sorted ports) groups, so each renders as one rule; nets of the other family left out."""
     groups: dict[tuple[str, str | None], set[int]] = {}
     for f in failsafes:
@@ -110,22 +74,6 @@ def grouped_ports(failsafes: Iterable[Failsafe], fam: int | None = None) -> list
         groups.setdefault((f.protocol, f.net), set()).add(f.port)
     keys = sorted(groups, key=lambda k: (k[0], k[1] or ""))
     return [(p, n, sorted(groups[(p, n)])) for p, n in keys]
-
-
-def metadata_target(state: DesiredState) -> tuple[str, int] | None:
-    """(addr, port) to DNAT 169.254.169.254:80 to, or None when metadata DNAT is off. The driver only sets
-    MetadataAddr when OpenStack is in use; a hostname or a non-IPv4 value is not rendered (IPv4-only API)."""
-    addr = state.config.get("MetadataAddr")
-    if not addr or str(addr).strip().lower() == "none":
-        return None
-    try:
-        ip = ipaddress.ip_address(str(addr).strip())
-        port = int(str(state.config.get("MetadataPort") or 8775))
-    except ValueError:
-        return None
-    if ip.version != 4 or not 0 < port <= 65535:
-        return None
-    return str(ip), port
 
 
 def active_host_endpoints(state: DesiredState) -> list[ev.HostEndpointUpdate]:
@@ -163,38 +111,3 @@ def with_untracked(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpoin
 def with_pre_dnat(heps: Iterable[ev.HostEndpointUpdate]) -> list[ev.HostEndpointUpdate]:
     """Endpoints some preDNAT policy applies to (ingress only, by Calico's rules)."""
     return [h for h in heps if any(t.ingress_policies for t in h.pre_dnat_tiers)]
-
-
-def stage_steps(
-    tiers: Iterable[ev.TierInfo], inbound: bool, known: set[ev.PolicyID] | dict[ev.PolicyID, object]
-) -> list[tuple[str, ev.PolicyID | None]]:
-    """The untracked / pre-DNAT walk both renderers spell out: ("clear", None) at each tier's start (Pass bits of
-    the previous tier must not leak), ("policy", pid) for each policy of the direction, ("missing", pid) for a
-    policy not known yet (fail closed: drop). No step at a tier's end: what no rule decided goes on."""
-    steps: list[tuple[str, ev.PolicyID | None]] = []
-    for tier in tiers:
-        pids = tier.ingress_policies if inbound else tier.egress_policies
-        if pids:
-            steps.append(("clear", None))
-            steps += [("policy" if pid in known else "missing", pid) for pid in pids]
-    return steps
-
-
-def has_direction(tiers: Iterable[ev.TierInfo], inbound: bool) -> bool:
-    return any(t.ingress_policies if inbound else t.egress_policies for t in tiers)
-
-
-def policed_normal(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.tiers, hep.profile_ids)
-
-
-def policed_forward(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.forward_tiers, ())
-
-
-def policed_pre_dnat(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.pre_dnat_tiers, ())
-
-
-def policed_untracked(hep: ev.HostEndpointUpdate) -> Policed:
-    return Policed(hep.untracked_tiers, ())

@@ -1,9 +1,12 @@
 """Desired dataplane state, folded from the calculation graph's events.
 
-In: `calico.calculation.events` (IP set, policy, profile, endpoint, config updates, and IP pools, VTEPs and
-routes, in the graph's safe order). Out: plain dictionaries of the current desired state, plus a `Dirty`
-record of which keys changed since the last `take_dirty()`, so a backend can apply work proportional to the
-change.
+In: `calico.calculation.events` (IP set, policy, profile, endpoint updates, and IP pools, VTEPs and routes,
+in the graph's safe order) and the `DataplaneConfig` the driver was built with. Out: plain dictionaries of the
+current desired state and its `config`, plus a `Dirty` record of which keys changed since the last
+`take_dirty()`, so a backend can apply work proportional to the change.
+
+`ConfigUpdate` events are ignored: the configuration is fixed for the driver's life (see `config.py`).
+`configure()` replaces it (tests do); that marks everything for a full rewrite (`Dirty.config`).
 
 Pure: no I/O. One instance per host agent (or per test).
 """
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
+from calico.dataplane.config import DataplaneConfig
 
 
 @dataclass(slots=True)
@@ -34,8 +38,8 @@ class Dirty:
     profiles: set[str] = field(default_factory=set)
     endpoints: set[ev.WorkloadEndpointID] = field(default_factory=set)
     host_endpoints: set[str] = field(default_factory=set)
-    config: bool = False
-    # The network of hosts (IP pools by CIDR, VTEPs by node, routes by destination); not programmed yet.
+    config: bool = False  # the configuration changed: rewrite everything
+    # The network of hosts (IP pools by CIDR, VTEPs by node, routes by destination).
     pools: set[str] = field(default_factory=set)
     vteps: set[str] = field(default_factory=set)
     routes: set[str] = field(default_factory=set)
@@ -54,17 +58,11 @@ class Dirty:
         )
 
 
-# Settings the nftables renderer reads, with Felix's defaults.
-DEFAULT_CONFIG: dict[str, object] = {
-    "InterfacePrefix": "cali",
-    "DefaultEndpointToHostAction": "Drop",
-}
-
-
 class DesiredState:
     """Current desired state of this host's dataplane, and what changed since the last apply."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: DataplaneConfig | None = None) -> None:
+        self.config = config if config is not None else DataplaneConfig()
         self.ipsets: dict[str, IPSet] = {}
         self.policies: dict[ev.PolicyID, ev.PolicyUpdate] = {}
         self.profiles: dict[str, ev.ProfileUpdate] = {}
@@ -76,11 +74,11 @@ class DesiredState:
         # The host's own interfaces and their addresses (not from the graph: read from the kernel), by which
         # host endpoints without an interface name find theirs.
         self.host_addresses: dict[str, frozenset[str]] = {}
-        self.config: dict[str, object] = dict(DEFAULT_CONFIG)
         self.in_sync = False
         self.dirty = Dirty()
-        # Reverse index: which endpoints reference a policy/profile. When a policy appears late (out of the
-        # graph's promised order) the endpoints that named it are re-rendered so their fail-closed drop goes.
+        # Reverse index: which endpoints reference a policy/profile. When a policy appears late or goes early (out
+        # of the graph's promised order) the endpoints that name it are re-rendered: their fail-closed drop goes
+        # or comes, and no rule is left jumping to a chain being deleted.
         self._policy_users: dict[ev.PolicyID, set[ev.WorkloadEndpointID]] = {}
         self._profile_users: dict[str, set[ev.WorkloadEndpointID]] = {}
 
@@ -125,6 +123,7 @@ class DesiredState:
             case ev.PolicyRemove(policy_id=pid):
                 if self.policies.pop(pid, None) is not None:
                     d.policies.add(pid)
+                    d.endpoints |= self._policy_users.get(pid, set())  # still named (out of order): fail closed
             case ev.ProfileUpdate(profile_id=pid):
                 if pid not in self.profiles:
                     d.endpoints |= self._profile_users.get(pid, set())
@@ -133,6 +132,7 @@ class DesiredState:
             case ev.ProfileRemove(profile_id=pid):
                 if self.profiles.pop(pid, None) is not None:
                     d.profiles.add(pid)
+                    d.endpoints |= self._profile_users.get(pid, set())
             case ev.WorkloadEndpointUpdate(endpoint_id=eid):
                 self._unindex(eid)
                 self.endpoints[eid] = event
@@ -166,16 +166,18 @@ class DesiredState:
             case ev.RouteRemove(dst=dst):
                 if self.routes.pop(dst, None) is not None:
                     d.routes.add(dst)
-            case ev.ConfigUpdate(settings=settings):
-                new = dict(DEFAULT_CONFIG)
-                new.update(dict(settings))
-                if new != self.config:
-                    self.config = new
-                    d.config = True
+            case ev.ConfigUpdate():
+                pass  # the configuration is fixed for the driver's life (config.py)
             case ev.InSync():
                 self.in_sync = True
             case _:
                 raise TypeError(f"unknown dataplane event {event!r}")
+
+    def configure(self, config: DataplaneConfig) -> None:
+        """A new configuration; when it differs, the next apply rewrites everything."""
+        if config != self.config:
+            self.config = config
+            self.dirty.config = True
 
     def set_host_addresses(self, addresses: dict[str, frozenset[str]]) -> bool:
         """New interface addresses; True when that changes what some host endpoint covers (it is marked dirty)."""
@@ -192,15 +194,6 @@ class DesiredState:
         return dirty
 
     # --- helpers ----------------------------------------------------------------------------------------
-
-    @property
-    def interface_prefixes(self) -> tuple[str, ...]:
-        raw = str(self.config.get("InterfacePrefix") or "cali")
-        return tuple(p.strip() for p in raw.split(",") if p.strip())
-
-    @property
-    def endpoint_to_host_action(self) -> str:
-        return str(self.config.get("DefaultEndpointToHostAction") or "Drop")
 
     def _index(self, ep: ev.WorkloadEndpointUpdate) -> None:
         for tier in ep.tiers:

@@ -2,7 +2,8 @@
 
 Enters: the process environment, an optional INI config file, and the `spec` of the FelixConfiguration
 resources `default` and `node.<hostname>` (raw JSON from the datastore).
-Leaves: an immutable `FelixConfig` (typed attributes, plus `settings()` by Calico's parameter names), and
+Leaves: an immutable `FelixConfig` (typed attributes, plus `settings()` by Calico's parameter names), the
+dataplane's own typed view of it (`dataplane_config()`, a `calico.dataplane.config.DataplaneConfig`), and
 `diff()` / `restart_needed()` so the daemon can apply a change live or restart.
 
 Precedence, highest first (as in Calico):
@@ -26,7 +27,8 @@ from the datastore is logged and ignored, so the next source down (or the defaul
 
 Live or restart: only logging levels, status reporting and the firewall read-back / IP set refresh
 intervals apply live (`restart=False` in the table); every other change makes the daemon exit for a restart,
-as Calico's Felix does, because the dataplane driver is built from the configuration once.
+as Calico's Felix does, because the dataplane driver is built from `dataplane_config()` once. So every
+parameter `dataplane_config()` reads must keep `restart=True` (a unit test checks it).
 
 Dataplane choice: Calico's own `NFTablesMode` (datastore-settable, Enabled|Disabled|Auto) chooses between
 nftables and iptables; our local `DataplaneBackend` (nftables|iptables, env/file only) overrides it when
@@ -45,9 +47,20 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, cast
 
-from calico.calculation.events import ConfigUpdate
+from calico.dataplane.config import (
+    DEFAULT_FAILSAFE_INBOUND,
+    DEFAULT_FAILSAFE_OUTBOUND,
+    Backend,
+    DataplaneConfig,
+    EndpointToHostAction,
+    FailsafePort,
+    MetadataTarget,
+    check_interface_prefix,
+    check_metadata,
+)
+from calico.dataplane.protocols import port_protocol
 from calico.datastore import config as dsconfig
 from calico.resources.fields import parse_duration
 
@@ -80,14 +93,6 @@ class Source:
     DATASTORE_NODE = "FelixConfiguration node"
     CONFIG_FILE = "config file"
     ENV = "environment"
-
-
-class FailsafePort(NamedTuple):
-    """One failsafe host port: traffic to/from it is always allowed (optionally only for `net`)."""
-
-    protocol: str  # "tcp" | "udp" | "sctp"
-    port: int
-    net: str | None = None
 
 
 # --- value parsers: each takes a string (env/file) or a JSON value (datastore) --------------------------
@@ -189,11 +194,8 @@ def _p_log_level(v: Any) -> str:
     return _p_enum(*_LOG_LEVELS)(v)
 
 
-_PROTOCOLS = ("tcp", "udp", "sctp")
-
-
 def _port_item(proto: Any, port: Any, net: Any) -> FailsafePort:
-    if not isinstance(proto, str) or proto.strip().lower() not in _PROTOCOLS:
+    if not isinstance(proto, str) or port_protocol(proto) is None:
         raise ValueError(f"protocol {proto!r} must be tcp, udp or sctp")
     port_no = _p_int(0, 65535)(port)
     net_text: str | None = None
@@ -236,6 +238,14 @@ def _p_ports(v: Any) -> tuple[FailsafePort, ...]:
     return tuple(out)
 
 
+def _p_iface_prefix(v: Any) -> str:
+    """Comma-separated interface name prefixes, e.g. "cali" or "cali,tap"; held as written (stripped)."""
+    parts = [p.strip() for p in _p_str(v).split(",")]
+    for part in parts:
+        check_interface_prefix(part)
+    return ",".join(parts)
+
+
 def _p_datastore_type(v: Any) -> str:
     return _p_enum(*dsconfig.DATASTORE_TYPES)(v)
 
@@ -262,10 +272,6 @@ def _param(
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta, repr=not secret)
-
-
-_IN_PORTS = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
-_OUT_PORTS = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
 
 
 @dataclass(frozen=True)
@@ -318,17 +324,17 @@ class FelixConfig:
         "NFTablesMode", _p_enum("Enabled", "Disabled", "Auto"), "Auto", spec="nftablesMode"
     )
     iptables_backend: str = _param("IptablesBackend", _p_enum("Legacy", "NFT", "Auto"), "Auto")
-    interface_prefix: str = _param("InterfacePrefix", _p_str, "cali")
+    interface_prefix: str = _param("InterfacePrefix", _p_iface_prefix, "cali")
     ipv6_support: bool = _param("IPv6Support", _p_bool, True, spec="ipv6Support")
     chain_insert_mode: str = _param("ChainInsertMode", _p_enum("Insert", "Append"), "Insert")
     default_endpoint_to_host_action: str = _param(
         "DefaultEndpointToHostAction", _p_enum("Drop", "Accept", "Return"), "Drop"
     )
     failsafe_inbound_host_ports: tuple[FailsafePort, ...] = _param(
-        "FailsafeInboundHostPorts", _p_ports, _p_ports(_IN_PORTS)
+        "FailsafeInboundHostPorts", _p_ports, DEFAULT_FAILSAFE_INBOUND
     )
     failsafe_outbound_host_ports: tuple[FailsafePort, ...] = _param(
-        "FailsafeOutboundHostPorts", _p_ports, _p_ports(_OUT_PORTS)
+        "FailsafeOutboundHostPorts", _p_ports, DEFAULT_FAILSAFE_OUTBOUND
     )
     metadata_addr: str = _param("MetadataAddr", _p_str, "127.0.0.1")
     metadata_port: int = _param("MetadataPort", _p_int(0, 65535), 8775)
@@ -428,10 +434,42 @@ class FelixConfig:
         """Every parameter by Calico's name."""
         return {p.name: getattr(self, p.attr) for p in PARAMS.values()}
 
-    def config_update(self) -> ConfigUpdate:
-        """The dataplane-facing view: every parameter except the secrets, by Calico's name."""
-        hidden = {"EtcdPassword"}
-        return ConfigUpdate(tuple(sorted((k, v) for k, v in self.settings().items() if k not in hidden)))
+    @property
+    def openstack_active(self) -> bool:
+        """Felix's test: a region is set, the interface prefix is OpenStack's `tap`, or metadata is not default."""
+        return bool(
+            self.openstack_region
+            or any(p.startswith("tap") for p in self.interface_prefix.split(","))
+            or self.metadata_addr != "127.0.0.1"
+            or self.metadata_port != 8775
+        )
+
+    def metadata_target(self) -> MetadataTarget | None:
+        """Where the metadata DNAT goes: only with OpenStack (as in Felix), and only to an IPv4 address (the
+        metadata API is IPv4-only; a host name is not resolved here). "none" turns it off."""
+        if not self.openstack_active or self.metadata_addr.lower() in ("", "none"):
+            return None
+        target = MetadataTarget(self.metadata_addr, self.metadata_port)
+        try:
+            check_metadata(target)
+        except ValueError as e:
+            log.warning("MetadataAddr / MetadataPort: %s: no metadata DNAT", e)
+            return None
+        return target
+
+    def dataplane_config(self) -> DataplaneConfig:
+        """The dataplane's typed view of these parameters (one line per setting; all of them need a restart)."""
+        return DataplaneConfig(
+            backend=cast(Backend, self.dataplane_backend),
+            iptables_flavour="legacy" if self.iptables_backend == "Legacy" else "nft",
+            interface_prefixes=tuple(self.interface_prefix.split(",")),
+            endpoint_to_host_action=cast(EndpointToHostAction, self.default_endpoint_to_host_action),
+            failsafe_inbound=self.failsafe_inbound_host_ports,
+            failsafe_outbound=self.failsafe_outbound_host_ports,
+            metadata=self.metadata_target(),
+            route_refresh_interval=self.route_refresh_interval,
+            ipv6_support=self.ipv6_support,
+        )
 
     def datastore_config(self, env: Mapping[str, str] | None = None) -> dsconfig.DatastoreConfig:
         """How to reach the datastore: calicoctl's variables (DATASTORE_TYPE, ETCD_*, CALICO_EMBEDDED_PATH)

@@ -24,9 +24,9 @@ Configuration: FelixConfiguration `default` and `node.<hostname>` are read once 
 (so the backend choice is known), then followed through the syncer. A change is re-merged with the local
 sources; if it touches a parameter that needs a restart (`config.restart_needed`), the daemon stops cleanly
 and `run()` returns EXIT_CONFIG_CHANGED so the supervisor starts it again, as Calico's Felix does; other
-changes apply live (log levels, status reporting, the refresh interval; the dataplane also gets a fresh
-`ConfigUpdate`, though no live-applicable parameter concerns it today).
-The graph's own `ConfigUpdate` (datastore-only view) is replaced by the daemon's fully merged one.
+changes apply live (log levels, status reporting, the refresh interval), and none of those concerns the
+dataplane. The driver gets its configuration once, from the factory (`FelixConfig.dataplane_config()`), so
+the graph's `ConfigUpdate` events (a datastore-only view) are not passed on: the driver never sees one.
 
 SIGTERM (via `request_stop()`): finish the batch in flight, stop, leave the dataplane as it is.
 """
@@ -171,7 +171,6 @@ class FelixDaemon:
         self.in_sync = False
         self.first_apply_done = False
         self._pending: list[DataplaneEvent] = []
-        self._send_config = True  # the next batch starts with the merged ConfigUpdate
         self._retry_at: float | None = None
         self._backoff = retry_delay
         self._next_refresh: float | None = None
@@ -486,7 +485,6 @@ class FelixDaemon:
             )
         if self._next_refresh is not None:
             self._next_refresh = time.monotonic() + new.iptables_refresh_interval
-        self._send_config = True
 
     # --- dataplane --------------------------------------------------------------------------------
 
@@ -498,10 +496,7 @@ class FelixDaemon:
             log.exception("calculation graph failed to flush; will try again with the next batch")
             return
         self.metrics.calc_graph_output_events.inc(len(events))
-        if self._send_config:
-            self._pending.append(self.config.config_update())
-            self._send_config = False
-        # The graph's ConfigUpdate only knows the datastore; ours (above) is the merged truth.
+        # The driver's configuration is fixed when it is built (a change that concerns it restarts Felix).
         self._pending.extend(ev for ev in events if not isinstance(ev, ConfigUpdate))
 
     async def _maybe_apply(self) -> None:

@@ -1,6 +1,8 @@
-"""The interface between the Felix daemon and a dataplane driver, and how a driver is found.
+"""The interface between the Felix daemon and a dataplane driver, and Felix's real driver.
 
-Enters (into a driver): batches of `calico.calculation.events.DataplaneEvent`, in the graph's safe order.
+Enters (into a driver): batches of `calico.calculation.events.DataplaneEvent`, in the graph's safe order,
+never a `ConfigUpdate`: a driver gets its configuration once, when it is built (the kernel driver as a
+`calico.dataplane.config.DataplaneConfig`), and Felix restarts on any change that concerns it.
 Leaves (from a driver): kernel state, and each local workload endpoint's status for status reporting.
 
 Contract the daemon relies on:
@@ -14,16 +16,15 @@ Contract the daemon relies on:
 - `endpoint_status()` is cheap and synchronous: "up", "down" or "error" per local workload endpoint.
 - `stop()` releases resources and leaves the kernel state in place.
 
-A backend package `calico.dataplane.<backend>` ("nftables", "iptables") provides a driver by exposing
-`create_driver(config: FelixConfig, metrics: FelixMetrics) -> DataplaneDriver`; `load_driver_factory`
-imports it lazily (only the chosen backend is imported).
+`kernel_driver` is the daemon's default factory: `calico.dataplane.factory.create_driver` for
+`FelixConfig.dataplane_config()` (which chooses the backend and imports only that one), with every kernel
+tool call counted in Felix's metrics.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from calico.calculation.events import (
     DataplaneEvent,
@@ -31,19 +32,11 @@ from calico.calculation.events import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.dataplane.factory import create_driver
+from calico.felix.config import FelixConfig
+from calico.felix.metrics import FelixMetrics
 
-if TYPE_CHECKING:
-    from calico.felix.config import FelixConfig
-    from calico.felix.metrics import FelixMetrics
-
-__all__ = [
-    "BACKEND_MODULES",
-    "DataplaneDriver",
-    "DriverFactory",
-    "DriverUnavailable",
-    "RecordingDriver",
-    "load_driver_factory",
-]
+__all__ = ["DataplaneDriver", "DriverFactory", "RecordingDriver", "kernel_driver"]
 
 
 @runtime_checkable
@@ -59,31 +52,14 @@ class DataplaneDriver(Protocol):
     async def stop(self) -> None: ...
 
 
-DriverFactory = Callable[["FelixConfig", "FelixMetrics"], DataplaneDriver]
-
-BACKEND_MODULES = {"nftables": "calico.dataplane.nftables", "iptables": "calico.dataplane.iptables"}
+DriverFactory = Callable[[FelixConfig, FelixMetrics], DataplaneDriver]
 
 
-class DriverUnavailable(RuntimeError):
-    """The chosen dataplane backend cannot be loaded; the message says which and why."""
-
-
-def load_driver_factory(backend: str) -> DriverFactory:
-    module_name = BACKEND_MODULES.get(backend)
-    if module_name is None:
-        raise DriverUnavailable(f"unknown dataplane backend {backend!r}: expected one of {', '.join(BACKEND_MODULES)}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise DriverUnavailable(
-            f"dataplane backend {backend!r} is not available: cannot import {module_name} ({e})"
-        ) from e
-    factory = getattr(module, "create_driver", None)
-    if not callable(factory):
-        raise DriverUnavailable(
-            f"dataplane backend {backend!r} is not available: {module_name} has no create_driver(config, metrics)"
-        )
-    return factory  # type: ignore[no-any-return]
+def kernel_driver(config: FelixConfig, metrics: FelixMetrics) -> DataplaneDriver:
+    """The kernel dataplane in the agent's own namespace. Raises `calico.dataplane.factory.BackendUnavailable`
+    (the chosen backend cannot be loaded), ValueError (a setting cannot be programmed) or RuntimeError (the
+    initial-namespace interlock), each with a message naming what is wrong."""
+    return create_driver(config.dataplane_config(), tool_observer=metrics.observe_tool)
 
 
 class RecordingDriver:

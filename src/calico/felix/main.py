@@ -8,8 +8,8 @@ CALICO_EMBEDDED_PATH). Leaves: a running `FelixDaemon` and the process exit code
     1    fatal: bad local configuration, or the chosen dataplane backend cannot be loaded
     129  a configuration change needs a restart (the supervisor starts Felix again)
 
-The dataplane backend (`FelixConfig.dataplane_backend`) is imported only once chosen, from
-`calico.dataplane.nftables` or `calico.dataplane.iptables` (see `calico.felix.driver`).
+The dataplane is built from `FelixConfig.dataplane_config()` by `calico.dataplane.factory`, which imports
+only the chosen backend (see `calico.felix.driver.kernel_driver`).
 """
 
 from __future__ import annotations
@@ -27,18 +27,12 @@ from calico.datastore.config import DatastoreConfig, open_kv
 from calico.datastore.kv import KVError, KVStore
 from calico.felix.config import DEFAULT_CONFIG_FILE, ConfigError, FelixConfig
 from calico.felix.daemon import EXIT_FATAL, EXIT_OK, FelixDaemon
-from calico.felix.driver import DataplaneDriver, DriverFactory, load_driver_factory
+from calico.felix.driver import DriverFactory, kernel_driver
 from calico.felix.logs import LogSetup, configure_logging
-from calico.felix.metrics import FelixMetrics
 
 log = logging.getLogger("calico.felix")
 
-__all__ = ["backend_driver_factory", "main", "run"]
-
-
-def backend_driver_factory(config: FelixConfig, metrics: FelixMetrics) -> DataplaneDriver:
-    """The real driver for `config.dataplane_backend`; raises DriverUnavailable with a clear message."""
-    return load_driver_factory(config.dataplane_backend)(config, metrics)
+__all__ = ["main", "run"]
 
 
 async def _open_datastore(cfg: DatastoreConfig, stopping: asyncio.Event) -> KVStore | None:
@@ -87,7 +81,7 @@ async def run(
         if kv is None:
             return EXIT_OK
         try:
-            daemon = FelixDaemon(config, kv, driver_factory or backend_driver_factory, log_setup=log_setup)
+            daemon = FelixDaemon(config, kv, driver_factory or kernel_driver, log_setup=log_setup)
             if stopping.is_set():
                 return EXIT_OK
             return await daemon.run()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from calico.dataplane.config import DataplaneConfig, MetadataTarget
 from calico.felix import config as c
 from calico.felix.config import ConfigError, FailsafePort, FelixConfig, Source
 from calico.resources.felixconfig import FelixConfigurationSpec
@@ -134,6 +136,8 @@ def test_datastore_value_forms() -> None:
         ("FELIX_FAILSAFEINBOUNDHOSTPORTS", "tcp:notanet:22"),
         ("FELIX_DEFAULTENDPOINTTOHOSTACTION", "Allow"),
         ("FELIX_DATAPLANEBACKEND", "bpf"),
+        ("FELIX_INTERFACEPREFIX", "cali,ta p"),
+        ("FELIX_INTERFACEPREFIX", "cali,"),
     ],
 )
 def test_bad_env_value_names_source_and_parameter(var: str, text: str) -> None:
@@ -204,13 +208,52 @@ def test_backend_choice() -> None:
     assert over.with_datastore(_spec(nftablesMode="Enabled"), None).dataplane_backend == "iptables"
 
 
-def test_config_update_for_the_dataplane() -> None:
-    cfg = FelixConfig.load({"FELIX_ETCDPASSWORD": "secret", "FELIX_INTERFACEPREFIX": "tap"}, None)
-    settings = dict(cfg.config_update().settings)
-    assert settings["InterfacePrefix"] == "tap"
-    assert settings["DefaultEndpointToHostAction"] == "Drop"
-    assert "EtcdPassword" not in settings
-    assert "secret" not in repr(cfg)
+def test_dataplane_config_is_built_once_from_the_parameters() -> None:
+    dp = FelixConfig.load({"FELIX_ETCDPASSWORD": "secret"}, None).dataplane_config()
+    assert dp == DataplaneConfig()  # Felix's defaults are the dataplane's
+    cfg = FelixConfig.load({
+        "FELIX_INTERFACEPREFIX": " cali , tap ", "FELIX_DATAPLANEBACKEND": "iptables", "FELIX_IPTABLESBACKEND": "legacy",
+        "FELIX_DEFAULTENDPOINTTOHOSTACTION": "return", "FELIX_FAILSAFEINBOUNDHOSTPORTS": "udp:10.0.0.0/8:68",
+        "FELIX_FAILSAFEOUTBOUNDHOSTPORTS": "none", "FELIX_ROUTEREFRESHINTERVAL": "5", "FELIX_IPV6SUPPORT": "false",
+    }, None)
+    assert cfg.interface_prefix == "cali,tap"
+    assert cfg.dataplane_config() == DataplaneConfig(
+        backend="iptables", iptables_flavour="legacy", interface_prefixes=("cali", "tap"),
+        endpoint_to_host_action="Return", failsafe_inbound=(FailsafePort("udp", 68, "10.0.0.0/8"),),
+        failsafe_outbound=(), metadata=MetadataTarget("127.0.0.1", 8775),  # "tap": OpenStack, metadata DNAT on
+        route_refresh_interval=5.0, ipv6_support=False)
+    assert "secret" not in repr(FelixConfig.load({"FELIX_ETCDPASSWORD": "secret"}, None))
+
+
+def test_metadata_dnat_only_with_openstack_and_an_ipv4_address(caplog: pytest.LogCaptureFixture) -> None:
+    def target(**env: str) -> MetadataTarget | None:
+        return FelixConfig.load({f"FELIX_{k.upper()}": v for k, v in env.items()}, None).dataplane_config().metadata
+
+    assert target() is None  # not OpenStack: no DNAT (Felix's rule)
+    assert not FelixConfig.load({}, None).openstack_active
+    assert target(openstackRegion="r1") == MetadataTarget("127.0.0.1", 8775)
+    assert target(interfacePrefix="tap") == MetadataTarget("127.0.0.1", 8775)
+    assert target(metadataAddr="10.1.2.3") == MetadataTarget("10.1.2.3", 8775)
+    assert target(metadataPort="9999") == MetadataTarget("127.0.0.1", 9999)
+    assert target(metadataAddr="None") is None
+    with caplog.at_level(logging.WARNING):
+        assert target(metadataAddr="metadata.example") is None  # not resolved here: no DNAT, and said so
+        assert target(metadataAddr="fd00:1::1") is None  # the metadata API is IPv4-only
+    assert "metadata.example" in caplog.text and "no metadata DNAT" in caplog.text
+
+
+def test_every_live_parameter_leaves_the_dataplane_config_alone() -> None:
+    """The driver is built from dataplane_config() once: a change it would see must restart Felix."""
+    base = FelixConfig.load({}, None)
+    live = [p for p in c.PARAMS.values() if not p.restart]
+    assert live  # log levels, reporting, refresh intervals
+    for p in live:
+        old = getattr(base, p.attr)
+        new: object = (not old if isinstance(old, bool) else old + 1.0 if isinstance(old, float)
+                       else "Debug" if old != "Debug" else "Error")
+        changed = dataclasses.replace(base, **{p.attr: new})
+        assert c.diff(base, changed) and c.restart_needed(c.diff(base, changed)) == []
+        assert changed.dataplane_config() == base.dataplane_config(), p.name
 
 
 def test_datastore_config_from_felix_and_calicoctl_variables(tmp_path: Path) -> None:

@@ -27,11 +27,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.iptables import ipsets as ips
-from calico.dataplane.iptables import render as r
 from calico.dataplane.iptables import stages as stg
+from calico.dataplane.iptables.names import BUILTIN_JUMPS, FORWARD
+from calico.dataplane.iptables.nat import nat_chain, nat_has_jump, nat_in_place
 from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
+from calico.dataplane.iptables.table import fail_closed_chains
+from calico.dataplane.iptables.text import SavedTable, parse_save, restore_text
 from calico.dataplane.process import ToolError, run_tool
 from calico.dataplane.state import DesiredState
 
@@ -46,7 +49,7 @@ class IptablesError(ToolError):
 
 @dataclass(frozen=True, slots=True)
 class Readback:
-    tables: dict[int, r.SavedTable]
+    tables: dict[int, SavedTable]
     sets: dict[str, int]  # our set name -> number of entries
 
 
@@ -95,11 +98,11 @@ class IptablesBackend:
     async def install_fail_closed(self, prefixes: tuple[str, ...] = ("cali",)) -> None:
         """Start of day, before the first sync: workload interfaces are dropped until we know them."""
         for fam in FAMILIES:
-            saved = r.parse_save(await self._run(self.save_cmd[fam], "-t", "filter"))
-            if r.FORWARD in saved.chains:
+            saved = parse_save(await self._run(self.save_cmd[fam], "-t", "filter"))
+            if FORWARD in saved.chains:
                 continue  # our chains survived an agent restart: keep them until the first full apply
-            jumps = [j for j in r.BUILTIN_JUMPS if j not in saved.jumps]
-            await self._restore(fam, r.restore_text(r.fail_closed_chains(fam, prefixes), (), jumps))
+            jumps = [j for j in BUILTIN_JUMPS if j not in saved.jumps]
+            await self._restore(fam, restore_text(fail_closed_chains(fam, prefixes), (), jumps))
 
     async def apply(self, state: DesiredState) -> Plan:
         """Bring the kernel to `state`: full resync first time, then one incremental transaction per family."""
@@ -130,8 +133,8 @@ class IptablesBackend:
     async def _apply_full(self, state: DesiredState) -> Plan:
         kernel = await self.read_back()
         nat_jump = None
-        if hepm.metadata_target(state) is not None:  # nat is only read (and written) when metadata DNAT is on
-            nat_jump = r.nat_has_jump(await self._run(self.save_cmd[4], "-t", "nat"))
+        if state.config.metadata is not None:  # nat is only read (and written) when metadata DNAT is on
+            nat_jump = nat_has_jump(await self._run(self.save_cmd[4], "-t", "nat"))
         plan = plan_full(state, kernel.tables, set(kernel.sets), nat_jump)
         try:
             await self._run_plan(plan)
@@ -170,7 +173,7 @@ class IptablesBackend:
     async def read_back(self) -> Readback:
         saves = await asyncio.gather(*(self._run(self.save_cmd[f], "-t", "filter") for f in FAMILIES))
         sets = ips.parse_list_terse(await self._run(self.ipset, "list", "-t"))
-        return Readback({f: r.parse_save(text) for f, text in zip(FAMILIES, saves, strict=True)}, sets)
+        return Readback({f: parse_save(text) for f, text in zip(FAMILIES, saves, strict=True)}, sets)
 
     def expected(self) -> Readback | None:
         """What read-back should find, from the last committed plan."""
@@ -178,7 +181,7 @@ class IptablesBackend:
         if plan is None:
             return None
         tables = {
-            f: r.SavedTable({n: c.hashes for n, c in plan.models[f].items()}, set(r.BUILTIN_JUMPS))
+            f: SavedTable({n: c.hashes for n, c in plan.models[f].items()}, set(BUILTIN_JUMPS))
             for f in FAMILIES
         }
         return Readback(tables, {n: len(s.members) for n, s in plan.sets.items()})
@@ -198,11 +201,11 @@ class IptablesBackend:
                 await self._sync_stages(state, stages)
                 return True
         if kernel == expected:
-            metadata = hepm.metadata_target(state)
+            metadata = state.config.metadata
             if metadata is None:
                 return False
-            chain = r.nat_chain(metadata, state.interface_prefixes)
-            if r.nat_in_place(await self._run(self.save_cmd[4], "-t", "nat"), chain):
+            chain = nat_chain(metadata, state.config.interface_prefixes)
+            if nat_in_place(await self._run(self.save_cmd[4], "-t", "nat"), chain):
                 return False
             log.warning("iptables nat %s (metadata DNAT) drifted; resyncing", chain.name)
         else:
@@ -228,4 +231,9 @@ def _describe(expected: Readback, kernel: Readback) -> str:
     return ", ".join(notes[:20])
 
 
-__all__ = ["BACKENDS", "IptablesBackend", "IptablesError", "Readback"]
+def create_firewall(config: DataplaneConfig, netns: str | None) -> IptablesBackend:
+    """The backend `factory.create_driver` builds for "iptables", in the configured flavour."""
+    return IptablesBackend(netns, config.iptables_flavour)
+
+
+__all__ = ["BACKENDS", "IptablesBackend", "IptablesError", "Readback", "create_firewall"]

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from calico.calculation import events as ev
+from calico.dataplane.matches import named_port
 from calico.dataplane.state import IPSet
 
 MAX_ELEM = 1048576  # Felix's IpsetsMaxSize default; the kernel default (65536) is too small for big clusters
@@ -94,17 +95,8 @@ def net_members(members: Iterable[str], family: int) -> frozenset[str]:
 
 def named_port_member(member: str, family: int) -> str | None:
     """ "198.18.0.1,tcp:8080" in canonical form, or None when malformed or of the other family."""
-    try:
-        addr, proto_port = member.split(",", 1)
-        proto, port = proto_port.split(":", 1)
-        ip = ipaddress.ip_address(addr.strip())
-        port_n = int(port)
-    except ValueError:
-        return None
-    proto = proto.strip().lower()
-    if ip.version != family or not 0 <= port_n <= 65535 or proto not in ("tcp", "udp", "sctp"):
-        return None
-    return f"{ip},{proto}:{port_n}"
+    np = named_port(member, family)
+    return None if np is None else f"{np.ip},{np.protocol}:{np.port}"
 
 
 def specs_for(set_id: str, ipset: IPSet) -> list[IpsetSpec]:

@@ -16,9 +16,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
-from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.iptables import ipsets as ips
-from calico.dataplane.iptables import render as r
+from calico.dataplane.iptables.endpoints import dispatch_chains, endpoint_chains, endpoint_groups
+from calico.dataplane.iptables.hep_chains import state_host_endpoint_chains
+from calico.dataplane.iptables.model import Chain
+from calico.dataplane.iptables.names import (
+    BUILTIN_JUMPS,
+    DISPATCH_BUCKET_PREFIXES,
+    GROUP_PREFIXES,
+    fw_chain,
+    is_hep_chain,
+    policy_chain,
+    profile_chain,
+    tw_chain,
+)
+from calico.dataplane.iptables.nat import nat_restore_text
+from calico.dataplane.iptables.rules import policy_chains, profile_chains
+from calico.dataplane.iptables.table import render_family, render_ipsets
+from calico.dataplane.iptables.text import SavedTable, restore_text
 from calico.dataplane.state import DesiredState, Dirty
 
 FAMILIES = (4, 6)
@@ -30,7 +45,7 @@ class Plan:
     ipset_pre: str
     tables: dict[int, str]  # family -> iptables-restore text ("" = nothing to do)
     ipset_post: str
-    models: dict[int, dict[str, r.Chain]]
+    models: dict[int, dict[str, Chain]]
     sets: dict[str, ips.IpsetSpec]
     refs: Counter[str]
     ifaces: dict[ev.WorkloadEndpointID, str]
@@ -44,7 +59,7 @@ class Plan:
         return self.ipset_pre + "".join(self.tables.values()) + self.ipset_post
 
 
-def _refs(models: dict[int, dict[str, r.Chain]]) -> Counter[str]:
+def _refs(models: dict[int, dict[str, Chain]]) -> Counter[str]:
     refs: Counter[str] = Counter()
     for model in models.values():
         for chain in model.values():
@@ -53,31 +68,31 @@ def _refs(models: dict[int, dict[str, r.Chain]]) -> Counter[str]:
 
 
 def plan_full(
-    state: DesiredState, kernel: dict[int, r.SavedTable], kernel_sets: set[str], nat_jump: bool | None = None
+    state: DesiredState, kernel: dict[int, SavedTable], kernel_sets: set[str], nat_jump: bool | None = None
 ) -> Plan:
     """Rewrite every chain we own, remove stale `cali-` chains and sets, insert missing jumps. With OpenStack
     metadata configured, the IPv4 text also (re)writes nat cali-PREROUTING; `nat_jump` says whether the
     kernel's nat PREROUTING already jumps to it (None: unknown, insert it)."""
-    models = {f: r.render_family(state, f) for f in FAMILIES}
-    sets = r.render_ipsets(state, models.values())
+    models = {f: render_family(state, f) for f in FAMILIES}
+    sets = render_ipsets(state, models.values())
     pre: list[str] = []
     for name in sorted(sets):
         pre += ips.replace_lines(sets[name])
     tables = {}
     for f in FAMILIES:
         stale = set(kernel[f].chains) - set(models[f])
-        jumps = [j for j in r.BUILTIN_JUMPS if j not in kernel[f].jumps]
-        tables[f] = r.restore_text(models[f].values(), stale, jumps)
-    metadata = hepm.metadata_target(state)
+        jumps = [j for j in BUILTIN_JUMPS if j not in kernel[f].jumps]
+        tables[f] = restore_text(models[f].values(), stale, jumps)
+    metadata = state.config.metadata
     if metadata is not None:
-        tables[4] += r.nat_restore_text(metadata, state.interface_prefixes, bool(nat_jump))
+        tables[4] += nat_restore_text(metadata, state.config.interface_prefixes, bool(nat_jump))
     post = ips.destroy_lines(n for n in kernel_sets if ips.is_ours(n) and n not in sets)
     state_sets = {
         ips.set_name(sid, f, s.set_type is ev.IPSetType.IP_PORT) for sid, s in state.ipsets.items() for f in FAMILIES
     }
     ifaces = {eid: ep.iface for eid, ep in state.endpoints.items()}
     stats = {"chains": sum(len(m) for m in models.values()), "sets": len(sets)}
-    groups = {eid: r.endpoint_groups(models[4], ep.iface) for eid, ep in state.endpoints.items()}
+    groups = {eid: endpoint_groups(models[4], ep.iface) for eid, ep in state.endpoints.items()}
     return Plan(True, ips.restore_text(pre), tables, ips.restore_text(post), models, sets, _refs(models), ifaces,
                 state_sets, stats, groups)
 
@@ -103,7 +118,7 @@ class Planner:
         old = self.applied
         assert old is not None
         models = {f: dict(old.models[f]) for f in FAMILIES}
-        write: dict[int, dict[str, r.Chain]] = {f: {} for f in FAMILIES}
+        write: dict[int, dict[str, Chain]] = {f: {} for f in FAMILIES}
         delete: dict[int, set[str]] = {f: set() for f in FAMILIES}
         refs = Counter(old.refs)
         ifaces = dict(old.ifaces)
@@ -117,7 +132,7 @@ class Planner:
                     delete[f].add(name)
                 write[f].pop(name, None)
 
-        def put(f: int, chain: r.Chain) -> None:
+        def put(f: int, chain: Chain) -> None:
             prev = models[f].get(chain.name)
             delete[f].discard(chain.name)
             if prev == chain:
@@ -131,59 +146,59 @@ class Planner:
         # Removals first, so a name reused by another key in the same batch is rewritten, not deleted.
         for pid in dirty.policies:
             if pid not in state.policies:
-                drop(r.policy_chain(pid, True))
-                drop(r.policy_chain(pid, False))
+                drop(policy_chain(pid, True))
+                drop(policy_chain(pid, False))
         for prof in dirty.profiles:
             if prof not in state.profiles:
-                drop(r.profile_chain(prof, True))
-                drop(r.profile_chain(prof, False))
+                drop(profile_chain(prof, True))
+                drop(profile_chain(prof, False))
         for eid in dirty.endpoints:
             ep = state.endpoints.get(eid)
             old_iface = ifaces.get(eid)
             if old_iface is not None and (ep is None or ep.iface != old_iface):
-                drop(r.fw_chain(old_iface))
-                drop(r.tw_chain(old_iface))
+                drop(fw_chain(old_iface))
+                drop(tw_chain(old_iface))
                 del ifaces[eid]
         hep_names: list[set[str]] = []
         for f in FAMILIES:
             for pid in dirty.policies:
                 if (pol := state.policies.get(pid)) is not None:
-                    for c in r.policy_chains(pol, f):
+                    for c in policy_chains(pol, f):
                         put(f, c)
             for prof in dirty.profiles:
                 if (p := state.profiles.get(prof)) is not None:
-                    for c in r.profile_chains(p, f):
+                    for c in profile_chains(p, f):
                         put(f, c)
             for eid in dirty.endpoints:
                 if (ep := state.endpoints.get(eid)) is not None:
-                    for c in r.endpoint_chains(ep, f, state.policies, state.profiles):
+                    for c in endpoint_chains(ep, f, state.policies, state.profiles):
                         put(f, c)
                     ifaces[eid] = ep.iface
-                    groups[eid] = r.endpoint_groups(models[f], ep.iface)
+                    groups[eid] = endpoint_groups(models[f], ep.iface)
                 else:
                     groups.pop(eid, None)
             if dirty.endpoints:
-                dispatch = r.dispatch_chains(ifaces.values(), state.interface_prefixes)
+                dispatch = dispatch_chains(ifaces.values(), state.config.interface_prefixes)
                 for c in dispatch:
                     put(f, c)
                 keep = {c.name for c in dispatch}
-                for name in [n for n in models[f] if n.startswith(r.DISPATCH_BUCKET_PREFIXES) and n not in keep]:
+                for name in [n for n in models[f] if n.startswith(DISPATCH_BUCKET_PREFIXES) and n not in keep]:
                     drop(name)  # a bucket whose last interface went
             if dirty.host_endpoints or dirty.policies or dirty.profiles:
                 # Host endpoint chains name policies and profiles: re-render them (put() skips unchanged ones),
                 # so a policy that arrived after the endpoint replaces its fail-closed drop.
-                hep_chains = r.state_host_endpoint_chains(state, f)
+                hep_chains = state_host_endpoint_chains(state, f)
                 for c in hep_chains:
                     put(f, c)
                 hep_names.append({c.name for c in hep_chains})
         if dirty.endpoints:
             # A policy group goes when no endpoint uses it any more (after the rules that went to it changed).
             in_use = {n for names in groups.values() for n in names}
-            for name in {n for f in FAMILIES for n in models[f] if n.startswith(r.GROUP_PREFIXES)} - in_use:
+            for name in {n for f in FAMILIES for n in models[f] if n.startswith(GROUP_PREFIXES)} - in_use:
                 drop(name)
         if hep_names:
             keep = set().union(*hep_names)
-            for name in {n for f in FAMILIES for n in models[f] if r.is_hep_chain(n)} - keep:
+            for name in {n for f in FAMILIES for n in models[f] if is_hep_chain(n)} - keep:
                 drop(name)  # a host endpoint went away or changed interface
 
         # Sets: fill before the rules that name them; destroy after the last rule naming them is gone.
@@ -224,7 +239,7 @@ class Planner:
             del sets[name]
         refs = Counter({k: v for k, v in refs.items() if v > 0})
 
-        tables = {f: r.restore_text(write[f].values(), delete[f]) for f in FAMILIES}
+        tables = {f: restore_text(write[f].values(), delete[f]) for f in FAMILIES}
         stats = {
             "chains_written": sum(len(w) for w in write.values()),
             "chains_deleted": sum(len(d) for d in delete.values()),

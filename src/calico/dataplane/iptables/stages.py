@@ -16,14 +16,21 @@ iptables cannot jump between tables, so each table carries its own copy of the p
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
-from calico.dataplane.iptables import render as r
+from calico.dataplane.iptables.hep_chains import failsafe_rules, hep_dispatch
+from calico.dataplane.iptables.model import Chain, Rule
+from calico.dataplane.iptables.names import FAILSAFE_IN, FAILSAFE_OUT, hep_chain
+from calico.dataplane.iptables.rules import policy_chains
+from calico.dataplane.iptables.text import jump_comment, parse_save, rule_lines
+from calico.dataplane.iptables.walk import ACCEPTED, walk_rules
+from calico.dataplane.marks import MARK_HEP_ALLOWED
 from calico.dataplane.state import DesiredState
+from calico.dataplane.tiers import stage_steps
 
-MARK_HEP_ALLOWED = r.MARK_HEP_ALLOWED  # allowed by untracked / pre-DNAT policy: normal policy is skipped
 STAGE_TABLES = ("raw", "mangle")
 UNTRACKED_ALLOW = "cali-untracked-allow"
 PRE_DNAT_ALLOW = "cali-pre-dnat-allow"
@@ -35,70 +42,58 @@ def stages_needed(state: DesiredState) -> bool:
     return bool(hepm.with_untracked(heps) or hepm.with_pre_dnat(heps))
 
 
-def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known: dict[ev.PolicyID, object],
-                 allow_chain: str) -> list[r.Rule]:
-    """`hepm.stage_steps` in iptables: Allow -> allow_chain, Deny drops (in the policy chain), Pass skips the
+def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known: Collection[ev.PolicyID],
+                 allow_chain: str) -> list[Rule]:
+    """Untracked / pre-DNAT tiers: Allow -> allow_chain, Deny drops (in the policy chain), Pass skips the
     tier's rest, no match goes on (RETURN)."""
-    clear = r.Rule("", f"-j MARK --set-xmark 0x0/{r.MARK_BOTH:#x}")
-    not_passed = f"-m mark --mark 0x0/{r.MARK_PASS:#x}"
-    rules: list[r.Rule] = []
-    for step, pid in hepm.stage_steps(tiers, inbound, known):
-        if step == "clear":
-            rules.append(clear)
-        elif step == "missing":
-            rules.append(r.Rule(not_passed, "-j DROP"))  # out-of-order reference: fail closed
-        elif pid is not None:
-            rules.append(r.Rule(not_passed, f"-j {r.policy_chain(pid, inbound)}"))
-            rules.append(r.Rule(f"-m mark --mark {r.MARK_ACCEPT:#x}/{r.MARK_ACCEPT:#x}", f"-g {allow_chain}"))
-    rules.append(r.Rule("", "-j RETURN"))
-    return rules
+    return walk_rules(stage_steps(tiers, inbound, known), inbound, accepted=Rule(ACCEPTED, f"-g {allow_chain}"))
 
 
-def _policies(heps: list[ev.HostEndpointUpdate], attr: str, state: DesiredState, fam: int) -> list[r.Chain]:
+def _policies(heps: list[ev.HostEndpointUpdate], attr: str, state: DesiredState, fam: int) -> list[Chain]:
     pids = sorted({p for h in heps for t in getattr(h, attr) for p in (*t.ingress_policies, *t.egress_policies)
                    if p in state.policies}, key=str)
-    return [c for pid in pids for c in r.policy_chains(state.policies[pid], fam)]
+    return [c for pid in pids for c in policy_chains(state.policies[pid], fam)]
 
 
-def stage_chains(state: DesiredState, fam: int) -> dict[str, list[r.Chain]]:
+def stage_chains(state: DesiredState, fam: int) -> dict[str, list[Chain]]:
     """table -> every chain of ours it should hold (an empty list: none, remove what is there)."""
     heps = hepm.active_host_endpoints(state)
     untracked, pre_dnat = hepm.with_untracked(heps), hepm.with_pre_dnat(heps)
-    known: dict[ev.PolicyID, object] = dict(state.policies)
-    prefixes = state.interface_prefixes
-    fs_in = r.Chain(r.FAILSAFE_IN, tuple(r.failsafe_rules(hepm.failsafes_in(state), fam, True)))
-    fs_out = r.Chain(r.FAILSAFE_OUT, tuple(r.failsafe_rules(hepm.failsafes_out(state), fam, False)))
-    out: dict[str, list[r.Chain]] = {"raw": [], "mangle": []}
+    known = state.policies
+    prefixes = state.config.interface_prefixes
+    fs_in = Chain(FAILSAFE_IN, tuple(failsafe_rules(state.config.failsafe_inbound, fam, True)))
+    fs_out = Chain(FAILSAFE_OUT, tuple(failsafe_rules(state.config.failsafe_outbound, fam, False)))
+    out: dict[str, list[Chain]] = {"raw": [], "mangle": []}
     if untracked:
-        clear = r.Rule("", f"-j MARK --set-xmark 0x0/{MARK_HEP_ALLOWED:#x}")
+        clear = Rule("", f"-j MARK --set-xmark 0x0/{MARK_HEP_ALLOWED:#x}")
         raw = [
-            r.hep_dispatch("cali-PREROUTING", "-i", prefixes, untracked, "cali-ui-", (clear,)),
-            r.hep_dispatch("cali-OUTPUT", "-o", prefixes, untracked, "cali-uo-", (clear,)),
-            r.Chain(UNTRACKED_ALLOW, (
-                r.Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
-                r.Rule("", "-j CT --notrack"), r.Rule("", "-j ACCEPT"),
+            hep_dispatch("cali-PREROUTING", "-i", prefixes, untracked, "cali-ui-", (clear,)),
+            hep_dispatch("cali-OUTPUT", "-o", prefixes, untracked, "cali-uo-", (clear,)),
+            Chain(UNTRACKED_ALLOW, (
+                Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
+                Rule("", "-j CT --notrack"), Rule("", "-j ACCEPT"),
             )),
             fs_in, fs_out,
         ]
         for hep in untracked:
             for kind, inbound, fs in (("cali-ui-", True, fs_in), ("cali-uo-", False, fs_out)):
-                rules = [r.Rule("", f"-j {fs.name}"),
+                rules = [Rule("", f"-j {fs.name}"),
                          *_stage_rules(hep.untracked_tiers, inbound, known, UNTRACKED_ALLOW)]
-                raw.append(r.Chain(r.hep_chain(kind, hep.iface or ""), tuple(rules)))
+                raw.append(Chain(hep_chain(kind, hep.iface or ""), tuple(rules)))
         out["raw"] = raw + _policies(untracked, "untracked_tiers", state, fam)
     if pre_dnat:
-        head = (r.Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"), r.Rule(_HAS_MARK, "-j ACCEPT"))
+        head = (Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"), Rule(_HAS_MARK, "-j ACCEPT"))
         mangle = [
-            r.hep_dispatch("cali-PREROUTING", "-i", prefixes, pre_dnat, "cali-pd-", head),
-            r.Chain(PRE_DNAT_ALLOW, (
-                r.Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
-                r.Rule("", "-j ACCEPT"),
+            hep_dispatch("cali-PREROUTING", "-i", prefixes, pre_dnat, "cali-pd-", head),
+            Chain(PRE_DNAT_ALLOW, (
+                Rule("", f"-j MARK --set-xmark {MARK_HEP_ALLOWED:#x}/{MARK_HEP_ALLOWED:#x}"),
+                Rule("", "-j ACCEPT"),
             )),
             fs_in,
         ]
         for hep in pre_dnat:
-            rules = [r.Rule("", f"-j {fs_in.name}"), *_stage_rules(hep.pre_dnat_tiers, True, known, PRE_DNAT_ALLOW)]
-            mangle.append(r.Chain(r.hep_chain("cali-pd-", hep.iface or ""), tuple(rules)))
+            rules = [Rule("", f"-j {fs_in.name}"), *_stage_rules(hep.pre_dnat_tiers, True, known, PRE_DNAT_ALLOW)]
+            mangle.append(Chain(hep_chain("cali-pd-", hep.iface or ""), tuple(rules)))
         out["mangle"] = mangle + _policies(pre_dnat, "pre_dnat_tiers", state, fam)
     return out
 
@@ -116,7 +111,7 @@ class SavedStage:
 
 
 def parse_stage(table: str, text: str) -> SavedStage:
-    saved = r.parse_save(text)
+    saved = parse_save(text)
     jumps = {
         (b, t) for b, t in BUILTINS[table]
         if any(ln.startswith(f"-A {b} ") and ln.endswith(f"-j {t}") for ln in text.splitlines())
@@ -124,13 +119,13 @@ def parse_stage(table: str, text: str) -> SavedStage:
     return SavedStage(saved.chains, jumps)
 
 
-def expected_stage(table: str, chains: list[r.Chain]) -> SavedStage:
+def expected_stage(table: str, chains: list[Chain]) -> SavedStage:
     if not chains:
         return SavedStage()
     return SavedStage({c.name: c.hashes for c in chains}, set(BUILTINS[table]))
 
 
-def stage_restore_text(table: str, chains: list[r.Chain], kernel: SavedStage) -> str:
+def stage_restore_text(table: str, chains: list[Chain], kernel: SavedStage) -> str:
     """One transaction making `table` hold exactly `chains` of ours ("" when it already does)."""
     if expected_stage(table, chains) == kernel:
         return ""
@@ -139,13 +134,12 @@ def stage_restore_text(table: str, chains: list[r.Chain], kernel: SavedStage) ->
     stale = sorted(set(kernel.chains) - names)
     lines += [f":{c.name} - [0:0]" for c in chains] + [f":{n} - [0:0]" for n in stale]
     for builtin, target in BUILTINS[table]:
-        comment = f'-m comment --comment "cali:{r.jump_hash(builtin, target)}"'
+        comment = jump_comment(builtin, target)
         if chains and (builtin, target) not in kernel.jumps:
             lines.append(f"-I {builtin} 1 {comment} -j {target}")
         elif not chains and (builtin, target) in kernel.jumps:
             lines.append(f"-D {builtin} {comment} -j {target}")
-    for c in chains:
-        lines += [r.rule_line(c.name, rule, h) for rule, h in zip(c.rules, c.hashes, strict=True)]
+    lines += rule_lines(chains)
     lines += [f"-X {n}" for n in stale]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"

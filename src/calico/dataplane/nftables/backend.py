@@ -1,37 +1,38 @@
-"""The nftables dataplane backend: the one place that runs `nft`.
+"""The nftables dataplane backend: plans transactions for Calico's table and runs them through a transport.
 
-In: a `DesiredState` (whose dirty record it consumes). Out: Calico's `table inet calico` in the kernel of
-one network namespace (`netns` name: commands run as `ip netns exec NS nft ...`; None: the current
-namespace, used only by an agent running in its own host namespace). It never touches any other table.
+In: a `DesiredState` (whose dirty record it consumes) and an `NftTransport` (libnftables, a spawned `nft`, or
+the in-memory fake; each bound to one network namespace). Out: Calico's `table inet calico` there. It never
+touches any other table.
 
 - `apply(state)`: first call (and after config changes or detected drift) replaces the whole table in one
-  atomic transaction; afterwards one incremental transaction per call for what changed.
+  atomic transaction; afterwards one incremental transaction per call for what changed. When the kernel
+  refuses an incremental one (it no longer holds what the planner thinks), the whole table is replaced.
 - `check_and_repair(state)`: reads the table back (`nft -j list table inet calico`), compares it with what
   was applied (sets and their element counts, map entries, and every rule of every chain, in order, by the
   hash each rule carries as its comment) and reapplies the whole table when they differ (someone deleted the
   table, flushed a chain, replaced or inserted a rule, removed an element).
-- transport: libnftables in-process (a persistent context, no spawn per call), else `nft -f -` per call.
 - `install_fail_closed(prefixes)`: before the first sync, a table whose dispatch drops every workload iface.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from calico.dataplane.nftables import render as r
+from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.nftables.diff import Plan, Planner
-from calico.dataplane.nftables.libnft import LibNft, LibNftError
-from calico.dataplane.process import ToolError, report, run_tool
+from calico.dataplane.nftables.model import TableModel
+from calico.dataplane.nftables.names import rule_tag
+from calico.dataplane.nftables.ops import ReplaceTable
+from calico.dataplane.nftables.table import empty_model
+from calico.dataplane.nftables.transport import NftError, NftTransport, default_transport
 from calico.dataplane.state import DesiredState, Dirty
 
 log = logging.getLogger(__name__)
 
-
-class NftError(ToolError):
-    pass
+__all__ = ["NftBackend", "NftError", "Shape", "create_firewall", "json_shape", "model_shape"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,15 @@ class Shape:
     chains: dict[str, tuple[str | None, ...]]
 
 
-def model_shape(model: r.TableModel) -> Shape:
+def model_shape(model: TableModel) -> Shape:
     return Shape(
         sets={n: len(s.elements) for n, s in model.sets.items()},
         maps={n: len(m) for n, m in model.maps.items()},
-        chains={n: tuple(r.rule_tag(x) for x in c.rules) for n, c in model.chains.items()},
+        chains={n: tuple(rule_tag(x) for x in c.rules) for n, c in model.chains.items()},
     )
 
 
-def json_shape(doc: dict) -> Shape:
+def json_shape(doc: dict[str, Any]) -> Shape:
     sets: dict[str, int] = {}
     maps: dict[str, int] = {}
     chains: dict[str, list[str | None]] = {}
@@ -69,13 +70,8 @@ def json_shape(doc: dict) -> Shape:
 
 
 class NftBackend:
-    def __init__(self, netns: str | None = None, nft: str = "nft", *, use_lib: bool | None = None) -> None:
-        """`use_lib`: None picks libnftables whenever the library loads; False spawns `nft` per call."""
-        self.netns = netns
-        self.nft = nft
-        if use_lib is None:
-            use_lib = LibNft.available()
-        self._lib = LibNft(netns) if use_lib else None
+    def __init__(self, transport: NftTransport) -> None:
+        self.transport = transport
         self.planner = Planner()
         self.last_plan: Plan | None = None
         self.last_apply_seconds = 0.0
@@ -84,39 +80,7 @@ class NftBackend:
         self.repairs = 0
 
     def close(self) -> None:
-        """Release the libnftables context and its thread (which holds a reference to the namespace)."""
-        if self._lib is not None:
-            self._lib.close()
-            self._lib = None
-
-    # --- process I/O --------------------------------------------------------------------------------
-
-    async def _run(self, text: str, *, json_output: bool = False, dry_run: bool = False) -> str:
-        """One nft command text: through libnftables when there is a context, else `nft -f -` in the target
-        namespace. Either way the call is reported to `process` observers (felix_nft_calls / _errors)."""
-        try:
-            if self._lib is None:
-                if json_output:  # `nft -j -f` would parse its input as JSON: pass the (one, ours) command as argv
-                    return (await run_tool(self.netns, [self.nft, "-j", *text.split()]))[1]
-                flags = ["-c"] if dry_run else []
-                return (await run_tool(self.netns, [self.nft, *flags, "-f", "-"], text))[1]
-            started = time.perf_counter()
-            try:
-                out = await self._lib.run(text, json_output=json_output, dry_run=dry_run)
-            except LibNftError:
-                report("nft", time.perf_counter() - started, False)
-                raise
-            report("nft", time.perf_counter() - started, True)
-            return out
-        except (ToolError, LibNftError) as e:
-            raise NftError(str(e)) from None
-
-    async def run_transaction(self, text: str) -> None:
-        if text:
-            await self._run(text)
-
-    async def check_syntax(self, text: str) -> None:
-        await self._run(text, dry_run=True)
+        self.transport.close()
 
     # --- applying -----------------------------------------------------------------------------------
 
@@ -127,8 +91,7 @@ class NftBackend:
         full apply replaces it atomically."""
         if await self.read_back() is not None:
             return
-        model = r.empty_model(prefixes)
-        await self.run_transaction(r.render_replace(model))
+        await self.transport.run([ReplaceTable(empty_model(prefixes))])
 
     async def apply(self, state: DesiredState) -> Plan:
         """Bring the kernel to `state`: full replacement first time, then one incremental transaction."""
@@ -136,15 +99,18 @@ class NftBackend:
         plan = self.planner.plan(state, dirty)
         start = time.perf_counter()
         try:
-            await self.run_transaction(plan.text)
+            try:
+                await self.transport.run(plan.ops)
+            except NftError:
+                if plan.full:
+                    raise
+                # The kernel disagreed with what we think it holds: replace the whole table instead.
+                log.warning("incremental nft update failed; reapplying the whole table", exc_info=True)
+                plan = self.planner.plan(state, Dirty(config=True))
+                await self.transport.run(plan.ops)
         except NftError:
-            if plan.full:
-                self.planner.forget()
-                raise
-            # The kernel disagreed with what we think it holds: replace the whole table instead.
-            log.warning("incremental nft update failed; reapplying the whole table", exc_info=True)
-            plan = self.planner.plan(state, Dirty(config=True))
-            await self.run_transaction(plan.text)
+            self.planner.forget()  # what the kernel holds is unknown: the next apply replaces the whole table
+            raise
         self.last_apply_seconds = time.perf_counter() - start
         self.planner.commit(plan)
         self.last_plan = plan
@@ -158,13 +124,8 @@ class NftBackend:
 
     async def read_back(self) -> Shape | None:
         """The table's shape as the kernel has it, or None when the table does not exist."""
-        try:
-            out = await self._run(f"list table {r.FAMILY} {r.TABLE}", json_output=True)
-        except NftError as exc:
-            if "No such file or directory" in str(exc):
-                return None
-            raise
-        return json_shape(json.loads(out))
+        doc = await self.transport.list_table()
+        return None if doc is None else json_shape(doc)
 
     async def check_and_repair(self, state: DesiredState) -> bool:
         """True when drift was found (and repaired by reapplying the whole table)."""
@@ -180,3 +141,8 @@ class NftBackend:
         self.planner.forget()
         await self.apply(state)
         return True
+
+
+def create_firewall(config: DataplaneConfig, netns: str | None) -> NftBackend:
+    """The backend `factory.create_driver` builds for "nftables": libnftables in `netns` when it loads."""
+    return NftBackend(default_transport(netns))

@@ -1,7 +1,8 @@
 """Plan nft transactions: a full table replacement, or an incremental update for what changed.
 
-In: a `DesiredState` and the `Dirty` record taken from it. Out: `nft -f` text for ONE transaction, and the
-`TableModel` the kernel will hold once it succeeds (the planner adopts it only on `commit()`).
+In: a `DesiredState` and the `Dirty` record taken from it. Out: ONE transaction as typed operations
+(`ops.Op`; `Plan.text` is how the real transports write it), and the `TableModel` the kernel will hold once it
+succeeds (the planner adopts it only on `commit()`).
 
 Pure: no I/O. The incremental plan touches only the dirty keys (work proportional to the change), in the
 order nftables needs inside one transaction: sets and their elements first, then new (empty) chains, then
@@ -14,31 +15,41 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
-from calico.dataplane.nftables import render as r
+from calico.dataplane.nftables import ops
+from calico.dataplane.nftables.endpoints import endpoint_chains
+from calico.dataplane.nftables.hep_chains import state_host_endpoint_chains
+from calico.dataplane.nftables.model import NftChain, NftSet, TableModel
+from calico.dataplane.nftables.names import FW_MAP, TW_MAP, fw_chain, policy_chain, profile_chain, set_name, tw_chain
+from calico.dataplane.nftables.rules import policy_chains, profile_chains
+from calico.dataplane.nftables.sets import all_set_names, canonical_host, empty_set_for_name, hosts_only, ipset_sets
+from calico.dataplane.nftables.table import render_model
 from calico.dataplane.state import DesiredState, Dirty, IPSet
-
-T = f"{r.FAMILY} {r.TABLE}"
 
 
 @dataclass(slots=True)
 class Plan:
-    text: str
-    model: r.TableModel
+    ops: tuple[ops.Op, ...]
+    model: TableModel
     owned: dict[object, tuple[str, ...]]
     full: bool
     refs: Counter[str] = field(default_factory=Counter)  # set name -> number of chains using it
     stats: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def text(self) -> str:
+        """The transaction as nft text (what the real transports run; for logs and tests)."""
+        return ops.to_text(self.ops)
+
 
 def _owned_full(state: DesiredState) -> dict[object, tuple[str, ...]]:
     owned: dict[object, tuple[str, ...]] = {}
     for pid in state.policies:
-        owned[("policy", pid)] = (r.policy_chain(pid, True), r.policy_chain(pid, False))
+        owned[("policy", pid)] = (policy_chain(pid, True), policy_chain(pid, False))
     for prof in state.profiles:
-        owned[("profile", prof)] = (r.profile_chain(prof, True), r.profile_chain(prof, False))
+        owned[("profile", prof)] = (profile_chain(prof, True), profile_chain(prof, False))
     for eid, ep in state.endpoints.items():  # fw/tw and the (shared) policy-group chains they go to
-        owned[("endpoint", eid)] = tuple(c.name for c in r.endpoint_chains(ep, state.policies, state.profiles))
-    owned[HEP_KEY] = tuple(c.name for c in r.state_host_endpoint_chains(state))
+        owned[("endpoint", eid)] = tuple(c.name for c in endpoint_chains(ep, state.policies, state.profiles))
+    owned[HEP_KEY] = tuple(c.name for c in state_host_endpoint_chains(state))
     return owned
 
 
@@ -46,23 +57,23 @@ HEP_KEY = ("host-endpoints",)  # all host endpoint chains, dispatch included, re
 
 
 def plan_full(state: DesiredState) -> Plan:
-    model = r.render_model(state)
+    model = render_model(state)
     refs: Counter[str] = Counter()
     for chain in model.chains.values():
         refs.update(chain.set_refs)
-    return Plan(r.render_replace(model), model, _owned_full(state), True, refs, {"chains": len(model.chains)})
+    return Plan((ops.ReplaceTable(model),), model, _owned_full(state), True, refs, {"chains": len(model.chains)})
 
 
 class Planner:
     """Remembers the model last committed to the kernel, and plans the next transaction against it."""
 
     def __init__(self) -> None:
-        self.applied: r.TableModel | None = None
+        self.applied: TableModel | None = None
         self._owned: dict[object, tuple[str, ...]] = {}  # state key -> chain names it rendered
         self._refs: Counter[str] = Counter()  # set name -> number of chains using it
         # set name -> (the NftSet last seen, whether deltas may update it: see _delta_ok); keyed by the object
         # too, so a set replaced since is looked at afresh.
-        self._hosts: dict[str, tuple[r.NftSet, bool]] = {}
+        self._hosts: dict[str, tuple[NftSet, bool]] = {}
 
     def commit(self, plan: Plan) -> None:
         self.applied = plan.model
@@ -78,18 +89,18 @@ class Planner:
             return plan_full(state)
         return self._plan_incremental(state, dirty)
 
-    def _delta_ok(self, s: r.NftSet, ipset: IPSet) -> bool:
+    def _delta_ok(self, s: NftSet, ipset: IPSet) -> bool:
         """May `s` be updated by element deltas? Its elements must all be single addresses and every member
         spelled canonically (one spelling per element), so that a removed member's element is gone for sure."""
         cached = self._hosts.get(s.name)
         if cached is None or cached[0] is not s:
-            ok = r.hosts_only(s) and all(r.canonical_host(m) for m in ipset.members)
+            ok = hosts_only(s) and all(canonical_host(m) for m in ipset.members)
             cached = self._hosts[s.name] = (s, ok)
         return cached[1]
 
     def _delta_sets(
-        self, sid: str, ipset: IPSet, delta: tuple[set[str], set[str]], model: r.TableModel
-    ) -> list[tuple[r.NftSet, set[str], set[str]]] | None:
+        self, sid: str, ipset: IPSet, delta: tuple[set[str], set[str]], model: TableModel
+    ) -> list[tuple[NftSet, set[str], set[str]]] | None:
         """Both family sets of an address set changed only by `delta`, each with the elements that go and come;
         None when that cannot be exact (a prefix or an odd spelling is involved, or the set is not in the
         model)."""
@@ -99,11 +110,11 @@ class Planner:
         removed: dict[int, set[str]] = {4: set(), 6: set()}
         for members, out in ((delta[0], added), (delta[1], removed)):
             for m in members:
-                h = r.canonical_host(m)
+                h = canonical_host(m)
                 if h is None:
                     return None
                 out[h[0]].add(h[1])
-        prevs = [model.sets.get(r.set_name(sid, fam)) for fam in (4, 6)]
+        prevs = [model.sets.get(set_name(sid, fam)) for fam in (4, 6)]
         if any(p is None or not self._delta_ok(p, ipset) for p in prevs):
             return None
         result = []
@@ -112,7 +123,7 @@ class Planner:
             new = added[fam] - prev.elements
             gone = (removed[fam] & prev.elements) - added[fam]
             if new or gone:
-                s = r.NftSet(prev.name, prev.type, prev.interval, (prev.elements - gone) | new)
+                s = NftSet(prev.name, prev.type, prev.interval, (prev.elements - gone) | new)
                 self._hosts[s.name] = (s, True)
             else:
                 s = prev
@@ -122,41 +133,39 @@ class Planner:
     def _plan_incremental(self, state: DesiredState, dirty: Dirty) -> Plan:
         assert self.applied is not None
         old = self.applied
-        model = r.TableModel(
-            sets=dict(old.sets), maps={k: dict(v) for k, v in old.maps.items()}, chains=dict(old.chains)
-        )
+        model = old.copy()
         owned = dict(self._owned)
         refs = Counter(self._refs)
-        set_cmds: list[str] = []
-        add_chain_cmds: list[str] = []
-        rule_cmds: list[str] = []
-        map_del: list[str] = []
-        map_add: list[str] = []
-        del_chain_cmds: list[str] = []
-        del_chain_tail: list[str] = []  # every removed chain is flushed before any is deleted: they jump to each other
+        set_ops: list[ops.Op] = []
+        add_chain_ops: list[ops.Op] = []
+        rule_ops: list[ops.Op] = []
+        map_del: list[ops.Op] = []
+        map_add: list[ops.Op] = []
+        del_chain_ops: list[ops.Op] = []
+        del_chain_tail: list[ops.Op] = []  # every removed chain is flushed before any is deleted (they jump around)
         changed_sets: set[str] = set()
 
         # --- chains: collect the desired chains of every dirty key ---
-        desired: dict[object, list[r.NftChain]] = {}
+        desired: dict[object, list[NftChain]] = {}
         for pid in dirty.policies:
             pol = state.policies.get(pid)
-            desired[("policy", pid)] = r.policy_chains(pol) if pol else []
+            desired[("policy", pid)] = policy_chains(pol) if pol else []
         for prof in dirty.profiles:
             p = state.profiles.get(prof)
-            desired[("profile", prof)] = r.profile_chains(p) if p else []
+            desired[("profile", prof)] = profile_chains(p) if p else []
         ep_changes: list[tuple[object, str | None, str | None]] = []  # key, old iface, new iface
         for eid in dirty.endpoints:
             key = ("endpoint", eid)
             ep = state.endpoints.get(eid)
             old_names = owned.get(key, ())
             old_iface = old_names[0][3:] if old_names else None
-            desired[key] = r.endpoint_chains(ep, state.policies, state.profiles) if ep else []
+            desired[key] = endpoint_chains(ep, state.policies, state.profiles) if ep else []
             ep_changes.append((key, old_iface, ep.iface if ep else None))
 
         if dirty.host_endpoints or dirty.policies or dirty.profiles:
             # Host endpoint chains name policies and profiles: re-render them (unchanged chains are skipped
             # below), so one that arrived after the endpoint replaces its fail-closed drop.
-            desired[HEP_KEY] = r.state_host_endpoint_chains(state)
+            desired[HEP_KEY] = state_host_endpoint_chains(state)
 
         removed_chains: set[str] = set()
         for key, chains in desired.items():
@@ -170,12 +179,11 @@ class Planner:
                     continue
                 if prev is None:
                     # A base chain (e.g. the raw stage, added with the first doNotTrack policy) needs its hook.
-                    hook = f" {{ {chain.hook} }}" if chain.hook else ""
-                    add_chain_cmds.append(f"add chain {T} {chain.name}{hook}")
+                    add_chain_ops.append(ops.AddChain(chain.name, chain.hook))
                 else:
-                    rule_cmds.append(f"flush chain {T} {chain.name}")
+                    rule_ops.append(ops.FlushChain(chain.name))
                     refs.subtract(prev.set_refs)
-                rule_cmds.extend(f"add rule {T} {chain.name} {r.tagged(line)}" for line in chain.rules)
+                rule_ops.extend(ops.AddRule(chain.name, line) for line in chain.rules)
                 refs.update(chain.set_refs)
                 model.chains[chain.name] = chain
                 removed_chains.discard(chain.name)
@@ -191,28 +199,28 @@ class Planner:
         # --- dispatch maps: an endpoint's entries go after its chains exist, before they are deleted ---
         for _key, old_iface, new_iface in ep_changes:
             if old_iface is not None and old_iface != new_iface:
-                for mname in (r.FW_MAP, r.TW_MAP):
+                for mname in (FW_MAP, TW_MAP):
                     if model.maps[mname].pop(old_iface, None) is not None:
-                        map_del.append(f'delete element {T} {mname} {{ "{old_iface}" }}')
+                        map_del.append(ops.DeleteMapElements(mname, (old_iface,)))
             if new_iface is not None:
-                for mname, chain_name in ((r.FW_MAP, r.fw_chain(new_iface)), (r.TW_MAP, r.tw_chain(new_iface))):
+                for mname, chain_name in ((FW_MAP, fw_chain(new_iface)), (TW_MAP, tw_chain(new_iface))):
                     verdict = f"goto {chain_name}"
                     if model.maps[mname].get(new_iface) != verdict:
                         if new_iface in model.maps[mname]:
-                            map_del.append(f'delete element {T} {mname} {{ "{new_iface}" }}')
+                            map_del.append(ops.DeleteMapElements(mname, (new_iface,)))
                         model.maps[mname][new_iface] = verdict
-                        map_add.append(f"add {r.map_decl(mname, {new_iface: verdict})}")
+                        map_add.append(ops.AddMapElements(mname, ((new_iface, verdict),)))
 
         for name in sorted(removed_chains):
             prev = model.chains.pop(name, None)
             if prev is None:
                 continue
             refs.subtract(prev.set_refs)
-            del_chain_cmds.append(f"flush chain {T} {name}")
-            del_chain_tail.append(f"delete chain {T} {name}")
+            del_chain_ops.append(ops.FlushChain(name))
+            del_chain_tail.append(ops.DeleteChain(name))
 
         # --- sets: dirty IP sets, plus empty sets rules name before their members exist ---
-        desired_sets: dict[str, r.NftSet] = {}
+        desired_sets: dict[str, NftSet] = {}
         known_changes: dict[str, tuple[set[str], set[str]]] = {}  # from deltas: elements that go, that come
         gone_sets: set[str] = set()
         for sid in dirty.ipsets:
@@ -225,17 +233,17 @@ class Planner:
                         desired_sets[s.name] = s
                         known_changes[s.name] = (gone_elems, new_elems)
                 else:
-                    for s in r.ipset_sets(sid, ipset):
+                    for s in ipset_sets(sid, ipset):
                         desired_sets[s.name] = s
             else:
-                gone_sets |= {r.set_name(sid, f, n) for f in (4, 6) for n in (False, True)}
+                gone_sets |= set(all_set_names(sid))
         for name, count in refs.items():
             if count > 0 and name not in model.sets and name not in desired_sets:
-                desired_sets[name] = r.empty_set_for_name(name)
+                desired_sets[name] = empty_set_for_name(name)
         for name, s in sorted(desired_sets.items()):
             prev = model.sets.get(name)
             if prev is None:
-                set_cmds.append(f"add {r.set_decl(s)}")
+                set_ops.append(ops.AddSet(s))
                 changed_sets.add(name)
             else:
                 # A delta already knows its changes; a whole re-render is compared with what was there.
@@ -246,18 +254,18 @@ class Planner:
                 if gone or new:
                     changed_sets.add(name)
                 if gone:
-                    set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(gone))} }}")
+                    set_ops.append(ops.DeleteElements(name, tuple(sorted(gone))))
                 if new:
                     # Re-declaring the set with the new elements adds them without nft first fetching every
                     # element of every set in the table (`add element` does: ~70 ms at 80k elements vs ~4 ms).
-                    set_cmds.append(f"add {r.set_decl(r.NftSet(name, s.type, s.interval, frozenset(new)))}")
+                    set_ops.append(ops.AddSet(NftSet(name, s.type, s.interval, frozenset(new))))
             model.sets[name] = s
-        set_tail: list[str] = []
+        set_tail: list[ops.Op] = []
         unreferenced = {n for n, c in refs.items() if c <= 0}
         # A set no rule names any more but still in the desired state keeps its members (a rule may name it
         # again without the graph re-sending them); only sets gone from the state are deleted.
         live = (
-            {r.set_name(sid, f, n) for sid in state.ipsets for f in (4, 6) for n in (False, True)}
+            {n for sid in state.ipsets for n in all_set_names(sid)}
             if unreferenced
             else set()
         )
@@ -268,17 +276,13 @@ class Planner:
             if refs.get(name, 0) > 0:
                 # Still named by a rule (graph ordering violated): keep it, but empty (matches nothing).
                 if prev.elements:
-                    set_cmds.append(f"delete element {T} {name} {{ {', '.join(sorted(prev.elements))} }}")
-                    model.sets[name] = r.empty_set_for_name(name)
+                    set_ops.append(ops.DeleteElements(name, tuple(sorted(prev.elements))))
+                    model.sets[name] = empty_set_for_name(name)
                 continue
-            set_tail.append(f"delete set {T} {name}")
+            set_tail.append(ops.DeleteSet(name))
             del model.sets[name]
         refs = Counter({k: v for k, v in refs.items() if v > 0})
 
-        # `add set` lines are written as `add set NAME {...}`: give them the table.
-        set_cmds = [c.replace("add set ", f"add set {T} ", 1) if c.startswith("add set ") else c for c in set_cmds]
-        map_add = [c.replace("add map ", f"add map {T} ", 1) for c in map_add]
-        cmds = set_cmds + add_chain_cmds + rule_cmds + map_del + map_add + del_chain_cmds + del_chain_tail + set_tail
-        text = "\n".join(cmds) + ("\n" if cmds else "")
-        stats = {"commands": len(cmds), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
-        return Plan(text, model, owned, False, refs, stats)
+        txn = (*set_ops, *add_chain_ops, *rule_ops, *map_del, *map_add, *del_chain_ops, *del_chain_tail, *set_tail)
+        stats = {"commands": len(txn), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
+        return Plan(txn, model, owned, False, refs, stats)

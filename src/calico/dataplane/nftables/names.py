@@ -1,0 +1,86 @@
+"""Names in Calico's nftables table: the table, its chains, sets and maps, and each rule's comment tag.
+
+In: Calico ids (policy, profile, IP set ids; interface names). Out: nft identifiers, readable when the id is
+safe and short, else a hash; and `rule_tag`, the comment by which read-back recognises every rule. Pure.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+
+from calico.calculation import events as ev
+from calico.dataplane import hostendpoints as hepm
+
+TABLE = "calico"
+FAMILY = "inet"
+T = f"{FAMILY} {TABLE}"  # how commands name the table
+
+FW_MAP = "fw-dispatch"
+TW_MAP = "tw-dispatch"
+
+# Fixed chains of the host endpoint dispatch, failsafes and the untracked / pre-DNAT stages.
+HEP_IN = "hep-in"
+HEP_OUT = "hep-out"
+HEP_FWD_IN = "hep-fwd-in"
+HEP_FWD_OUT = "hep-fwd-out"
+FAILSAFE_IN = "failsafe-in"
+FAILSAFE_OUT = "failsafe-out"
+UNTRACKED_ALLOW = "untracked-allow"
+PRE_DNAT_ALLOW = "pre-dnat-allow"
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_MAX_NAME = 200  # nft allows 256; leave room for prefixes
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def rule_tag(rule: str) -> str:
+    """The comment each rule carries into the kernel: a hash of its text. nft prints rules back in its own
+    spelling, but the comment verbatim, so read-back compares every rule of every chain by these."""
+    return "cali:" + hashlib.blake2b(rule.encode(), digest_size=8).hexdigest()
+
+
+def ident(*parts: str) -> str:
+    """A readable nft identifier from name parts, or a hash when a part is unsafe or the result too long."""
+    if all(_SAFE.match(p) for p in parts):
+        joined = "/".join(parts)
+        if len(joined) <= _MAX_NAME:
+            return joined
+    return "h" + short_hash("\x00".join(parts))
+
+
+def quote(text: str) -> str:
+    """Quote a string for nft (our strings never contain quotes; strip them defensively)."""
+    return '"' + text.replace('"', "").replace("\\", "") + '"'
+
+
+def policy_chain(pid: ev.PolicyID, inbound: bool) -> str:
+    parts = (pid.tier, pid.namespace, pid.name) if pid.namespace is not None else (pid.tier, pid.name)
+    return ("pi-" if inbound else "po-") + ident(*parts)
+
+
+def profile_chain(profile_id: str, inbound: bool) -> str:
+    return ("pri-" if inbound else "pro-") + ident(profile_id)
+
+
+def set_name(set_id: str, family: int, named_port: bool = False) -> str:
+    return f"{'n' if named_port else 's'}{family}-{ident(set_id)}"
+
+
+def fw_chain(iface: str) -> str:
+    return f"fw-{iface}"
+
+
+def tw_chain(iface: str) -> str:
+    return f"tw-{iface}"
+
+
+def hep_chain(kind: str, iface: str) -> str:
+    """kind: fh (to the host), th (from the host), fhf / thf (forwarded in / out), ui / uo / pd (stages).
+    "/" cannot occur in an interface name, so the wildcard endpoint's "/all" never collides with a real one."""
+    return f"{kind}-" + ("/all" if iface == hepm.WILDCARD else ident(iface))

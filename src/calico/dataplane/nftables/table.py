@@ -1,0 +1,125 @@
+"""Calico's whole nftables table, `table inet calico` (IPv4 and IPv6), as a `TableModel`.
+
+In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host endpoints). Out: the
+`TableModel` a full replacement writes (`render_model`), or the fail-closed table of the start of day
+(`empty_model`). Pure. Its base chains and how the rest hangs off them:
+
+    forward (hook forward)  ct established/related accept; invalid from/to a workload drop; jump hep-fwd-in;
+                            iifname <prefix>* jump from-wl-dispatch; oifname <prefix>* jump to-wl-dispatch;
+                            jump hep-fwd-out
+    input   (hook input)    iifname <prefix>* jump wl-to-host; jump hep-in
+    output  (hook output)   host -> local workload traffic is allowed (as in Calico); jump hep-out
+    nat-prerouting          (only with OpenStack metadata) workload -> 169.254.169.254:80 dnat to the target
+    from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
+    to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
+    wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
+                            then DefaultEndpointToHostAction (drop / accept / return)
+    fw-/tw-<iface>, pg*-    workload endpoints (`endpoints`); pi-/po-, pri-/pro- policies and profiles
+                            (`rules`); s4-/s6-/n4-/n6- sets (`sets`); host endpoint chains (`hep_chains`)
+"""
+
+from __future__ import annotations
+
+from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.config import MetadataTarget
+from calico.dataplane.nftables.endpoints import dispatch_entries, endpoint_chains
+from calico.dataplane.nftables.hep_chains import host_endpoint_chains, state_host_endpoint_chains
+from calico.dataplane.nftables.model import NftChain, TableModel
+from calico.dataplane.nftables.names import FW_MAP, HEP_FWD_IN, HEP_FWD_OUT, HEP_IN, HEP_OUT, TW_MAP, quote
+from calico.dataplane.nftables.rules import policy_chains, profile_chains
+from calico.dataplane.nftables.sets import empty_set_for_name, ipset_sets
+from calico.dataplane.state import DesiredState
+
+
+def base_chains(
+    prefixes: tuple[str, ...], endpoint_to_host: str, metadata: MetadataTarget | None = None
+) -> list[NftChain]:
+    """The fixed chains; they depend only on config (interface prefixes, endpoint-to-host action, metadata)."""
+    pats = [quote(p + "*") for p in prefixes]
+    forward = ["ct state established,related accept"]
+    forward += [f"iifname {p} ct state invalid drop" for p in pats]
+    forward += [f"oifname {p} ct state invalid drop" for p in pats]
+    forward.append(f"jump {HEP_FWD_IN}")
+    forward += [f"iifname {p} jump from-wl-dispatch" for p in pats]
+    forward += [f"oifname {p} jump to-wl-dispatch" for p in pats]
+    forward.append(f"jump {HEP_FWD_OUT}")
+    to_host_action = {"accept": "accept", "return": "return"}.get(endpoint_to_host.lower(), "drop")
+    # OpenStack metadata (already DNATed in prerouting) is allowed before the workload's egress policy.
+    meta = [f"ip daddr {metadata.addr} tcp dport {metadata.port} accept"] if metadata else []
+    wl_to_host = [
+        "ct state established,related accept",
+        "ct state invalid drop",
+        *meta,
+        "udp dport { 67, 68 } accept",  # DHCP
+        "meta l4proto { tcp, udp } th dport 53 accept",  # DNS
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+        "jump from-wl-dispatch",  # the endpoint's egress policy; unknown interfaces drop there
+        to_host_action,
+    ]
+    chains = [
+        NftChain("forward", tuple(forward), hook="type filter hook forward priority filter; policy accept;"),
+        NftChain(
+            "input",
+            (*(f"iifname {p} jump wl-to-host" for p in pats), f"jump {HEP_IN}"),
+            hook="type filter hook input priority filter; policy accept;",
+        ),
+        # Host -> its own workloads is allowed in Calico (kubelet probes); ND to workloads needs it too.
+        NftChain(
+            "output",
+            (*(f"oifname {p} accept" for p in pats), f"jump {HEP_OUT}"),
+            hook="type filter hook output priority filter; policy accept;",
+        ),
+        NftChain("from-wl-dispatch", (f"iifname vmap @{FW_MAP}", "drop")),
+        NftChain("to-wl-dispatch", (f"oifname vmap @{TW_MAP}", "drop")),
+        NftChain("wl-to-host", tuple(wl_to_host)),
+    ]
+    if metadata:
+        dnat = [
+            f"iifname {p} ip daddr {hepm.METADATA_IP} tcp dport {hepm.METADATA_PORT} "
+            f"dnat ip to {metadata.addr}:{metadata.port}"
+            for p in pats
+        ]
+        chains.append(
+            NftChain("nat-prerouting", tuple(dnat), hook="type nat hook prerouting priority dstnat; policy accept;")
+        )
+    return chains
+
+
+def empty_model(
+    prefixes: tuple[str, ...] = ("cali",), endpoint_to_host: str = "Drop", metadata: MetadataTarget | None = None
+) -> TableModel:
+    """The start-of-day table: dispatch with empty maps, so every workload interface is dropped (host
+    interfaces are left alone until host endpoints are known)."""
+    model = TableModel(maps={FW_MAP: {}, TW_MAP: {}})
+    for chain in base_chains(prefixes, endpoint_to_host, metadata):
+        model.chains[chain.name] = chain
+    for chain in host_endpoint_chains([], prefixes, (), (), {}, {}):
+        model.chains[chain.name] = chain
+    return model
+
+
+def render_model(state: DesiredState) -> TableModel:
+    """The full table for a desired state (start of day, or a full reapply after drift)."""
+    cfg = state.config
+    model = empty_model(cfg.interface_prefixes, cfg.endpoint_to_host_action, cfg.metadata)
+    for sid in sorted(state.ipsets):
+        for s in ipset_sets(sid, state.ipsets[sid]):
+            model.sets[s.name] = s
+    chains: list[NftChain] = []
+    for pid in sorted(state.policies):
+        chains += policy_chains(state.policies[pid])
+    for prof in sorted(state.profiles):
+        chains += profile_chains(state.profiles[prof])
+    for eid in sorted(state.endpoints):
+        ep = state.endpoints[eid]
+        chains += endpoint_chains(ep, state.policies, state.profiles)
+        fw, tw = dispatch_entries(ep)
+        model.maps[FW_MAP][fw[0]] = fw[1]
+        model.maps[TW_MAP][tw[0]] = tw[1]
+    chains += state_host_endpoint_chains(state)
+    for chain in chains:
+        model.chains[chain.name] = chain
+        for ref in chain.set_refs:
+            if ref not in model.sets:  # referenced before it exists: an empty set (matches nothing)
+                model.sets[ref] = empty_set_for_name(ref)
+    return model
