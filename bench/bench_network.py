@@ -193,7 +193,7 @@ async def bench_block(args: argparse.Namespace) -> dict[str, Any]:
         try:
             # Blocks of one address: every assignment claims a new block for h1.
             pool = {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "bench-blocks"},
-                    "spec": {"cidr": "198.18.240.0/24", "blockSize": 32}}
+                    "spec": {"cidr": "198.19.240.0/24", "blockSize": 32}}
             await ResourceStore(kv).apply(parse_resource(pool))
             ipam = IPAMClient(kv)
             others = [h.netns for h in st.hosts.values() if h.name != "h1"]

@@ -155,7 +155,7 @@ kind: IPPool
 metadata:
   name: tiny
 spec:
-  cidr: 198.18.250.0/30
+  cidr: 198.19.250.0/30
   blockSize: 30
   natOutgoing: false
   nodeSelector: all()
@@ -164,8 +164,8 @@ spec:
         add(mesh, "owner", "h2", "", "--ipv4-pool", "tiny")
         add(mesh, "borrower", "h1", "", "--ipv4-pool", "tiny")
         b = mesh.state.workloads["borrower"]
-        assert ipaddress.ip_address(b.ipv4) in ipaddress.ip_network("198.18.250.0/30")
-        assert "198.18.250.0/30" in mesh.host_status("h2")["blocks"]
+        assert ipaddress.ip_address(b.ipv4) in ipaddress.ip_network("198.19.250.0/30")
+        assert "198.19.250.0/30" in mesh.host_status("h2")["blocks"]
         mesh.wait_for(lambda: f"{b.ipv4}/32" in mesh.routes("h3"), 15, "h3 learns the borrowed /32 from h1")
         assert f"via {mesh.state.hosts['h1'].addr4.split('/')[0]} " in mesh.routes("h3")[f"{b.ipv4}/32"]
         assert mesh.can("db", "borrower") and mesh.can("client", "borrower") and mesh.can("borrower", "owner")

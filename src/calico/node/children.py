@@ -4,7 +4,7 @@ In: `NodeSettings` and the supervisor's environment. Out: one `ChildSpec` per ch
 
     felix   calico-node -felix      always; exit 129 ("restart me") restarts it at once
     confd   calico-node -confd      backend bird only (or CALICO_NODE_CONFD_CMD)
-    bird    bird -R -f -c bird.cfg -s bird.ctl -P bird.pid
+    bird    bird -R -f -c bird.cfg -s bird.ctl
                                     backend bird only, started once the renderer has written bird.cfg;
                                     -R: graceful restart recovery (kernel routes kept until peers resent);
                                     stopped with `graceful restart` (peers keep its routes meanwhile)
@@ -81,8 +81,9 @@ def node_children(settings: NodeSettings, env: Mapping[str, str]) -> list[ChildS
     children.append(
         ChildSpec(
             "bird",
-            (*bird_command(cfg, settings.bird_socket, settings.bird_cmd), "-P", str(run / "bird.pid")),
+            tuple(bird_command(cfg, settings.bird_socket, settings.bird_cmd)),
             base,
+            pid_file=run / "bird.pid",  # written by the supervisor, so it goes when BIRD goes (even on SIGKILL)
             start_when=cfg.exists,
             waiting_for=f"the renderer to write {cfg}",
             # Peers keep this host's routes while it is away (a plain SIGTERM would make them withdraw).
