@@ -266,10 +266,10 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
     state = load(lab_dir(lab))
     names = sorted(state.workloads)
     table = Table(caption=f"{proto}{'' if proto == 'icmp' else f':{port}'} {'IPv6' if ipv6 else 'IPv4'}: "
-                          "row = source, column = destination")
+                          "row = source, column = destination (workload@host)")
     table.add_column("from \\ to")
     for n in names:
-        table.add_column(f"{n}\n({state.workloads[n].host})", justify="center")
+        table.add_column(f"{n}@{state.workloads[n].host}", justify="center")
     for s in names:
         cells = []
         for t in names:
@@ -279,7 +279,7 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
             wl = state.workloads[t]
             r = probe(state.workloads[s].netns, wl.netns, wl.ipv6 if ipv6 else wl.ipv4, proto, port, timeout)
             cells.append("[green]ok[/green]" if r.ok else "[red]x[/red]")
-        table.add_row(f"{s} ({state.workloads[s].host})", *cells)
+        table.add_row(f"{s}@{state.workloads[s].host}", *cells)
     Console(width=160).print(table)
 
 
