@@ -76,16 +76,15 @@ def bird_live(bird: BirdStatus) -> ProbeResult:
 
 def bird_ready(bird: BirdStatus) -> ProbeResult:
     try:
-        if bird.graceful_restart_pending():
-            return ProbeResult(False, "BIRD is not ready: graceful restart recovery in progress")
+        recovering = bird.graceful_restart_pending()
         sessions = bird.sessions()
     except BirdError as e:
         return ProbeResult(False, f"BIRD is not ready: {e}")
+    why = ["graceful restart recovery in progress"] if recovering else []
     down = [p for p in sessions if not p.established]
     if down:
-        detail = ", ".join(f"{p.name} ({p.info or p.state})" for p in down)
-        return ProbeResult(False, f"BIRD is not ready: BGP not established with {detail}")
-    return ProbeResult(True)
+        why.append("BGP not established with " + ", ".join(f"{p.name} ({p.info or p.state})" for p in down))
+    return ProbeResult(False, "BIRD is not ready: " + "; ".join(why)) if why else ProbeResult(True)
 
 
 def run_checks(
