@@ -41,15 +41,11 @@ unit: setup
 bench: setup
 	$(PY) bench/run_all.py
 
-# A one-host lab with two workloads (nothing in the root network namespace is changed).
+# The demonstration: a three-host Calico network in namespaces, BGP, a policy (nothing in the root network
+# namespace is changed). KEEP=1 keeps the lab; `make lab-down` removes it.
 LAB ?= demo
 lab: setup
-	$(VENV)/bin/calico-lab up --name $(LAB) --hosts 1
-	$(VENV)/bin/calico-lab workload add web --name $(LAB) --labels app=web
-	$(VENV)/bin/calico-lab workload add client --name $(LAB) --labels app=client
-	$(VENV)/bin/calico-lab matrix --name $(LAB)
-	@echo 'Point calicoctl at it:  eval "$$($(VENV)/bin/calico-lab env --name $(LAB))"'
-	@echo 'Tear it down:           make lab-down'
+	$(NETNS_LOCK) env BIN=$(VENV)/bin LAB=$(LAB) KEEP=$(KEEP) examples/demo.sh
 
 lab-down:
 	$(VENV)/bin/calico-lab down --name $(LAB)

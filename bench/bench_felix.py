@@ -55,6 +55,7 @@ from calico.datastore.keys import RESOURCE_PREFIX  # noqa: E402
 from calico.datastore.kv import KVStore, Put  # noqa: E402
 from calico.datastore.store import ResourceStore  # noqa: E402
 from calico.resources import parse_resource  # noqa: E402
+from probes import LISTENER, PROBER, iperf, kill, spawn_in  # noqa: E402
 from tests.helpers.netns import World, new_run_id, sh  # noqa: E402
 
 HOSTNAME = "bench-host"
@@ -62,53 +63,6 @@ NAMESPACE = "bench"
 HEALTH_PORT = 9099
 PROBE_PORT = 8080
 FELIX = str(Path(sys.executable).parent / "calico-felix")
-
-# A prober run inside the client namespace: prints "ready", then retries a TCP connect (each attempt a fresh
-# socket, 2 ms timeout) until one succeeds or the deadline passes; prints the CLOCK_MONOTONIC time of success.
-_PROBER = r"""
-import errno, select, socket, sys, time
-dst, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-print("ready", flush=True)
-sys.stdin.readline()  # "go"
-tries = 0
-while time.monotonic() < deadline:
-    tries += 1
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    start = time.monotonic()
-    try:
-        s.connect((dst, port))
-    except BlockingIOError:
-        pass
-    except OSError:
-        s.close(); time.sleep(0.001); continue
-    _, w, _ = select.select([], [s], [], 0.002)
-    if w and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-        print(f"ok {time.monotonic():.6f} {tries}", flush=True)
-        s.close(); sys.exit(0)
-    s.close()
-    left = 0.002 - (time.monotonic() - start)
-    if left > 0:
-        time.sleep(left)
-print(f"timeout {time.monotonic():.6f} {tries}", flush=True)
-sys.exit(1)
-"""
-
-# A listener that only needs the kernel to answer SYNs (the backlog does that); bounded in time.
-_LISTENER = r"""
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(128)
-print("ready", flush=True)
-deadline = time.monotonic() + float(sys.argv[3])
-s.settimeout(0.2)
-while time.monotonic() < deadline:
-    try:
-        c, _ = s.accept(); c.close()
-    except OSError:
-        pass
-"""
 
 # Polls felix's readiness from inside the host namespace every 5 ms; prints the monotonic time of the first 200.
 _READY_POLLER = r"""
@@ -356,7 +310,7 @@ class Bench:
 
     @contextlib.contextmanager
     def ready_poller(self, timeout: float = 120) -> Iterator[subprocess.Popen[str]]:
-        proc = self.spawn_in(self.host, _READY_POLLER, f"http://127.0.0.1:{HEALTH_PORT}/readiness", str(timeout))
+        proc = spawn_in(self.host, _READY_POLLER, f"http://127.0.0.1:{HEALTH_PORT}/readiness", str(timeout))
         try:
             yield proc
         finally:
@@ -371,21 +325,6 @@ class Bench:
             if not line or line[0] != "ok":
                 raise RuntimeError(f"felix not ready; see {self.tmp / 'felix.log'}")
             return float(line[1]) - t0
-
-    @staticmethod
-    def spawn_in(ns: str, code: str, *args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            kill(proc)
-            raise RuntimeError(f"helper in {ns} did not start")
-        return proc
 
     def add_ns(self, suffix: str) -> str:
         ns = f"cnt-{self.run_id}-{suffix}"
@@ -409,12 +348,6 @@ class Bench:
         if self.world is not None:
             self.world.close()
         sh("rm", "-rf", str(self.tmp), check=False)
-
-
-def kill(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.kill()  # our own child, by PID
-    proc.wait(timeout=5)
 
 
 def felix_log_seconds(path: Path) -> float | None:
@@ -445,8 +378,8 @@ async def bench_latency(args: argparse.Namespace) -> dict[str, Any]:
         lat, writes, tries = [], [], []
         for name, i in new:
             ip = local_ip(i)
-            listener = b.spawn_in(b.world.workloads[name].netns, _LISTENER, ip, str(PROBE_PORT), "30")
-            prober = b.spawn_in(client_ns, _PROBER, ip, str(PROBE_PORT), "10")
+            listener = spawn_in(b.world.workloads[name].netns, LISTENER, ip, str(PROBE_PORT), "30")
+            prober = spawn_in(client_ns, PROBER, ip, str(PROBE_PORT), "10")
             try:
                 await asyncio.sleep(random.uniform(0.02, 0.1))  # an idle gap, as between real pod starts
                 doc = wep_doc(name, ifaces[name], ip, local_ip6(i), {"role": "server", "app": f"app{i % 50}"})
@@ -619,35 +552,6 @@ CT_ONLY_TABLE = """table inet benchct {
 """
 
 
-def iperf(b: Bench, server_ns: str, server_ip: str, client_ns: str, seconds: int) -> float:
-    """One single-stream TCP run; bits/s as the receiver saw them. Both ends are our children, killed by PID."""
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_ip, "-p", "5201"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.3)
-        res = sh(
-            "ip",
-            "netns",
-            "exec",
-            client_ns,
-            "iperf3",
-            "-c",
-            server_ip,
-            "-p",
-            "5201",
-            "-t",
-            str(seconds),
-            "-J",
-            timeout=seconds + 20,
-        )
-        return float(json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"])
-    finally:
-        kill(server)
-
-
 async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     b = Bench(datastore=args.datastore, backend="nftables")
     try:
@@ -664,12 +568,12 @@ async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         with_calico, without, conntrack = [], [], []
         for _ in range(args.runs):
             clear_host_tables(b)
-            without.append(iperf(b, server.netns, server.ipv4, client.netns, args.seconds))
+            without.append(iperf(server.netns, server.ipv4, client.netns, args.seconds))
             sh("ip", "netns", "exec", b.host, "nft", "-f", str(ct_only))
-            conntrack.append(iperf(b, server.netns, server.ipv4, client.netns, args.seconds))
+            conntrack.append(iperf(server.netns, server.ipv4, client.netns, args.seconds))
             sh("ip", "netns", "exec", b.host, "nft", "delete", "table", "inet", "benchct")
             sh("ip", "netns", "exec", b.host, "nft", "-f", str(table))
-            with_calico.append(iperf(b, server.netns, server.ipv4, client.netns, args.seconds))
+            with_calico.append(iperf(server.netns, server.ipv4, client.netns, args.seconds))
         med_with, med_without = statistics.median(with_calico), statistics.median(without)
         med_ct = statistics.median(conntrack)
         return {

@@ -13,7 +13,9 @@ HERE = Path(__file__).resolve().parent
 # Scripts that take a mode, and the runs `make bench` does of them; they build network namespaces, so they run
 # under the shared lock that keeps namespace suites and benches from overlapping.
 MODES = {"bench_felix": [["latency"], ["latency", "--datastore", "etcd"], ["coldstart"], ["throughput"]],
-         "bench_ipam": [[]]}  # no namespaces, but four allocator processes + etcd want the cores the lock keeps quiet
+         # no namespaces, but four allocator processes + etcd want the cores the lock keeps quiet
+         "bench_ipam": [[]],
+         "bench_network": [["latency"], ["block"], ["scale"], ["throughput"]]}
 LOCK = ["flock", "/tmp/calico-netns.lock"]
 
 

@@ -24,9 +24,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from calico.lab import wiring
 from calico.lab.probe import probe as lab_probe
-from calico.lab.wiring import CALI_MAC, HOST_LINK_LOCAL  # noqa: F401 - re-exported for tests
+from calico.workloads import wiring
+from calico.workloads.wiring import CALI_MAC, HOST_LINK_LOCAL  # noqa: F401 - re-exported for tests
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -139,3 +139,23 @@ async def test_delete_node_releases_its_addresses_and_affinities(ctl: Ctl) -> No
     out = ctl("ipam", "check").stdout
     assert out.endswith("Check complete; found 0 problems.\n"), out
     assert "does not exist" in ctl("delete", "node", "h1", ok=False).stderr
+
+
+async def test_delete_ippool_lets_go_of_its_blocks(ctl: Ctl) -> None:  # noqa: F811
+    """As Calico does: hosts let go of a deleted pool's blocks (empty ones are deleted), so no host keeps
+    announcing a block of a pool that is gone; another pool's blocks are untouched."""
+    other = SETUP.replace("name: pool\n", "name: other\n").replace("198.18.0.0/25", "198.18.1.0/25")
+    ctl("apply", "-f", ctl.file("setup.yaml", SETUP))
+    ctl("apply", "-f", ctl.file("other.yaml", other.split("---")[0]))
+    gone = await assign(ctl, "gone", "h1", address="198.18.0.70")
+    kept = await assign(ctl, "kept", "h2", address="198.18.1.5")
+    async with datastore(ctl) as kv:
+        await IPAMClient(kv).release_by_handle("gone")  # the pool's block is empty again, still h1's
+        assert len((await kv.list("/calico/ipam/v2/host/h1/"))[0]) == 1
+    ctl("delete", "ippool", "pool")
+    async with datastore(ctl) as kv:
+        assert (await kv.list("/calico/ipam/v2/host/h1/"))[0] == []
+        assert (await kv.list("/calico/ipam/v2/assignment/ipv4/block/198.18.0."))[0] == []  # empty block deleted
+        assert len((await kv.list("/calico/ipam/v2/host/h2/"))[0]) == 1
+        assert await allocations(kv) == {kept[0]: "kept"}
+    assert gone == ["198.18.0.70"]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,7 +141,7 @@ class Lab:
         return self.state.hosts[host].felix_pid
 
     def felix_log(self, host: str = "h1") -> str:
-        return (self.dir / f"felix-{host}.log").read_text(errors="replace")
+        return (self.dir / host / "felix.log").read_text(errors="replace")
 
     def in_host(self, *argv: str, host: str = "h1", ok: bool | None = True) -> subprocess.CompletedProcess[str]:
         """Run a command inside the host namespace (never the root one)."""
@@ -157,6 +158,25 @@ class Lab:
                 "except OSError: print(0)\n")
         out = self.in_host(sys.executable, "-c", code, host=host).stdout.strip()
         return int(out or 0)
+
+    def status(self) -> dict[str, Any]:
+        """`calico-lab status --json`: hosts (processes, BGP sessions, blocks, routes) and workloads."""
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def host_status(self, host: str) -> dict[str, Any]:
+        return next(h for h in self.status()["hosts"] if h["name"] == host)
+
+    def routes(self, host: str, proto: str = "bird") -> dict[str, str]:
+        """The host's routes of one protocol (bird, or felix's 80): destination -> the rest of the route."""
+        out = {}
+        for fam in ("-4", "-6"):
+            res = self.in_host("ip", "-j", fam, "route", "show", "proto", "80" if proto == "felix" else proto,
+                               host=host)
+            for r in json.loads(res.stdout or "[]"):
+                dst = r["dst"] if "/" in r["dst"] or r["dst"] == "default" else (
+                    f"{r['dst']}/128" if ":" in r["dst"] else f"{r['dst']}/32")
+                out[dst] = f"{r.get('type', '')} via {r.get('gateway', '-')} dev {r.get('dev', '-')}"
+        return out
 
     # --- traffic --------------------------------------------------------------------------------------------
     def can(self, src: str, dst: str, proto: str = "tcp", port: int = 8080, ipv6: bool = False,

@@ -111,7 +111,7 @@ def enforced(lab: Lab) -> bool:
 
 def pid_alive(pid: int) -> bool:
     try:
-        return "calico-felix" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return "calico-node\x00-felix" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
 

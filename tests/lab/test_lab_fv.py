@@ -204,8 +204,8 @@ def _parse_matrix(text: str) -> dict[tuple[str, str], str]:
     rows = [[c.strip() for c in re.split(r"[│┃|]", line)[1:-1]] for line in text.splitlines()
             if line.count("│") + line.count("┃") >= 3]
     header, *body = rows
-    cols = header[1:]
-    return {(r[0], c): v for r in body for c, v in zip(cols, r[1:], strict=True)}
+    cols = [c.split("@")[0] for c in header[1:]]  # "web@h1": the workload and its host
+    return {(r[0].split("@")[0], c): v for r in body for c, v in zip(cols, r[1:], strict=True)}
 
 
 def test_matrix_prints_the_expected_table(world: Lab) -> None:

@@ -11,7 +11,6 @@ Calico's BGP and Felix read them.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -22,6 +21,7 @@ from calico.datastore.kv import KeyValue
 from calico.datastore.store import decode
 from calico.datastore.syncer import Update
 from calico.resources import BGPConfiguration, BGPPeer, IPPool, Node, Resource, ResourceError
+from calico.resources.ipam import BlockAffinity, IPAMRecordError
 
 __all__ = ["BGPState", "affinity_confirmed"]
 
@@ -33,15 +33,10 @@ _KINDS: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in (Node, BGPConfig
 def affinity_confirmed(key: str, value: bytes) -> bool:
     """Whether a stored block affinity is confirmed; a malformed one is not (and is logged)."""
     try:
-        data = json.loads(value)
-        state, deleted = data["state"], data.get("deleted", False)
-    except (ValueError, TypeError, KeyError) as e:
-        log.warning("ignoring malformed block affinity at %s: %s", key, e)
+        return BlockAffinity.from_json(key, value).confirmed
+    except IPAMRecordError as e:
+        log.warning("ignoring malformed block affinity: %s", e)
         return False
-    if not isinstance(deleted, bool) or state not in ("pending", "confirmed", "pendingDeletion"):
-        log.warning("ignoring malformed block affinity at %s: state %r, deleted %r", key, state, deleted)
-        return False
-    return state == "confirmed" and not deleted
 
 
 class BGPState:

@@ -36,10 +36,11 @@ from calico.resources import (
     WorkloadEndpoint,
     parse_resource,
 )
+from calico.resources.ipam import BlockAffinity, IPAMRecordError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AFFINITY_STATES", "FOLLOWED_KINDS", "AffinityChange", "BadValue", "Change", "decode_update"]
+__all__ = ["FOLLOWED_KINDS", "AffinityChange", "BadValue", "Change", "decode_update"]
 
 FOLLOWED_KINDS: tuple[type[Resource], ...] = (
     WorkloadEndpoint,
@@ -79,7 +80,6 @@ class AffinityChange:
     problem: str | None = None  # the value was malformed (and reads as not confirmed)
 
 
-AFFINITY_STATES = frozenset({"confirmed", "pending", "pendingDeletion"})
 
 
 def decode_update(path: str, value: bytes | None) -> Change | BadValue | AffinityChange | None:
@@ -134,14 +134,6 @@ def _decode_affinity(path: str, value: bytes | None) -> AffinityChange | None:
     if value is None:
         return AffinityChange(node, block, False)
     try:
-        data = json.loads(value)
-    except (ValueError, RecursionError) as exc:
-        return AffinityChange(node, block, False, f"not JSON: {exc}")
-    if not isinstance(data, dict):
-        return AffinityChange(node, block, False, "value is not a JSON object")
-    state, deleted = data.get("state"), data.get("deleted", False)
-    if not isinstance(state, str) or state not in AFFINITY_STATES:
-        return AffinityChange(node, block, False, f"state must be one of {sorted(AFFINITY_STATES)}, not {state!r}")
-    if not isinstance(deleted, bool):
-        return AffinityChange(node, block, False, f"deleted must be true or false, not {deleted!r}")
-    return AffinityChange(node, block, state == "confirmed" and not deleted)
+        return AffinityChange(node, block, BlockAffinity.from_json(path, value).confirmed)
+    except IPAMRecordError as exc:
+        return AffinityChange(node, block, False, str(exc))

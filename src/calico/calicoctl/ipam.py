@@ -26,6 +26,7 @@ import click
 from calico import __version__
 from calico.calicoctl.session import fail, open_kv
 from calico.calicoctl.tables import boxed
+from calico.datastore.keys import host_affinity_prefix, parse_affinity_key
 from calico.datastore.store import ResourceStore, StoreError
 from calico.ipam import Expected, IPAMClient, IPAMError, NodeRelease, report
 from calico.resources import HostEndpoint, WorkloadEndpoint
@@ -244,6 +245,30 @@ def configure(ctx: _Ctx, strictaffinity: str, max_blocks_per_host: int | None) -
 
 
 # --- delete node --------------------------------------------------------------------------------------------
+
+
+async def remove_pool_data(store: ResourceStore, name: str) -> int:
+    """Before an IPPool is deleted (as Calico does): every host lets go of its blocks in the pool (empty ones are
+    deleted, so nothing keeps announcing them). Addresses still allocated stay, in blocks no host holds. Returns
+    how many blocks were let go of. Raises NotFound when there is no such pool."""
+    pool = await store.get("IPPool", name)
+    net = ipaddress.ip_network(pool.spec.cidr)  # type: ignore[attr-defined]
+    ipam = IPAMClient(store.kv)
+    kvs, _ = await store.kv.list(host_affinity_prefix())
+    released = 0
+    for item in kvs:
+        parsed = parse_affinity_key(item.key)
+        if parsed is None:
+            continue
+        node, cidr = parsed
+        block = ipaddress.ip_network(cidr)
+        if block.version == net.version and block.subnet_of(net):  # type: ignore[arg-type]
+            try:
+                await ipam.release_affinity(node, cidr)
+            except IPAMError as e:
+                raise StoreError(f"IPPool({name}): releasing block {cidr} of {node} failed: {e}") from e
+            released += 1
+    return released
 
 
 async def remove_node_data(store: ResourceStore, name: str) -> NodeRelease:

@@ -19,7 +19,7 @@ import yaml
 from calico import __version__
 from calico.calicoctl import tables
 from calico.calicoctl.edit import LabelError, merge_patch, remove_label, set_label
-from calico.calicoctl.ipam import ipam, remove_node_data
+from calico.calicoctl.ipam import ipam, remove_node_data, remove_pool_data
 from calico.calicoctl.node import node as node_commands
 from calico.calicoctl.session import fail, open_kv
 from calico.datastore.store import AlreadyExists, NotFound, ResourceStore, StoreError, describe
@@ -182,6 +182,8 @@ def delete(
         try:
             if ref.kind == "Node":  # as Calico does: the node's endpoints, addresses and block affinities go first
                 await remove_node_data(store, ref.name)
+            elif ref.kind == "IPPool":  # as Calico does: hosts let go of the pool's blocks first
+                await remove_pool_data(store, ref.name)
             return await store.delete(ref.kind, ref.name, ref.namespace)
         except NotFound:
             if skip_not_exists:

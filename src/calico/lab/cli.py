@@ -1,80 +1,39 @@
-"""`calico-lab` commands: build a world of namespaces running real Calico, poke at it, tear it down."""
+"""`calico-lab` commands: build a world of namespaces running real Calico, poke at it, tear it down.
+
+The commands are thin: `build` makes and removes labs, `nodes` runs calico-node per host and its fault verbs,
+`calico.workloads` attaches workloads (IPAM, veth, WorkloadEndpoint), `probe` sends traffic, `status` reads
+BIRD, IPAM and the kernel.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+import time
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from calico.datastore.config import DatastoreConfig, open_kv
-from calico.datastore.store import AlreadyExists, NotFound, ResourceStore
-from calico.lab import daemons, netns, wiring
-from calico.lab.netns import LabError
+from calico.datastore.config import open_kv
+from calico.lab import build, nodes, plan, status
+from calico.lab.netns import LabError, exec_argv
 from calico.lab.probe import PROTOS, probe
-from calico.lab.state import Host, LabState, Workload, lab_dir, load, locked, save
-from calico.resources import parse_resource
+from calico.lab.state import EtcdMember, LabState, Workload, lab_dir, load, locked, save
+from calico.workloads.attach import attach, detach
+from calico.workloads.endpoint import WorkloadSpec
 
-FABRIC_GW4, FABRIC_GW6 = "198.19.255.254/24", "fd00:ffff::fe/64"
-POOL4, POOL6 = "198.18.0.0/16", "fd00:1::/48"
-HEALTH_PORT = 9099
+OUTSIDE = "outside"
 
 
 def fail(msg: str) -> NoReturn:
     click.echo(f"calico-lab: {msg}", err=True)
     sys.exit(2)
-
-
-def datastore_env(state: LabState, inside: bool) -> dict[str, str]:
-    """How to reach the lab's datastore: from inside a lab namespace, or from the root namespace."""
-    if state.datastore == "embedded":
-        return {"DATASTORE_TYPE": "embedded", "CALICO_EMBEDDED_PATH": state.embedded_path}
-    endpoint = state.etcd_endpoint if inside else f"http://127.0.0.1:{state.gateway_port}"
-    return {"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": endpoint}
-
-
-def store_config(state: LabState) -> DatastoreConfig:
-    if state.datastore == "embedded":
-        return DatastoreConfig("embedded", embedded_path=state.embedded_path)
-    return DatastoreConfig("etcdv3", etcd_endpoints=[f"http://127.0.0.1:{state.gateway_port}"])
-
-
-async def write_resources(state: LabState, docs: list[dict[str, Any]], delete: bool = False) -> None:
-    kv = await open_kv(store_config(state))
-    try:
-        store = ResourceStore(kv)
-        for doc in docs:
-            res = parse_resource(doc)
-            if delete:
-                with contextlib.suppress(NotFound):
-                    await store.delete(res.KIND, res.metadata.name, res.metadata.namespace)
-                continue
-            try:
-                await store.create(res)
-            except AlreadyExists:
-                await store.update(res)
-    finally:
-        await kv.close()
-
-
-def v3(kind: str, name: str, spec: dict[str, Any], namespace: str | None = None,
-       labels: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    if labels:
-        meta["labels"] = labels
-    return {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,90 +42,50 @@ def cli() -> None:
 
 
 name_option = click.option("--name", "lab", default="lab", show_default=True, help="Which lab.")
+host_option = click.option("--host", "host_name", default="h1", show_default=True, help="Which host.")
 
 
 @cli.command()
 @name_option
-@click.option("--hosts", type=click.IntRange(1, 50), default=1, show_default=True)
+@click.option("--hosts", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--subnets", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Host subnets behind the router (hosts are spread over them; 2 exercises CrossSubnet).")
+@click.option("--route-reflectors", type=click.IntRange(0, 8), default=0, show_default=True,
+              help="Make the first K hosts route reflectors (and turn the node-to-node mesh off).")
+@click.option("--encap", type=click.Choice(list(plan.ENCAPS)), default="none", show_default=True,
+              help="Encapsulation of the default pools (vxlanMode Never / Always / CrossSubnet).")
 @click.option("--dataplane", type=click.Choice(["nftables", "iptables"]), default="nftables", show_default=True)
 @click.option("--datastore", type=click.Choice(["embedded", "etcd"]), default="embedded", show_default=True)
+@click.option("--etcd-members", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="With --datastore etcd: members of the etcd cluster.")
 @click.option("--refresh-interval", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True,
               help="Seconds between felix's read-back and repair of its firewall rules and IP sets.")
-def up(lab: str, hosts: int, dataplane: str, datastore: str, refresh_interval: float) -> None:
-    """Build the fabric, the hosts and their felix agents (and etcd, with --datastore etcd)."""
+def up(lab: str, hosts: int, subnets: int, route_reflectors: int, encap: str, dataplane: str, datastore: str,
+       etcd_members: str, refresh_interval: float) -> None:
+    """Build the fabric, the datastore and the hosts, each running calico-node (felix, BIRD, the renderer)."""
+    if route_reflectors > hosts:
+        fail(f"--route-reflectors {route_reflectors} is more than --hosts {hosts}")
     with locked(lab) as d:
         if (d / "state.json").exists():
             fail(f"lab {lab!r} is already up ({d}); `calico-lab down --name {lab}` first")
         run_id = secrets.token_hex(3)
         state = LabState(name=lab, run_id=run_id, dataplane=dataplane, datastore=datastore,
-                         fabric_ns=f"cl-{run_id}-fabric", refresh_interval=refresh_interval)
+                         fabric_ns=f"cl-{run_id}-router", outside_ns=f"cl-{run_id}-outside", subnets=subnets,
+                         encap=encap, route_reflectors=route_reflectors, refresh_interval=refresh_interval)
+        if datastore == "etcd":
+            state.etcd_members = [EtcdMember(index=i, client_port=plan.ETCD_CLIENT_PORTS[i])
+                                  for i in range(int(etcd_members))]
         save(d, state)  # recorded first, so `down` can clean up a half-built lab
         try:
-            build(d, state, hosts)
+            build.build(d, state, hosts)
         except (LabError, OSError, subprocess.SubprocessError) as e:
             click.echo(f"calico-lab: up failed: {e}; tearing down", err=True)
-            teardown(d, state)
+            build.teardown(d, state)
             sys.exit(1)
-    click.echo(f"lab {lab!r} is up: {hosts} host(s), {dataplane} dataplane, {datastore} datastore")
-
-
-def build(d: Path, state: LabState, hosts: int) -> None:
-    wiring.make_fabric(state.fabric_ns, FABRIC_GW4, FABRIC_GW6)
-    save(d, state)
-    if state.datastore == "embedded":
-        state.embedded_path = str(d / "datastore.db")
-    else:
-        gw = FABRIC_GW4.split("/")[0]
-        state.etcd_pid = daemons.start_etcd(state.fabric_ns, gw, d / "etcd-data", d / "etcd.log")
-        state.etcd_endpoint = f"http://{gw}:{daemons.ETCD_PORT}"
-        state.gateway_pid, state.gateway_port = daemons.start_gateway(state.fabric_ns, gw, d / "gateway.log")
-        save(d, state)
-        daemons.wait_http(f"http://127.0.0.1:{state.gateway_port}/health", 30, "etcd")
-    docs = [
-        v3("IPPool", "default-ipv4-ippool", {"cidr": POOL4}),
-        v3("IPPool", "default-ipv6-ippool", {"cidr": POOL6}),
-        v3("FelixConfiguration", "default", {"healthEnabled": True, "healthPort": HEALTH_PORT}),
-    ]
-    for i in range(1, hosts + 1):
-        name = f"h{i}"
-        host = Host(name=name, netns=f"{state.prefix}{name}", addr4=f"198.19.255.{i}/24",
-                    addr6=f"fd00:ffff::{i:x}/64", index=i)
-        wiring.make_host(host.netns, state.fabric_ns, f"p{state.run_id}{name}", host.addr4, host.addr6,
-                         FABRIC_GW4, FABRIC_GW6)
-        state.hosts[name] = host
-        save(d, state)
-        docs.append(v3("Node", name, {"bgp": {"ipv4Address": host.addr4, "ipv6Address": host.addr6}}))
-    asyncio.run(write_resources(state, docs))
-    for host in state.hosts.values():
-        host.felix_pid = daemons.start_felix(host.netns, felix_env(state, host), d / f"felix-{host.name}.log")
-        save(d, state)
-    for host in state.hosts.values():
-        daemons.wait_felix_ready(host.netns, HEALTH_PORT, 30)
-
-
-def felix_env(state: LabState, host: Host) -> dict[str, str]:
-    """The environment every felix of this lab runs with (shared by `up` and `felix restart`)."""
-    refresh = f"{state.refresh_interval:g}"
-    return {**os.environ, **datastore_env(state, inside=True), "FELIX_FELIXHOSTNAME": host.name,
-            "FELIX_DATAPLANEBACKEND": state.dataplane, "FELIX_HEALTHENABLED": "true",
-            "FELIX_HEALTHPORT": str(HEALTH_PORT), "FELIX_IPTABLESREFRESHINTERVAL": refresh,
-            "FELIX_IPSETSREFRESHINTERVAL": refresh}
-
-
-def teardown(d: Path, state: LabState) -> None:
-    for host in state.hosts.values():
-        daemons.stop(host.felix_pid, "calico-felix")
-    daemons.stop(state.gateway_pid, "calico.lab.gateway")
-    daemons.stop(state.etcd_pid, "etcd")
-    for wl in state.workloads.values():
-        netns.delete(wl.netns)
-    for host in state.hosts.values():
-        netns.delete(host.netns)
-    netns.delete(state.fabric_ns)
-    # Anything else this run named (a crash between creating and recording a namespace).
-    for leftover in sorted(netns.NETNS_DIR.glob(f"{state.prefix}*")) if netns.NETNS_DIR.exists() else []:
-        netns.delete(leftover.name)
-    shutil.rmtree(d, ignore_errors=True)
+    members = f" ({etcd_members} members)" if datastore == "etcd" else ""
+    click.echo(f"lab {lab!r} is up: {hosts} host(s) in {subnets} subnet(s), {dataplane} dataplane, "
+               f"{datastore} datastore{members}, encapsulation {encap}"
+               + (f", {route_reflectors} route reflector(s)" if route_reflectors else ", full mesh"))
 
 
 @cli.command()
@@ -180,8 +99,11 @@ def down(lab: str) -> None:
             shutil.rmtree(d, ignore_errors=True)
             click.echo(f"lab {lab!r} is not up")
             return
-        teardown(d, state)
+        build.teardown(d, state)
     click.echo(f"lab {lab!r} is down")
+
+
+# --- workloads --------------------------------------------------------------------------------------------
 
 
 @cli.group()
@@ -209,66 +131,70 @@ def parse_ports(text: str) -> list[dict[str, Any]]:
     return ports
 
 
+def workload_spec(wl_name: str, host: str, namespace: str, labels: dict[str, str],
+                  ports: list[dict[str, Any]] | None = None, profiles: tuple[str, ...] = ()) -> WorkloadSpec:
+    return WorkloadSpec(name=wl_name, node=host, namespace=namespace, labels=labels, ports=tuple(ports or ()),
+                        profiles=profiles)
+
+
+async def _with_kv(state: LabState, fn: Any) -> Any:
+    kv = await open_kv(build.store_config(state))
+    try:
+        return await fn(kv)
+    finally:
+        await kv.close()
+
+
 @workload.command("add")
 @click.argument("name")
-@click.option("--host", "host_name", default="h1", show_default=True)
+@host_option
 @click.option("--labels", default="", help="k=v,k2=v2")
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--ports", default="", help="Named ports: name=port/proto,...")
 @click.option("--profile", "profiles", multiple=True, help="Profile(s) for the endpoint.")
+@click.option("--ipv4-pool", "ipv4_pools", multiple=True, help="Take the IPv4 address from this pool (name or CIDR).")
+@click.option("--ipv6-pool", "ipv6_pools", multiple=True, help="Take the IPv6 address from this pool (name or CIDR).")
 @name_option
 def workload_add(name: str, host_name: str, labels: str, namespace: str, ports: str, profiles: tuple[str, ...],
-                 lab: str) -> None:
-    """A workload namespace wired as a CNI plugin wires one, and its WorkloadEndpoint."""
+                 ipv4_pools: tuple[str, ...], ipv6_pools: tuple[str, ...], lab: str) -> None:
+    """A workload namespace wired as a CNI plugin wires one, addresses from Calico IPAM, and its endpoint."""
     with locked(lab) as d:
         state = load(d)
         if name in state.workloads:
             fail(f"workload {name!r} already exists")
         host = state.hosts.get(host_name) or fail(f"no host {host_name!r} in lab {lab!r}")
-        ipv4 = f"198.18.{host.index}.{host.next_ip}"
-        ipv6 = f"fd00:1:0:{host.index:x}::{host.next_ip:x}"
-        host.next_ip += 1
-        iface = wiring.iface_name("cali", f"{namespace}.{name}")
-        wl = Workload(name=name, host=host_name, netns=f"{state.prefix}w-{name}", iface=iface, ipv4=ipv4,
-                      ipv6=ipv6, namespace=namespace,
-                      endpoint_name=f"{host_name}-k8s-{name.replace('-', '--')}-eth0")
-        state.workloads[name] = wl
-        save(d, state)
+        label_map = parse_kv_list(labels, "--labels")
+        spec = workload_spec(name, host_name, namespace, label_map, parse_ports(ports) if ports else None, profiles)
+        wl_ns = f"{state.prefix}w-{name}"
         try:
-            wiring.wire_workload(host.netns, wl.netns, iface, ipv4, ipv6)
-            all_labels = {**parse_kv_list(labels, "--labels"), "projectcalico.org/namespace": namespace,
-                          "projectcalico.org/orchestrator": "k8s"}
-            spec: dict[str, Any] = {
-                "orchestrator": "k8s", "node": host_name, "pod": name, "endpoint": "eth0", "interfaceName": iface,
-                "ipNetworks": [f"{ipv4}/32", f"{ipv6}/128"], "profiles": list(profiles),
-            }
-            if ports:
-                spec["ports"] = parse_ports(ports)
-            asyncio.run(write_resources(state, [v3("WorkloadEndpoint", wl.endpoint_name, spec, namespace,
-                                                   all_labels)]))
-        except (LabError, ValueError) as e:
-            wiring.unwire_workload(wl.netns)
-            del state.workloads[name]
-            save(d, state)
+            got = asyncio.run(_with_kv(state, lambda kv: attach(
+                kv, spec, host.netns, wl_ns, mtu=plan.workload_mtu(state.encap),
+                ipv4_pools=list(ipv4_pools) or None, ipv6_pools=list(ipv6_pools) or None)))
+        except (LabError, ValueError, RuntimeError) as e:
             fail(f"workload add {name}: {e}")
-    click.echo(f"workload {name}: {ipv4} {ipv6} on {host_name} ({iface})")
+        state.workloads[name] = Workload(name=name, host=host_name, netns=wl_ns, iface=spec.iface,
+                                         ipv4=got.ipv4 or "", ipv6=got.ipv6 or "", namespace=namespace,
+                                         endpoint_name=spec.endpoint_name, labels=label_map)
+        save(d, state)
+    click.echo(f"workload {name}: {got.ipv4} {got.ipv6} on {host_name} ({spec.iface})")
 
 
 @workload.command("del")
 @click.argument("name")
 @name_option
 def workload_del(name: str, lab: str) -> None:
-    """Delete a workload's WorkloadEndpoint and its namespace."""
+    """Delete a workload's endpoint, its namespace, and release its addresses."""
     with locked(lab) as d:
         state = load(d)
         wl = state.workloads.get(name) or fail(f"no workload {name!r}")
-        asyncio.run(write_resources(state, [v3("WorkloadEndpoint", wl.endpoint_name, {"interfaceName": wl.iface,
-                                                                                        "node": wl.host},
-                                                wl.namespace)], delete=True))
-        wiring.unwire_workload(wl.netns)
+        spec = workload_spec(name, wl.host, wl.namespace, wl.labels)
+        asyncio.run(_with_kv(state, lambda kv: detach(kv, spec, wl.netns)))
         del state.workloads[name]
         save(d, state)
     click.echo(f"workload {name} deleted")
+
+
+# --- looking and poking -------------------------------------------------------------------------------------
 
 
 def target_ns(state: LabState, name: str) -> str:
@@ -276,7 +202,19 @@ def target_ns(state: LabState, name: str) -> str:
         return state.workloads[name].netns
     if name in state.hosts:
         return state.hosts[name].netns
+    if name == OUTSIDE:
+        return state.outside_ns
+    if name == "router":
+        return state.fabric_ns
     fail(f"no workload or host named {name!r}")
+
+
+def destination(state: LabState, name: str, ipv6: bool) -> tuple[str, str]:
+    """(namespace, address) of a probe's destination: a workload, or `outside` (the server beyond the router)."""
+    if name == OUTSIDE:
+        return state.outside_ns, plan.OUTSIDE6 if ipv6 else plan.OUTSIDE4
+    wl = state.workloads.get(name) or fail(f"no workload {name!r} (or `outside`)")
+    return wl.netns, wl.ipv6 if ipv6 else wl.ipv4
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -284,10 +222,9 @@ def target_ns(state: LabState, name: str) -> str:
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @name_option
 def exec(target: str, argv: tuple[str, ...], lab: str) -> None:
-    """Run a command inside a workload's (or host's) namespace: calico-lab exec w1 -- ping ..."""
+    """Run a command inside a workload's, host's, `outside` or `router` namespace: calico-lab exec w1 -- ip a"""
     state = load(lab_dir(lab))
-    ns = target_ns(state, target)
-    sys.exit(subprocess.run(netns.exec_argv(ns, list(argv)), check=False).returncode)
+    sys.exit(subprocess.run(exec_argv(target_ns(state, target), list(argv)), check=False).returncode)
 
 
 @cli.command("probe")
@@ -301,18 +238,20 @@ def exec(target: str, argv: tuple[str, ...], lab: str) -> None:
 @name_option
 def probe_cmd(src: str, dst: str, proto: str, port: int, ipv6: bool, timeout: float, as_json: bool,
               lab: str) -> None:
-    """Exit 0 when a connection from SRC to DST succeeds, 1 when it is blocked."""
+    """Exit 0 when a connection from SRC to DST (a workload, or `outside`) succeeds, 1 when it is blocked."""
     state = load(lab_dir(lab))
-    dst_wl = state.workloads.get(dst) or fail(f"no workload {dst!r}")
-    result = probe(target_ns(state, src), dst_wl.netns, dst_wl.ipv6 if ipv6 else dst_wl.ipv4, proto, port,
-                   timeout, names=(src, dst))
+    dst_ns, dst_ip = destination(state, dst, ipv6)
+    if not dst_ip:
+        fail(f"{dst} has no IPv{'6' if ipv6 else '4'} address")
+    result = probe(target_ns(state, src), dst_ns, dst_ip, proto, port, timeout, names=(src, dst))
     if result.error:  # the probe itself could not run: that is neither "allowed" nor "blocked"
         fail(f"probe {src} -> {dst}: {result.error}")
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
+        seen = f" (seen from {result.seen_from})" if result.seen_from else ""
         click.echo(f"{src} -> {dst} {result.dst_ip} {proto}{'' if proto == 'icmp' else f':{port}'}: "
-                   f"{'allowed' if result.ok else 'blocked'}")
+                   f"{'allowed' if result.ok else 'blocked'}{seen}")
     sys.exit(0 if result.ok else 1)
 
 
@@ -327,10 +266,10 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
     state = load(lab_dir(lab))
     names = sorted(state.workloads)
     table = Table(caption=f"{proto}{'' if proto == 'icmp' else f':{port}'} {'IPv6' if ipv6 else 'IPv4'}: "
-                          "row = source, column = destination")
+                          "row = source, column = destination (workload@host)")
     table.add_column("from \\ to")
     for n in names:
-        table.add_column(n, justify="center")
+        table.add_column(f"{n}@{state.workloads[n].host}", justify="center")
     for s in names:
         cells = []
         for t in names:
@@ -340,8 +279,8 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
             wl = state.workloads[t]
             r = probe(state.workloads[s].netns, wl.netns, wl.ipv6 if ipv6 else wl.ipv4, proto, port, timeout)
             cells.append("[green]ok[/green]" if r.ok else "[red]x[/red]")
-        table.add_row(s, *cells)
-    Console(width=120).print(table)
+        table.add_row(f"{s}@{state.workloads[s].host}", *cells)
+    Console(width=160).print(table)
 
 
 @cli.command()
@@ -349,48 +288,152 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
 def env(lab: str) -> None:
     """`export` lines that point calicoctl at the lab's datastore: eval "$(calico-lab env)"."""
     state = load(lab_dir(lab))
-    for k, v in datastore_env(state, inside=False).items():
+    for k, v in nodes.datastore_env(state, inside=False).items():
         click.echo(f"export {k}={v}")
 
 
-@cli.command()
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True)
 @name_option
-def status(lab: str) -> None:
-    """What the lab holds: hosts, felix PIDs, workloads and their addresses."""
+def status_cmd(as_json: bool, lab: str) -> None:
+    """Hosts, their processes, BGP sessions, blocks and routes, and the workloads, at a glance."""
     state = load(lab_dir(lab))
-    click.echo(f"lab {state.name} (run {state.run_id}): {state.dataplane} dataplane, {state.datastore} datastore")
-    for h in state.hosts.values():
-        up_ = "running" if daemons.alive(h.felix_pid, "calico-felix") else "NOT running"
-        click.echo(f"  host {h.name} ns={h.netns} {h.addr4} felix pid {h.felix_pid} {up_}")
-    for w in state.workloads.values():
-        click.echo(f"  workload {w.name} on {w.host} {w.ipv4} {w.ipv6} iface {w.iface} ns={w.netns}")
+    report = status.collect(state)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    status.show(state, report, Console(width=160))
 
 
-@cli.group()
-def felix() -> None:
-    """Manage a host's calico-felix."""
-
-
-@felix.command("restart")
-@click.option("--host", "host_name", default="h1", show_default=True)
-@click.option("--kill", is_flag=True, help="SIGKILL the running felix (no clean shutdown) instead of SIGTERM.")
-@click.option("--no-wait", is_flag=True, help="Do not wait for the new felix to report ready.")
+@cli.command("wait")
+@click.option("--timeout", type=float, default=60.0, show_default=True)
 @name_option
-def felix_restart(host_name: str, kill: bool, no_wait: bool, lab: str) -> None:
-    """Stop the host's felix (if it runs) and start a new one exactly as `up` does; the kernel rules stay."""
+def wait_cmd(timeout: float, lab: str) -> None:
+    """Wait until every process runs, every BGP session is Established and every host routes to every other
+    host's blocks; exit 1 with what is missing after TIMEOUT."""
+    state = load(lab_dir(lab))
+    start = time.monotonic()
+    while True:
+        missing = status.problems(status.collect(state))
+        if not missing:
+            click.echo(f"lab {lab!r} converged in {time.monotonic() - start:.1f}s")
+            return
+        if time.monotonic() - start > timeout:
+            click.echo(f"lab {lab!r} not converged after {timeout:.0f}s:", err=True)
+            for m in missing[:20]:
+                click.echo(f"  {m}", err=True)
+            sys.exit(1)
+        time.sleep(0.5)
+
+
+# --- fault verbs ---------------------------------------------------------------------------------------------
+
+
+def _host(state: LabState, name: str) -> Any:
+    return state.hosts.get(name) or fail(f"no host {name!r}")
+
+
+def _child_group(child: str, title: str) -> click.Group:
+    group = click.Group(child, help=f"Stop, start or restart one host's {title} (calico-node keeps the rest).")
+
+    @group.command("stop")
+    @host_option
+    @click.option("--kill", is_flag=True, help="SIGKILL (a crash) instead of SIGTERM.")
+    @name_option
+    def stop(host_name: str, kill: bool, lab: str) -> None:
+        with locked(lab) as d:
+            pid = nodes.stop_child(_host(load(d), host_name), child, kill)
+        click.echo(f"{child} on {host_name} stopped (pid {pid}); calico-node holds it until `{child} start`")
+
+    @group.command("start")
+    @host_option
+    @name_option
+    def start(host_name: str, lab: str) -> None:
+        with locked(lab) as d:
+            pid = nodes.start_child(_host(load(d), host_name), child)
+        click.echo(f"{child} on {host_name} started (pid {pid})")
+
+    @group.command("restart")
+    @host_option
+    @click.option("--kill", is_flag=True, help="SIGKILL (a crash) instead of SIGTERM.")
+    @click.option("--no-wait", is_flag=True, help="Do not wait for felix to report ready again.")
+    @name_option
+    def restart(host_name: str, kill: bool, no_wait: bool, lab: str) -> None:
+        with locked(lab) as d:
+            host = _host(load(d), host_name)
+            old, new = nodes.restart_child(host, child, kill)
+            if child == "felix" and not no_wait:
+                nodes.wait_felix_ready(host, 30)
+        click.echo(f"{child} on {host_name} restarted: pid {old} -> {new}")
+
+    return group
+
+
+cli.add_command(_child_group("felix", "calico-felix"))
+cli.add_command(_child_group("bird", "BIRD"))
+
+
+@cli.group("node")
+def node_group() -> None:
+    """Stop or start a whole host's calico-node (felix, BIRD and the renderer with it)."""
+
+
+@node_group.command("stop")
+@host_option
+@click.option("--kill", is_flag=True, help="SIGKILL calico-node and its children at once (a host crash).")
+@name_option
+def node_stop(host_name: str, kill: bool, lab: str) -> None:
     with locked(lab) as d:
         state = load(d)
-        host = state.hosts.get(host_name) or fail(f"no host {host_name!r} in lab {lab!r}")
-        old = host.felix_pid
-        if kill:
-            daemons.kill(old, "calico-felix")
-        else:
-            daemons.stop(old, "calico-felix")
-        host.felix_pid = daemons.start_felix(host.netns, felix_env(state, host), d / f"felix-{host.name}.log")
+        nodes.stop_node(_host(state, host_name), kill)
+        save(d, state)
+    click.echo(f"calico-node on {host_name} stopped; its routes and rules stay in the kernel")
+
+
+@node_group.command("start")
+@host_option
+@click.option("--no-wait", is_flag=True)
+@name_option
+def node_start(host_name: str, no_wait: bool, lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        host = _host(state, host_name)
+        if nodes.node_running(host):
+            fail(f"calico-node on {host_name} is already running (pid {host.node_pid})")
+        nodes.start_node(state, host, d)
         save(d, state)
         if not no_wait:
-            daemons.wait_felix_ready(host.netns, HEALTH_PORT, 30)
-    click.echo(f"felix on {host_name} restarted: pid {old} -> {host.felix_pid}")
+            nodes.wait_felix_ready(host, build.READY_TIMEOUT)
+    click.echo(f"calico-node on {host_name} started (pid {host.node_pid})")
+
+
+@cli.group("etcd")
+def etcd_group() -> None:
+    """Kill or restart one member of the lab's etcd cluster."""
+
+
+@etcd_group.command("kill")
+@click.option("--member", type=int, default=0, show_default=True)
+@name_option
+def etcd_kill(member: int, lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        if not 0 <= member < len(state.etcd_members):
+            fail(f"no etcd member {member} (this lab has {len(state.etcd_members)})")
+        build.kill_etcd_member(d, state, member)
+    click.echo(f"etcd member m{member} killed")
+
+
+@etcd_group.command("restart")
+@click.option("--member", type=int, default=0, show_default=True)
+@name_option
+def etcd_restart(member: int, lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        if not 0 <= member < len(state.etcd_members):
+            fail(f"no etcd member {member} (this lab has {len(state.etcd_members)})")
+        build.restart_etcd_member(d, state, member)
+    click.echo(f"etcd member m{member} running again")
 
 
 def main() -> None:

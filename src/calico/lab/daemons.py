@@ -1,4 +1,5 @@
-"""Starting and stopping the lab's daemons: etcd (in the fabric), the loopback gateway to it, felix per host.
+"""Starting and stopping the lab's daemons: etcd members (in the router namespace), the loopback gateway to them,
+calico-node per host (`calico.lab.nodes`).
 
 Each daemon is started in its own session (it outlives the `calico-lab` command that started it), logs to the
 lab directory, and is stopped only by the PID the lab recorded, after checking that PID still runs the command
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from calico.lab.netns import LabError, exec_argv, run
+from calico.lab.plan import ETCD_CLIENT_PORTS, ETCD_PEER_PORTS
 
 ETCD_PORT = 2379
 
@@ -67,21 +69,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_etcd(fabric_ns: str, addr: str, data_dir: Path, log: Path) -> int:
-    url = f"http://{addr}:{ETCD_PORT}"
-    argv = exec_argv(fabric_ns, [
-        "etcd", "--name", "lab", "--data-dir", str(data_dir),
+def etcd_member_argv(router_ns: str, addr: str, index: int, members: int, data_dir: Path) -> list[str]:
+    """Member `index` of a `members`-member cluster: clients on `addr`, one port per member; peers on loopback."""
+    url = f"http://{addr}:{ETCD_CLIENT_PORTS[index]}"
+    peer = f"http://127.0.0.1:{ETCD_PEER_PORTS[index]}"
+    cluster = ",".join(f"m{i}=http://127.0.0.1:{ETCD_PEER_PORTS[i]}" for i in range(members))
+    return exec_argv(router_ns, [
+        "etcd", "--name", f"m{index}", "--data-dir", str(data_dir),
         "--listen-client-urls", url, "--advertise-client-urls", url,
-        "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-        "--initial-cluster", "lab=http://127.0.0.1:2380",
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", cluster, "--initial-cluster-state", "new",
+        # Quick elections: a killed member's followers elect a new leader within about a second.
+        "--heartbeat-interval", "100", "--election-timeout", "1000",
     ])
-    return spawn(argv, log)
+
+
+def start_etcd(fabric_ns: str, addr: str, data_dir: Path, log: Path) -> int:
+    """A one-member etcd (the single-host test worlds use it)."""
+    return spawn(etcd_member_argv(fabric_ns, addr, 0, 1, data_dir), log)
+
+
+def start_gateways(ns: str, addr: str, targets: list[int], log: Path) -> tuple[int, list[int]]:
+    """One loopback listener per target port, all in one gateway process; returns its pid and the ports."""
+    ports = [free_port() for _ in targets]
+    pairs = [f"{p}:{t}" for p, t in zip(ports, targets, strict=True)]
+    pid = spawn([sys.executable, "-m", "calico.lab.gateway", ns, addr, *pairs], log)
+    return pid, ports
 
 
 def start_gateway(fabric_ns: str, addr: str, log: Path) -> tuple[int, int]:
-    port = free_port()
-    pid = spawn([sys.executable, "-m", "calico.lab.gateway", str(port), fabric_ns, addr, str(ETCD_PORT)], log)
-    return pid, port
+    pid, ports = start_gateways(fabric_ns, addr, [ETCD_PORT], log)
+    return pid, ports[0]
 
 
 def wait_http(url: str, timeout: float, what: str) -> None:
@@ -95,11 +113,6 @@ def wait_http(url: str, timeout: float, what: str) -> None:
             pass
         time.sleep(0.1)
     raise LabError(f"{what} did not become ready within {timeout:.0f}s ({url})")
-
-
-def start_felix(host_ns: str, env: dict[str, str], log: Path) -> int:
-    felix = str(Path(sys.executable).parent / "calico-felix")
-    return spawn(exec_argv(host_ns, [felix]), log, env=env)
 
 
 def wait_felix_ready(host_ns: str, port: int, timeout: float) -> None:

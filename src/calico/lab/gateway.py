@@ -1,9 +1,10 @@
 """A TCP gateway from the root namespace's loopback into a lab namespace (so calicoctl can reach the lab's etcd).
 
-`python -m calico.lab.gateway LISTEN_PORT NETNS TARGET_HOST TARGET_PORT`: accepts on
-127.0.0.1:LISTEN_PORT; for each connection it opens a socket *inside* NETNS (a socket keeps the namespace it was
-created in, so the process switches namespace only around `socket()`), connects it to the target and pipes
-bytes both ways. It changes nothing in any namespace: it only binds a loopback port and opens sockets.
+`python -m calico.lab.gateway NETNS TARGET_HOST LISTEN_PORT:TARGET_PORT [...]`: accepts on
+127.0.0.1:LISTEN_PORT (one listener per pair, e.g. one per etcd member); for each connection it opens a socket
+*inside* NETNS (a socket keeps the namespace it was created in, so the process switches namespace only around
+`socket()`), connects it to the target and pipes bytes both ways. It changes nothing in any namespace: it only
+binds loopback ports and opens sockets.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import socket
 import sys
@@ -48,10 +50,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def serve(port: int, netns: str, host: str, target_port: int) -> None:
+async def serve(pairs: list[tuple[int, int]], netns: str, host: str) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(target_port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = socket_in(netns, family)
         sock.setblocking(False)
         try:
@@ -63,11 +65,13 @@ async def serve(port: int, netns: str, host: str, target_port: int) -> None:
             return
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with server:
-        await server.serve_forever()
+    servers = [
+        await asyncio.start_server(functools.partial(handle, target), "127.0.0.1", listen) for listen, target in pairs
+    ]
+    await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
 if __name__ == "__main__":
-    listen_port, ns, target_host, target = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    asyncio.run(serve(int(listen_port), ns, target_host, int(target)))
+    ns, target_host = sys.argv[1], sys.argv[2]
+    pairs = [(int(a), int(b)) for a, _, b in (p.partition(":") for p in sys.argv[3:])]
+    asyncio.run(serve(pairs, ns, target_host))

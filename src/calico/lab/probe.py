@@ -25,6 +25,7 @@ class ProbeResult:
     ok: bool
     elapsed_ms: float
     error: str = ""
+    seen_from: str = ""  # the source address the destination saw (not for icmp)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -61,8 +62,9 @@ def probe(
             ok = res.returncode == 0
     finally:
         listener.kill()
-        _, err = listener.communicate(timeout=5)
+        out, err = listener.communicate(timeout=5)
         if not error and listener.returncode not in (0, -9) and err:
             error = err.strip().splitlines()[-1]
+    seen = [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("from ")]
     return ProbeResult(names[0] or src_ns, names[1] or dst_ns, dst_ip, proto, port, ok,
-                       (time.monotonic() - start) * 1000, error)
+                       (time.monotonic() - start) * 1000, error, seen[-1] if seen else "")

@@ -1,6 +1,7 @@
 """The two ends of a probe, run inside namespaces: `python -m calico.lab.probe_agent listen|send ...`.
 
-listen ADDR PORT PROTO SECONDS: echo whatever arrives (tcp, udp, sctp) until SECONDS pass; prints "ready".
+listen ADDR PORT PROTO SECONDS: echo whatever arrives (tcp, udp, sctp) until SECONDS pass; prints "ready", then
+"from PEER" for each round trip (the source address it saw: what natOutgoing tests look at).
 send ADDR PORT PROTO TIMEOUT [SRC]: one round trip; exit 0 when the echo came back, 1 otherwise.
 Both are bounded in time; neither ever loops without a deadline.
 """
@@ -37,8 +38,10 @@ def listen(addr: str, port: int, proto: str, seconds: float) -> int:
             if proto == "udp":
                 data, peer = s.recvfrom(64)
                 s.sendto(data, peer)
+                print(f"from {peer[0]}", flush=True)
             else:
-                conn, _ = s.accept()
+                conn, peer = s.accept()
+                print(f"from {peer[0]}", flush=True)
                 with conn:
                     conn.settimeout(1.0)
                     conn.sendall(conn.recv(64))

@@ -23,11 +23,36 @@ DEFAULT_ROOT = "/run/calico-lab"
 class Host:
     name: str
     netns: str
-    addr4: str
+    addr4: str  # fabric address with its subnet length
     addr6: str
     index: int
-    felix_pid: int = 0
-    next_ip: int = 2
+    subnet: int = 1
+    node_pid: int = 0  # the host's calico-node (its supervisor); felix and BIRD are its children
+    run_dir: str = ""  # CALICO_RUN_DIR: bird.ctl, the children's pid files, hold files
+    route_reflector: bool = False
+
+    def child_pid(self, child: str) -> int:
+        """The pid calico-node recorded for its child ("felix", "bird", "confd"); 0 when unknown."""
+        try:
+            return int((Path(self.run_dir) / f"{child}.pid").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    @property
+    def felix_pid(self) -> int:
+        return self.child_pid("felix")
+
+    @property
+    def bird_socket(self) -> str:
+        return str(Path(self.run_dir) / "bird.ctl")
+
+
+@dataclass
+class EtcdMember:
+    index: int
+    client_port: int
+    pid: int = 0
+    gateway_port: int = 0  # its loopback gateway port in the root namespace
 
 
 @dataclass
@@ -40,6 +65,7 @@ class Workload:
     ipv6: str
     namespace: str
     endpoint_name: str
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,15 +74,22 @@ class LabState:
     run_id: str
     dataplane: str
     datastore: str
-    fabric_ns: str
+    fabric_ns: str  # the router namespace (it routes between subnets and to the outside)
+    outside_ns: str = ""
+    subnets: int = 1
+    encap: str = "none"  # none | vxlan | vxlan-crosssubnet
+    route_reflectors: int = 0
     embedded_path: str = ""
-    etcd_pid: int = 0
-    etcd_endpoint: str = ""  # inside the lab (fabric address)
+    etcd_members: list[EtcdMember] = field(default_factory=list)
+    etcd_endpoint: str = ""  # inside the lab: every member's client URL, comma-separated
     gateway_pid: int = 0
-    gateway_port: int = 0
     refresh_interval: float = 10.0  # felix's firewall/IP set read-back period, seconds
     hosts: dict[str, Host] = field(default_factory=dict)
     workloads: dict[str, Workload] = field(default_factory=dict)
+
+    @property
+    def gateway_ports(self) -> list[int]:
+        return [m.gateway_port for m in self.etcd_members]
 
     @property
     def prefix(self) -> str:
@@ -69,6 +102,7 @@ class LabState:
     def from_json(cls, text: str) -> LabState:
         data = json.loads(text)
         data["hosts"] = {k: Host(**v) for k, v in data.get("hosts", {}).items()}
+        data["etcd_members"] = [EtcdMember(**m) for m in data.get("etcd_members", [])]
         data["workloads"] = {k: Workload(**v) for k, v in data.get("workloads", {}).items()}
         return cls(**data)
 

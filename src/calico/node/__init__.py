@@ -18,7 +18,7 @@ Modules, pure core first:
     tunnel        VXLAN tunnel addresses (waits for calico.ipam)
     registration  NodeRegistrar: create/update the Node with compare-and-swap, refresh it
     supervisor    Supervisor: start, restart with back-off, stop children (asyncio subprocesses)
-    bird_probe    BIRD control socket client for the probes (the one place that talks to BIRD)
+    bird_probe    what the probes ask BIRD, through calico.bgp (the one home of BIRD's control socket)
     health        the four probes
     daemon        run_node: signals, datastore, registration, supervisor, refresh loop
     main          the `calico-node` command line

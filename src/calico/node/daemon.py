@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import signal
 from collections.abc import Mapping
@@ -28,27 +27,12 @@ from calico.node.registration import NodeRegistrar, RegistrationError
 from calico.node.settings import NodeSettings
 from calico.node.supervisor import Supervisor
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "RENDERER_MODULE", "run_node"]
+__all__ = ["EXIT_FATAL", "EXIT_OK", "run_node"]
 
 log = logging.getLogger("calico.node")
 
 EXIT_OK = 0
 EXIT_FATAL = 1
-RENDERER_MODULE = "calico.bgp.daemon"
-
-
-def renderer_missing(settings: NodeSettings) -> str | None:
-    """Why the bird backend cannot run, or None."""
-    if settings.backend != "bird" or settings.confd_cmd is not None:
-        return None
-    try:
-        found = importlib.util.find_spec(RENDERER_MODULE) is not None
-    except ModuleNotFoundError:  # its package is missing
-        found = False
-    if not found:
-        return (f"CALICO_NETWORKING_BACKEND=bird needs the BGP renderer ({RENDERER_MODULE}), which is not "
-                "installed; use CALICO_NETWORKING_BACKEND=vxlan or none, or set CALICO_NODE_CONFD_CMD")
-    return None
 
 
 class _Run:
@@ -107,10 +91,6 @@ class _Run:
     async def main(self, startup_only: bool) -> int:
         s = self.settings
         log.info("calico-node %s starting: backend %s", s.nodename, s.backend)
-        why = None if startup_only else renderer_missing(s)
-        if why:
-            log.error("%s", why)
-            return EXIT_FATAL
         connected = await self.connect_and_register()
         if connected is None:
             return EXIT_OK

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from calico.node.bird_probe import BirdControl, BirdError, BirdProtocol
+from calico.bgp.sessions import BGPSession
+from calico.node.bird_probe import BirdError, BirdStatusSocket
 
 __all__ = ["CHECKS", "ProbeResult", "bird_live", "bird_ready", "felix_probe", "http_status"]
 
@@ -33,7 +34,7 @@ HttpStatus = Callable[[str], int]
 
 
 class BirdStatus(Protocol):
-    def show_protocols(self) -> list[BirdProtocol]: ...
+    def sessions(self) -> list[BGPSession]: ...
     def graceful_restart_pending(self) -> bool: ...
 
 
@@ -67,7 +68,7 @@ def felix_probe(aspect: str, host: str, port: int, get: HttpStatus = http_status
 
 def bird_live(bird: BirdStatus) -> ProbeResult:
     try:
-        bird.show_protocols()
+        bird.sessions()
     except BirdError as e:
         return ProbeResult(False, f"BIRD is not live: {e}")
     return ProbeResult(True)
@@ -75,23 +76,22 @@ def bird_live(bird: BirdStatus) -> ProbeResult:
 
 def bird_ready(bird: BirdStatus) -> ProbeResult:
     try:
-        if bird.graceful_restart_pending():
-            return ProbeResult(False, "BIRD is not ready: graceful restart recovery in progress")
-        protocols = bird.show_protocols()
+        recovering = bird.graceful_restart_pending()
+        sessions = bird.sessions()
     except BirdError as e:
         return ProbeResult(False, f"BIRD is not ready: {e}")
-    down = [p for p in protocols if p.proto == "BGP" and not p.established]
+    why = ["graceful restart recovery in progress"] if recovering else []
+    down = [p for p in sessions if not p.established]
     if down:
-        detail = ", ".join(f"{p.name} ({p.info or p.state})" for p in down)
-        return ProbeResult(False, f"BIRD is not ready: BGP not established with {detail}")
-    return ProbeResult(True)
+        why.append("BGP not established with " + ", ".join(f"{p.name} ({p.info or p.state})" for p in down))
+    return ProbeResult(False, "BIRD is not ready: " + "; ".join(why)) if why else ProbeResult(True)
 
 
 def run_checks(
     checks: list[str], felix_host: str, felix_port: int, bird: BirdStatus | str, get: HttpStatus = http_status
 ) -> list[tuple[str, ProbeResult]]:
     """Each named check's result, in order; `bird` is a BirdStatus or the control socket's path."""
-    control = BirdControl(bird, timeout=TIMEOUT) if isinstance(bird, str) else bird
+    control = BirdStatusSocket(bird, timeout=TIMEOUT) if isinstance(bird, str) else bird
     results = []
     for check in checks:
         if check == "felix-live":

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import inspect
 import logging
 import os
 import sys
@@ -68,19 +66,10 @@ def _felix() -> int:
 
 
 def _confd() -> int:
-    from calico.node.daemon import RENDERER_MODULE
+    from calico.bgp.daemon import main as renderer_main  # imported here: only the -confd child needs it
 
-    try:
-        module = importlib.import_module(RENDERER_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name and RENDERER_MODULE.startswith(e.name):
-            print(f"calico-node -confd: the BGP renderer ({RENDERER_MODULE}) is not installed", file=sys.stderr)
-            return EXIT_FATAL
-        raise
-    renderer_main = module.main
     sys.argv = ["calico-node -confd"]
-    code = renderer_main([]) if inspect.signature(renderer_main).parameters else renderer_main()
-    return int(code or 0)
+    return int(renderer_main([]) or 0)
 
 
 def _log_to_stderr(level: str) -> None:

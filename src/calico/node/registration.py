@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 
-from calico.datastore.store import AlreadyExists, Conflict, NotFound, ResourceStore
+from calico.datastore.kv import KVError
+from calico.datastore.store import AlreadyExists, Conflict, NotFound, ResourceStore, StoreError
+from calico.ipam import IPAMError
 from calico.node.addresses import AddressError, resolve_family
 from calico.node.hostnet import HostNetwork
 from calico.node.nodespec import address_conflicts, bgp_addresses, desired_node
@@ -39,7 +41,6 @@ class NodeRegistrar:
         self.settings = settings
         self.store = store
         self.net = net
-        self._tunnel_warned = False
 
     async def register(self) -> Node:
         node = await self._write_node()
@@ -125,10 +126,8 @@ class NodeRegistrar:
             return node
         try:
             return await allocate_tunnel_addresses(self.store.kv, node, pools)
-        except NotImplementedError as e:
-            if not self._tunnel_warned:
-                log.error("Node %s gets no VXLAN tunnel address: %s", node.metadata.name, e)
-                self._tunnel_warned = True
+        except (IPAMError, KVError, StoreError) as e:  # retried at the next refresh; never fatal
+            log.error("Node %s: VXLAN tunnel addresses not updated: %s", node.metadata.name, e)
             return node
 
 

@@ -15,6 +15,7 @@ In: the process environment. Out: a frozen `NodeSettings`, or `SettingsError` na
     CALICO_CONFD_DIR            where the renderer writes bird.cfg (/etc/calico/confd/config)
     CALICO_RUN_DIR              bird.ctl and the children's pid files (/var/run/calico)
     CALICO_NODENAME_FILE        the node name is written here for the CNI plugin (/var/lib/calico/nodename)
+    CALICO_LOG_DIR              when set, each child logs to <dir>/<child>.log (default: calico-node's output)
     CALICO_NODE_CONFD_CMD       run this command instead of `calico-node -confd` (shell words)
     CALICO_NODE_BIRD_CMD        the BIRD binary (bird from PATH, else /usr/sbin/bird)
     FELIX_HEALTHHOST / FELIX_HEALTHPORT   where the -felix-live / -felix-ready probes ask (localhost:9099)
@@ -78,6 +79,7 @@ class NodeSettings:
     confd_dir: Path = Path(DEFAULT_CONFD_DIR)
     run_dir: Path = Path(DEFAULT_RUN_DIR)
     nodename_file: Path | None = Path(DEFAULT_NODENAME_FILE)
+    log_dir: Path | None = None  # CALICO_LOG_DIR: one log file per child instead of the supervisor's output
     confd_cmd: tuple[str, ...] | None = None
     bird_cmd: str = "bird"
     log_level: str = "INFO"
@@ -109,6 +111,7 @@ class NodeSettings:
             confd_dir=Path(get("CALICO_CONFD_DIR") or DEFAULT_CONFD_DIR),
             run_dir=Path(get("CALICO_RUN_DIR") or DEFAULT_RUN_DIR),
             nodename_file=_optional_path(env.get("CALICO_NODENAME_FILE"), DEFAULT_NODENAME_FILE),
+            log_dir=Path(get("CALICO_LOG_DIR")) if get("CALICO_LOG_DIR") else None,
             confd_cmd=_command(get("CALICO_NODE_CONFD_CMD"), "CALICO_NODE_CONFD_CMD"),
             bird_cmd=get("CALICO_NODE_BIRD_CMD") or shutil.which("bird") or "/usr/sbin/bird",
             log_level=_log_level(get("CALICO_STARTUP_LOGLEVEL")),

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from typing import IO
 
 from calico.node.backoff import Backoff
 from calico.node.children import ChildSpec
@@ -84,9 +85,17 @@ class Supervisor:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         return self.stopping
 
+    def _held(self, spec: ChildSpec) -> bool:
+        return spec.hold_file is not None and spec.hold_file.exists()
+
     async def _keep_running(self, spec: ChildSpec) -> None:
         backoff = self._backoff()
         while not self.stopping:
+            if self._held(spec):
+                log.info("%s is held (%s exists); not starting it", spec.name, spec.hold_file)
+                while self._held(spec):
+                    if await self._pause(self.poll_interval):
+                        return
             if spec.start_when is not None and not spec.start_when():
                 log.info("%s waits for %s", spec.name, spec.waiting_for or "its start condition")
                 while not spec.start_when():
@@ -97,6 +106,9 @@ class Supervisor:
             if self.stopping:
                 return
             ran = time.monotonic() - started
+            if self._held(spec):  # stopped on purpose: start it as soon as the hold goes, no back-off
+                log.info("%s %s while held", spec.name, describe_exit(returncode))
+                continue
             delay = backoff.delay(ran, returncode in spec.restart_now_codes)
             log.warning("%s %s after %.1fs; restarting it in %.1fs", spec.name, describe_exit(returncode), ran, delay)
             if delay and await self._pause(delay):
@@ -105,10 +117,16 @@ class Supervisor:
     async def _run_once(self, spec: ChildSpec) -> int | None:
         """Start the child and wait for its exit (or for a stop, then stop it); its return code."""
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv, env=dict(spec.env), stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            out = _open_log(spec)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *spec.argv, env=dict(spec.env), stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT if out is not None else None, start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            finally:
+                if out is not None:
+                    out.close()  # the child holds its own descriptor
         except OSError as e:
             log.error("cannot start %s (%s): %s", spec.name, spec.argv[0], e)
             return None
@@ -129,6 +147,15 @@ class Supervisor:
         return proc.returncode
 
     async def _stop_child(self, spec: ChildSpec, pid: int, exited: asyncio.Future[int]) -> None:
+        if spec.graceful_stop is not None:
+            try:
+                await asyncio.wait_for(spec.graceful_stop(), self.stop_grace)
+                await asyncio.wait_for(asyncio.shield(exited), self.stop_grace)
+            except Exception as e:  # any failure of the polite way leads to the signals below
+                log.warning("%s (pid %d) did not stop gracefully (%s); sending SIGTERM", spec.name, pid, e)
+            if exited.done():
+                log.info("stopped %s (pid %d) gracefully: it %s", spec.name, pid, describe_exit(exited.result()))
+                return
         _signal_group(pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(exited), self.stop_grace)
@@ -145,6 +172,13 @@ def _signal_group(pgid: int, sig: int) -> None:
     # Only called while the child is not yet reaped: its pid (= its group's id) is still ours.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _open_log(spec: ChildSpec) -> IO[bytes] | None:
+    if spec.log_file is None:
+        return None
+    spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+    return open(spec.log_file, "ab")  # handed to the child; closed here right after the spawn
 
 
 def _write_pid(spec: ChildSpec, pid: int) -> None:

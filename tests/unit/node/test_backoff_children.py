@@ -43,9 +43,8 @@ def test_bird_backend_runs_felix_confd_and_bird() -> None:
     assert felix.pid_file == Path("/tmp/r/felix.pid")
     assert confd.argv == (*me, "-confd") and confd.env["NODENAME"] == "h1"
     assert confd.env["CALICO_CONFD_DIR"] == "/tmp/c" and confd.env["CALICO_RUN_DIR"] == "/tmp/r"
-    assert bird.argv == ("/usr/sbin/bird", "-f", "-c", "/tmp/c/bird.cfg", "-s", "/tmp/r/bird.ctl", "-P",
-                         "/tmp/r/bird.pid")
-    assert bird.start_when is not None and bird.pid_file is None  # BIRD writes its own (-P)
+    assert bird.argv == ("/usr/sbin/bird", "-R", "-f", "-c", "/tmp/c/bird.cfg", "-s", "/tmp/r/bird.ctl")
+    assert bird.start_when is not None and bird.pid_file == Path("/tmp/r/bird.pid")  # gone when BIRD is
 
 
 def test_the_environment_overrides_felix_defaults_but_not_the_agreed_names() -> None:

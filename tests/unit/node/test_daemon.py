@@ -10,7 +10,6 @@ import pytest
 
 from calico.datastore.embedded import EmbeddedKV
 from calico.datastore.store import ResourceStore
-from calico.node import daemon
 from calico.node.autodetect import HostInterface
 from calico.node.daemon import EXIT_FATAL, EXIT_OK, run_node
 from calico.node.hostnet import StaticHostNetwork
@@ -59,11 +58,3 @@ async def test_bad_datastore_settings_exit_1(tmp_path: Path, caplog: pytest.LogC
     assert "etcdEndpoints" in caplog.text
 
 
-async def test_the_bird_backend_without_a_renderer_is_refused_up_front(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(daemon, "RENDERER_MODULE", "calico.no_such_package.daemon")
-    with caplog.at_level(logging.ERROR):
-        assert await run(env(tmp_path), startup_only=False) == EXIT_FATAL
-    assert "needs the BGP renderer (calico.no_such_package.daemon), which is not installed" in caplog.text
-    assert not (tmp_path / "kv.db").exists()  # refused before anything was written

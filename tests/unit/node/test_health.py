@@ -12,16 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from calico.bgp.sessions import BGPSession
 from calico.node import main as node_main
-from calico.node.bird_probe import BirdControl, BirdError, BirdProtocol, parse_protocols
+from calico.node.bird_probe import BirdError, BirdStatusSocket
 from calico.node.health import bird_live, bird_ready, felix_probe, run_checks
 
-# `show protocols` and `show status` as BIRD 2.0.12 answers them on its socket (captured).
+# `show protocols all` (shortened) and `show status` as BIRD 2.0.12 answers them on its socket.
 SHOW_PROTOCOLS = (
     b"2002-Name       Proto      Table      State  Since         Info\n"
     b"1002-device1    Device     ---        up     18:33:05.571  \n"
-    b" Mesh_198_18_0_2 BGP        ---        start  18:33:05.571  Active        Socket: Connection refused\n"
-    b" Mesh_198_18_0_3 BGP        ---        up     2026-12-04 18:33:06  Established   \n"
+    b"1006-\n"
+    b"1002-Mesh_198_18_0_2 BGP        ---        start  18:33:05.571  Active        Socket: Connection refused\n"
+    b"1006-  BGP state:          Active\n"
+    b"     Neighbor address: 198.18.0.2\n"
+    b"1002-Mesh_198_18_0_3 BGP        ---        up     2026-12-04 18:33:06  Established   \n"
+    b"1006-  BGP state:          Established\n"
+    b"     Neighbor address: 198.18.0.3\n"
     b"0000 \n"
 )
 SHOW_STATUS = (
@@ -30,31 +36,11 @@ SHOW_STATUS = (
 )
 
 
-def lines(raw: bytes) -> list[tuple[int, str]]:
-    out, code = [], 0
-    for line in raw.decode().splitlines():
-        if line[:4].isdigit():
-            code = int(line[:4])
-            out.append((code, line[5:]))
-        else:
-            out.append((code, line[1:]))
-    return out
-
-
-def test_parse_protocols() -> None:
-    protos = parse_protocols(lines(SHOW_PROTOCOLS))
-    assert [p.name for p in protos] == ["device1", "Mesh_198_18_0_2", "Mesh_198_18_0_3"]
-    assert protos[1] == BirdProtocol("Mesh_198_18_0_2", "BGP", "---", "start", "18:33:05.571",
-                                     "Active Socket: Connection refused")
-    assert protos[2].since == "2026-12-04 18:33:06" and protos[2].established
-    assert not protos[1].established
-
-
 class FakeBird:
-    def __init__(self, protocols: list[BirdProtocol] | None = None, gr: bool = False, down: bool = False) -> None:
+    def __init__(self, protocols: list[BGPSession] | None = None, gr: bool = False, down: bool = False) -> None:
         self.protocols, self.gr, self.down = protocols or [], gr, down
 
-    def show_protocols(self) -> list[BirdProtocol]:
+    def sessions(self) -> list[BGPSession]:
         if self.down:
             raise BirdError("BIRD does not answer on /x/bird.ctl: Connection refused")
         return self.protocols
@@ -65,14 +51,14 @@ class FakeBird:
         return self.gr
 
 
-def bgp(name: str, info: str) -> BirdProtocol:
-    return BirdProtocol(name, "BGP", "---", "up" if info == "Established" else "start", "now", info)
+def bgp(name: str, info: str) -> BGPSession:
+    return BGPSession(name, name.split("_", 1)[1].replace("_", "."), "node-to-node mesh", 4,
+                      "up" if info == "Established" else "start", "now", info, info.split(" ", 1)[0])
 
 
 def test_bird_probes_against_a_fake() -> None:
-    device = BirdProtocol("device1", "Device", "---", "up", "now", "")
     assert bird_live(FakeBird()).ok and bird_ready(FakeBird()).ok  # no peers: ready
-    assert bird_ready(FakeBird([device, bgp("Mesh_198_19_1_2", "Established")])).ok
+    assert bird_ready(FakeBird([bgp("Mesh_198_19_1_2", "Established")])).ok
     r = bird_ready(FakeBird([bgp("Mesh_198_19_1_2", "Established"), bgp("Node_198_19_1_9", "Active"),
                              bgp("Global_198_19_9_9", "")]))
     assert not r.ok
@@ -165,20 +151,19 @@ def short_dir() -> Iterator[Path]:
         yield Path(d)
 
 
-def test_bird_control_speaks_the_socket_protocol(short_dir: Path) -> None:
-    bird = BirdSocket(short_dir / "bird.ctl", {b"show protocols": SHOW_PROTOCOLS, b"show status": SHOW_STATUS})
+def test_bird_status_over_the_socket(short_dir: Path) -> None:
+    bird = BirdSocket(short_dir / "bird.ctl", {b"show protocols all": SHOW_PROTOCOLS, b"show status": SHOW_STATUS})
     try:
-        control = BirdControl(short_dir / "bird.ctl")
-        assert [p.name for p in control.show_protocols()] == ["device1", "Mesh_198_18_0_2", "Mesh_198_18_0_3"]
+        control = BirdStatusSocket(short_dir / "bird.ctl")
+        sessions = control.sessions()
+        assert [(p.name, p.established) for p in sessions] == [("Mesh_198_18_0_2", False), ("Mesh_198_18_0_3", True)]
         assert not control.graceful_restart_pending()
-        with pytest.raises(BirdError, match=r"BIRD refused 'configure soft': syntax error"):
-            control.command("configure soft")
         r = bird_ready(control)
         assert not r.ok and "Mesh_198_18_0_2 (Active Socket: Connection refused)" in r.reason
     finally:
         bird.close()
-    with pytest.raises(BirdError, match=r"does not answer on .*bird.ctl"):
-        BirdControl(short_dir / "bird.ctl").show_protocols()
+    with pytest.raises(BirdError, match=r"bird.ctl"):
+        BirdStatusSocket(short_dir / "bird.ctl").sessions()
 
 
 def test_probe_exit_codes(
@@ -196,10 +181,11 @@ def test_probe_exit_codes(
     FelixHealth.ready = True
     assert node_main.main(["-felix-ready"]) == 0
     assert node_main.main(["-bird-live"]) == 1
-    assert "calico/node is not live: BIRD is not live: BIRD does not answer on" in capsys.readouterr().err
+    assert "calico/node is not live: BIRD is not live: BIRD control socket " in capsys.readouterr().err
     established = SHOW_PROTOCOLS.replace(b"start  18:33:05.571  Active        Socket: Connection refused",
                                          b"up     18:33:05.571  Established")
-    bird = BirdSocket(short_dir / "bird.ctl", {b"show protocols": established, b"show status": SHOW_STATUS})
+    established = established.replace(b"BGP state:          Active", b"BGP state:          Established")
+    bird = BirdSocket(short_dir / "bird.ctl", {b"show protocols all": established, b"show status": SHOW_STATUS})
     try:
         assert node_main.main(["-bird-live", "-bird-ready", "-felix-live", "-felix-ready"]) == 0
         assert node_main.main(["-bird6-live", "-bird6-ready"]) == 0  # Calico's BIRD 1.x names, one BIRD 2 here

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from calico.calculation.nodes import vtep_mac
 from calico.datastore.embedded import EmbeddedKV
 from calico.datastore.store import ResourceStore
+from calico.ipam import IPAMClient
 from calico.node.autodetect import HostInterface
 from calico.node.hostnet import StaticHostNetwork
 from calico.node.registration import NodeRegistrar, RegistrationError
@@ -156,13 +158,43 @@ async def test_a_concurrent_change_is_retried_and_its_labels_survive(store: Reso
         await NodeRegistrar(settings(tmp_path, IP="198.19.1.9/24"), always_racing, host("198.19.1.9/24")).register()
 
 
-async def test_a_vxlan_pool_asks_for_tunnel_addresses_and_says_ipam_is_missing(
-    store: ResourceStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    await store.create(resource("IPPool", "p", {"cidr": "198.18.0.0/16", "vxlanMode": "Always"}))
+async def test_vxlan_tunnel_addresses_follow_the_pools(store: ResourceStore, tmp_path: Path) -> None:
+    """A VXLAN pool gives the node a tunnel address from its own block (and Calico's derived MAC); a refresh keeps
+    it; the pool turning VXLAN off takes it back and releases it in IPAM."""
+    await store.create(resource("IPPool", "p4", {"cidr": "198.18.0.0/16", "vxlanMode": "Always"}))
+    await store.create(resource("IPPool", "p6", {"cidr": "fd00:1::/48", "vxlanMode": "CrossSubnet"}))
+    await store.create(resource("IPPool", "plain", {"cidr": "198.17.0.0/16"}))  # not VXLAN: never used
     reg = NodeRegistrar(settings(tmp_path), store, host("198.19.1.3/24"))
-    with caplog.at_level(logging.ERROR):
-        await reg.register()
-        await reg.refresh()
-    assert caplog.text.count("Node h1 gets no VXLAN tunnel address: VXLAN tunnel address allocation needs calico.ipam") == 1
-    assert (await get_node(store)).spec.ipv4VXLANTunnelAddr is None
+    await reg.register()
+    n = await get_node(store)
+    assert n.spec.ipv4VXLANTunnelAddr is not None and n.spec.ipv6VXLANTunnelAddr is not None
+    assert ipaddress.ip_address(n.spec.ipv4VXLANTunnelAddr) in ipaddress.ip_network("198.18.0.0/16")
+    assert n.spec.vxlanTunnelMACAddr == vtep_mac("h1", 4) and n.spec.vxlanTunnelMACAddrV6 == vtep_mac("h1", 6)
+    ipam = IPAMClient(store.kv)
+    assert [str(a) for a in await ipam.ips_by_handle("vxlan-tunnel-addr-h1")] == [n.spec.ipv4VXLANTunnelAddr]
+    owner = await ipam.assignment(n.spec.ipv4VXLANTunnelAddr)
+    assert owner is not None and owner.block_affinity == "host:h1"  # from this node's own block
+    await reg.refresh()
+    again = await get_node(store)
+    assert again.spec.ipv4VXLANTunnelAddr == n.spec.ipv4VXLANTunnelAddr
+    assert again.metadata.resourceVersion == n.metadata.resourceVersion  # nothing to write: not written
+    p4 = await store.get("IPPool", "p4")
+    p4.spec.vxlanMode = "Never"  # type: ignore[attr-defined]
+    await store.update(p4)
+    await reg.refresh()
+    gone = await get_node(store)
+    assert gone.spec.ipv4VXLANTunnelAddr is None and gone.spec.vxlanTunnelMACAddr is None
+    assert gone.spec.ipv6VXLANTunnelAddr == n.spec.ipv6VXLANTunnelAddr
+    assert await ipam.ips_by_handle("vxlan-tunnel-addr-h1") == []
+
+
+async def test_a_tunnel_address_allocated_but_never_written_is_reused(store: ResourceStore, tmp_path: Path) -> None:
+    await store.create(resource("IPPool", "p4", {"cidr": "198.18.0.0/16", "vxlanMode": "Always"}))
+    await NodeRegistrar(settings(tmp_path), store, host("198.19.1.3/24")).register()
+    first = (await get_node(store)).spec.ipv4VXLANTunnelAddr
+    node = await get_node(store)
+    node.spec.ipv4VXLANTunnelAddr = None  # as if calico-node died between IPAM and the Node write
+    await store.update(node)
+    await NodeRegistrar(settings(tmp_path), store, host("198.19.1.3/24")).register()
+    assert (await get_node(store)).spec.ipv4VXLANTunnelAddr == first
+    assert len(await IPAMClient(store.kv).ips_by_handle("vxlan-tunnel-addr-h1")) == 1

@@ -101,14 +101,17 @@ async def test_a_child_waits_for_its_start_condition(tmp_path: Path) -> None:
     assert sup.starts["bird"] == 1
 
 
-async def test_stop_sends_sigterm_to_the_group_then_sigkill(caplog: pytest.LogCaptureFixture) -> None:
+async def test_stop_sends_sigterm_to_the_group_then_sigkill(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    trapped = tmp_path / "trapped"  # the stubborn shell has ignored SIGTERM (else a quick stop beats its trap)
     sup = Supervisor(
-        [sh("polite", "sleep 30 & wait"), sh("stubborn", "trap '' TERM; sleep 30 & wait")],
+        [sh("polite", "sleep 30 & wait"), sh("stubborn", f"trap '' TERM; touch {trapped}; sleep 30 & wait")],
         backoff=fast, stop_grace=0.5,
     )
     with caplog.at_level(logging.INFO):
         task = asyncio.create_task(sup.run())
-        await until(lambda: len(sup.pids) == 2, what="both started")
+        await until(lambda: len(sup.pids) == 2 and trapped.exists(), what="both started")
         pids = dict(sup.pids)
         groups = {name: os.getpgid(pid) for name, pid in pids.items()}
         assert groups == pids  # each child leads its own process group
@@ -172,3 +175,55 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(child), "the child outlived its killed supervisor"
+
+
+async def test_a_held_child_stays_stopped_until_the_hold_goes_then_starts_at_once(tmp_path: Path) -> None:
+    hold = tmp_path / "hold" / "c"
+    slow = lambda: Backoff(initial=30, maximum=30)  # noqa: E731 - a back-off would make the restart take 30 s
+    sup = Supervisor([sh("c", "exec sleep 30", hold_file=hold)], backoff=slow, poll_interval=0.02)
+    task = asyncio.create_task(sup.run())
+    await until(lambda: "c" in sup.pids, what="start")
+    first = sup.pids["c"]
+    hold.parent.mkdir(parents=True)
+    hold.touch()
+    os.kill(first, signal.SIGKILL)
+    await until(lambda: "c" not in sup.pids, what="the stop")
+    await asyncio.sleep(0.3)
+    assert "c" not in sup.pids and sup.starts["c"] == 1  # held: not restarted
+    hold.unlink()
+    await until(lambda: "c" in sup.pids, timeout=2.0, what="the start after the hold went")
+    assert sup.pids["c"] != first and sup.starts["c"] == 2
+    await stopped(sup, task)
+
+
+async def test_a_child_with_a_log_file_writes_there(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "c.log"
+    sup = Supervisor([sh("c", "echo out; echo err >&2; exec sleep 30", log_file=log_file)], backoff=fast)
+    task = asyncio.create_task(sup.run())
+    await until(lambda: log_file.exists() and "err" in log_file.read_text(), what="the child's output")
+    await stopped(sup, task)
+    assert log_file.read_text().split() == ["out", "err"]
+
+
+async def test_a_graceful_stop_is_asked_first_and_signals_follow_when_it_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked = tmp_path / "asked"
+
+    async def polite() -> None:
+        asked.touch()  # the child leaves on its own once it sees this (BIRD's `graceful restart`)
+
+    async def broken() -> None:
+        raise ConnectionRefusedError("no control socket")
+
+    sup = Supervisor([
+        sh("polite", f"while [ ! -e {asked} ]; do sleep 0.02; done; exit 0", graceful_stop=polite),
+        sh("deaf", "exec sleep 30", graceful_stop=broken),
+    ], backoff=fast, stop_grace=2.0)
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(sup.run())
+        await until(lambda: len(sup.pids) == 2, what="both started")
+        await stopped(sup, task)
+    assert "stopped polite" in caplog.text and "gracefully: it exited with code 0" in caplog.text
+    assert "deaf" in caplog.text and "did not stop gracefully (no control socket); sending SIGTERM" in caplog.text
+    assert "stopped deaf" in caplog.text and "killed by SIGTERM" in caplog.text

@@ -1,0 +1,58 @@
+"""Building the lab's fabric: a router namespace with one bridge per subnet, an outside network, host namespaces.
+
+Every command is addressed to a namespace this lab created (`calico.workloads.ip`); the root namespace is never
+touched. Hosts get their fabric address on `eth0` and a default route to their subnet's router, which forwards
+between subnets and to the outside network (it knows nothing of workload addresses: those are Calico's).
+"""
+
+from __future__ import annotations
+
+from calico.lab import plan
+from calico.workloads import ip as iputil
+from calico.workloads.ip import ip_batch, sysctl
+
+FORWARDING = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.all.accept_dad=0",
+              "net.ipv6.conf.default.accept_dad=0")
+
+
+def make_router(router_ns: str, subnets: int) -> None:
+    iputil.add(router_ns)
+    sysctl(router_ns, *FORWARDING)
+    cmds = []
+    for s in range(1, subnets + 1):
+        br = plan.bridge(s)
+        cmds += [f"link add {br} type bridge", f"link set {br} up", f"addr add {plan.router4(s)}/24 dev {br}",
+                 f"addr add {plan.router6(s)}/64 dev {br} nodad"]
+    ip_batch(router_ns, cmds)
+
+
+def make_outside(router_ns: str, outside_ns: str, run_id: str) -> None:
+    """The outside world: a namespace behind the router, on a network no pool covers."""
+    iputil.add(outside_ns)
+    sysctl(outside_ns, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+    s = plan.OUTSIDE_SUBNET
+    port = f"o{run_id}"
+    ip_batch(router_ns, [
+        f"link add {port} type veth peer name eth0 netns {outside_ns}",
+        f"link set {port} up", f"addr add {plan.router4(s)}/24 dev {port}",
+        f"addr add {plan.router6(s)}/64 dev {port} nodad",
+    ])
+    ip_batch(outside_ns, [
+        "link set eth0 up", f"addr add {plan.OUTSIDE4}/24 dev eth0", f"addr add {plan.OUTSIDE6}/64 dev eth0 nodad",
+        f"route add default via {plan.router4(s)}", f"route add default via {plan.router6(s)}",
+    ])
+
+
+def make_host(host_ns: str, router_ns: str, port: str, host: plan.HostPlan) -> None:
+    """A host namespace on its subnet's bridge: `eth0` inside, `port` on the bridge."""
+    iputil.add(host_ns)
+    sysctl(host_ns, *FORWARDING)
+    # Created inside the router namespace, the peer moved straight into the host namespace.
+    ip_batch(router_ns, [
+        f"link add {port} type veth peer name eth0 netns {host_ns}",
+        f"link set {port} master {plan.bridge(host.subnet)}", f"link set {port} up",
+    ])
+    ip_batch(host_ns, [
+        "link set eth0 up", f"addr add {host.addr4} dev eth0", f"addr add {host.addr6} dev eth0 nodad",
+        f"route add default via {plan.router4(host.subnet)}", f"route add default via {plan.router6(host.subnet)}",
+    ])
