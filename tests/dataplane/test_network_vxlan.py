@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from calico.calculation import events as ev
-from calico.dataplane.config import DataplaneConfig
-from calico.dataplane.driver import KernelDriver
-from calico.dataplane.factory import create_driver
-from calico.dataplane.network import NetworkManager
-from tests.dataplane.conftest import _require_tools
-from tests.helpers.hosts import Fabric, Host, Workload, sh
-from tests.helpers.netns import new_run_id
-from tests.helpers.network_events import direct_route, ipip_route, local_block, pool, vtep, vxlan_route
+from tests.helpers.hosts import Drivers, Fabric, Host, Workload, sh
+from tests.helpers.network_events import (
+    ALLOW_PROFILE,
+    direct_route,
+    ipip_route,
+    local_block,
+    pool,
+    vtep,
+    vxlan_route,
+    workload,
+)
 
 pytestmark = pytest.mark.heavy
 
 POOL4, POOL6 = "198.18.0.0/16", "fd00:1::/48"
-ALLOW = ev.RenderedRule("Allow", rule_id="allow")
 
 
 def block4(h: Host) -> str:
@@ -49,15 +50,13 @@ def tunnel6(h: Host) -> str:
 
 
 def endpoint(wl: Workload) -> ev.WorkloadEndpointUpdate:
-    return ev.WorkloadEndpointUpdate(
-        ev.WorkloadEndpointID("default", wl.name), wl.iface, None, (f"{wl.ipv4}/32",),
-        (f"{wl.ipv6}/128",) if wl.ipv6 else (), (), ("allow",))
+    return workload(wl.name, wl.iface, wl.ipv4, wl.ipv6)
 
 
 def events_for(fab: Fabric, me: Host, mode: str) -> list[ev.DataplaneEvent]:
     """What the calculation graph sends `me` for a pool in `mode`: pools, every VTEP, routes, its workloads."""
     hosts = [h for h in fab.hosts.values() if h.name != "out"]
-    out: list[ev.DataplaneEvent] = [pool(POOL4, mode), pool(POOL6, mode), ev.ProfileUpdate("allow", (ALLOW,), (ALLOW,))]
+    out: list[ev.DataplaneEvent] = [pool(POOL4, mode), pool(POOL6, mode), ALLOW_PROFILE]
     out += [vtep(h.name, h.ipv4, tunnel4(h), h.ipv6, tunnel6(h)) for h in hosts]
     for h in hosts:
         if h is me:
@@ -68,50 +67,6 @@ def events_for(fab: Fabric, me: Host, mode: str) -> list[ev.DataplaneEvent]:
             out += [vxlan_route(block4(h), h.name, tunnel4(h)), vxlan_route(block6(h), h.name, tunnel6(h))]
     out += [endpoint(wl) for wl in fab.workloads.values() if wl.host is me]
     return [*out, ev.InSync()]
-
-
-@pytest.fixture
-def fab() -> Iterator[Fabric]:
-    _require_tools()
-    f = Fabric(new_run_id())
-    try:
-        yield f
-    finally:
-        f.close()
-
-
-class Drivers:
-    """One production driver per host, each in its host's namespace; stopped at the end (rules stay)."""
-
-    def __init__(self) -> None:
-        self.by_host: dict[str, KernelDriver] = {}
-
-    async def start(self, host: Host, backend: str = "nftables", **cfg: object) -> KernelDriver:
-        config = DataplaneConfig(hostname=host.name, backend=backend,  # type: ignore[arg-type]
-                                 route_refresh_interval=3600, **cfg)  # type: ignore[arg-type]
-        driver = create_driver(config, host.netns)
-        await driver.start()
-        self.by_host[host.name] = driver
-        return driver
-
-    def network(self, host: Host) -> NetworkManager:
-        net = self.by_host[host.name].network
-        assert isinstance(net, NetworkManager)
-        return net
-
-    async def stop(self) -> None:
-        for driver in self.by_host.values():
-            await driver.stop()
-        self.by_host.clear()
-
-
-@pytest.fixture
-async def drivers() -> AsyncIterator[Drivers]:
-    d = Drivers()
-    try:
-        yield d
-    finally:
-        await d.stop()
 
 
 def link_details(ns: str, dev: str) -> dict[str, object]:
@@ -240,7 +195,7 @@ async def test_ipip_carries_traffic_through_tunl0(fab: Fabric, drivers: Drivers)
     for me, other, wl in ((h1, h2, w1), (h2, h1, w2)):
         driver = await drivers.start(me)
         await driver.apply([
-            pool(POOL4, ipip="Always"), ev.ProfileUpdate("allow", (ALLOW,), (ALLOW,)),
+            pool(POOL4, ipip="Always"), ALLOW_PROFILE,
             ev.VTEPUpdate(me.name, me.ipv4, None, None, ipip_addr=tunnel4(me)),
             ipip_route(block4(other), other.name, other.ipv4), local_block(block4(me), me.name), endpoint(wl),
             ev.InSync(),

@@ -7,6 +7,9 @@ with `calico.lab.wiring.make_host`, workloads wired as Calico's CNI plugin does 
 "outside" namespace on its own subnet that is in no pool. Nothing of the host side of a workload is routed
 here: that is Felix's (the driver under test).
 
+`Drivers` runs, per host, the dataplane driver Felix builds (`calico.dataplane.factory.create_driver`: firewall,
+workload routes, network manager) inside that host's namespace; `stop()` leaves the kernel state in place.
+
 `source_seen()` asks a one-shot UDP responder in a destination namespace which source address a datagram
 arrived with (a NAT shows there). `counters()` reads an interface's packet counters. `close()` deletes every
 namespace (also registered with atexit); every process started here is bounded in time and reaped.
@@ -20,6 +23,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from calico.dataplane.config import DataplaneConfig
+from calico.dataplane.driver import KernelDriver
+from calico.dataplane.factory import create_driver
+from calico.dataplane.network import NetworkManager
 from calico.lab import wiring
 
 _RESPONDER = """
@@ -85,10 +92,15 @@ class Fabric:
         self.netns = self._ns("fab")
         atexit.register(self.close)
         try:
-            wiring.make_fabric(self.netns, "198.19.1.254/24", "fd00:ff:1::fe/64")
+            sh("ip", "netns", "add", self.netns)
+            # No duplicate address detection: the bridge's link-local address (the IPv6 router's source) would
+            # stay tentative for ~2 s, and IPv6 through the fabric with it.
             sh("ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-               "net.ipv6.conf.all.forwarding=1")
-            self._subnets.add(1)
+               "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.all.accept_dad=0",
+               "net.ipv6.conf.default.accept_dad=0")
+            sh("ip", "-n", self.netns, "link", "add", wiring.FABRIC_BRIDGE, "type", "bridge")
+            sh("ip", "-n", self.netns, "link", "set", wiring.FABRIC_BRIDGE, "up")
+            self._subnet(1)
         except BaseException:
             self.close()
             raise
@@ -161,3 +173,28 @@ class Fabric:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self._namespaces.clear()
         atexit.unregister(self.close)
+
+
+class Drivers:
+    """One production driver per host, each in its host's namespace (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.by_host: dict[str, KernelDriver] = {}
+
+    async def start(self, host: Host, **cfg: object) -> KernelDriver:
+        cfg.setdefault("route_refresh_interval", 3600)  # tests refresh when they mean to
+        config = DataplaneConfig(hostname=host.name, **cfg)  # type: ignore[arg-type]
+        driver = create_driver(config, host.netns)
+        await driver.start()
+        self.by_host[host.name] = driver
+        return driver
+
+    def network(self, host: Host) -> NetworkManager:
+        net = self.by_host[host.name].network
+        assert isinstance(net, NetworkManager)
+        return net
+
+    async def stop(self) -> None:
+        for driver in self.by_host.values():
+            await driver.stop()
+        self.by_host.clear()

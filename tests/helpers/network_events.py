@@ -47,3 +47,14 @@ def ipip_route(dst: str, node: str, underlay: str) -> ev.RouteUpdate:
 
 def local_block(dst: str, node: str) -> ev.RouteUpdate:
     return ev.RouteUpdate(dst, node, None, ev.RouteKind.LOCAL_BLOCK)
+
+
+ALLOW = ev.RenderedRule("Allow", rule_id="allow")
+ALLOW_PROFILE = ev.ProfileUpdate("allow", (ALLOW,), (ALLOW,))
+
+
+def workload(name: str, iface: str, ipv4: str, ipv6: str | None = None) -> ev.WorkloadEndpointUpdate:
+    """A local workload whose profile ("allow", `ALLOW_PROFILE`) lets everything in and out."""
+    return ev.WorkloadEndpointUpdate(
+        ev.WorkloadEndpointID("default", name), iface, None, (f"{ipv4}/32",), (f"{ipv6}/128",) if ipv6 else (), (),
+        ("allow",))
