@@ -2,8 +2,8 @@
 
 Each transaction a planner makes over a run of state changes (sets, deltas, policies, endpoints, an interface
 change, host endpoints with doNotTrack and preDNAT stages, metadata, natOutgoing pools, out-of-order removals),
-and a set of transactions nft must refuse, goes to a real transport (libnftables in-process, and a spawned `nft`) inside a
-test namespace and to a `FakeNft`. After each, both listings (`nft -j list table inet calico`) must agree on
+and a set of transactions nft must refuse, goes to a real transport (libnftables in-process, and a spawned
+`nft`) inside a test namespace and to a `FakeNft`. After each, both listings (`nft -j list table inet calico`) must agree on
 everything but handles and rule expressions: sets with types, flags and elements, map entries, chains with
 their hooks, and every rule's comment in order. A refused transaction must be refused by both and change
 neither. This is what lets tests/unit/test_nft_fake.py stand in for the kernel.

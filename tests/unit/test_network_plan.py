@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from calico.calculation import events as ev
 from calico.calculation.nodes import vtep_mac
 from calico.dataplane.network.desired import DesiredNetwork, desired_devices
@@ -230,3 +233,49 @@ def test_device_removed_takes_its_entries_without_deleting_them_one_by_one() -> 
     assert set(plan.delete_routes) == {"198.18.0.0/26"}  # the blackhole is on no device
     planner.applied(plan)
     assert planner.kernel == NetworkView()
+
+
+def test_no_ipv6_vxlan_without_ipv6_support() -> None:
+    s = state(pool(POOL4, "Always"), pool(POOL6, "Always"), ME, ipv6_support=False)
+    assert set(devices_of(s, LINKS)) == {"vxlan.calico"}
+
+
+# --- incremental == from scratch, for any sequence of changes -----------------------------------------------
+
+_NODES = ["h1", "h2", "h3"]
+_DSTS = ["198.18.1.0/26", "198.18.2.0/26", "198.18.0.0/26", "fd00:1:0:1::/122", "198.20.0.0/26"]
+_net_event = st.one_of(
+    st.builds(lambda n, sub, t6, ipip: vtep(n, f"198.19.{sub}.{n[1:]}", f"198.18.{n[1:]}.1",
+                                            f"fd00:ff:{sub}::{n[1:]}", f"fd00:1:0:{n[1:]}::1" if t6 else None,
+                                            f"198.18.{n[1:]}.3" if ipip else None),
+              st.sampled_from(_NODES), st.sampled_from([1, 2]), st.booleans(), st.booleans()),
+    st.builds(ev.VTEPRemove, st.sampled_from(_NODES)),
+    st.builds(lambda cidr, vx, ipip: pool(cidr, vx, ipip="Never" if ":" in cidr or vx != "Never" else ipip),
+              st.sampled_from([POOL4, POOL6, "198.20.0.0/16"]), st.sampled_from(["Never", "Always", "CrossSubnet"]),
+              st.sampled_from(["Never", "Always"])),
+    st.builds(ev.IPPoolRemove, st.sampled_from([POOL4, POOL6, "198.20.0.0/16"])),
+    st.builds(lambda dst, node, kind: ev.RouteUpdate(
+        dst, node, None if kind is ev.RouteKind.LOCAL_BLOCK else ("198.19.1.2" if ":" not in dst else "fd00:ff:1::2"),
+        kind), st.sampled_from(_DSTS), st.sampled_from(_NODES), st.sampled_from(list(ev.RouteKind))),
+    st.builds(ev.RouteRemove, st.sampled_from(_DSTS)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_net_event, min_size=1, max_size=5), min_size=1, max_size=8),
+       st.sampled_from([(ETH0,), (ETH0, ETH1), ()]))
+def test_incremental_desired_network_equals_a_fresh_one(batches: list[list[ev.DataplaneEvent]],
+                                                        links: tuple[HostLink, ...]) -> None:
+    s = state()
+    d = DesiredNetwork(s.config)
+    d.update(s, LINKS)
+    planner = NetworkPlanner()
+    for batch in batches:
+        s.apply_all(batch)
+        dirty = s.take_dirty()
+        planner.mark(d.update(s, LINKS, dirty.vteps, dirty.routes, bool(dirty.pools)))
+        planner.applied(planner.plan(d.view))  # a kernel that takes everything
+        assert d.view == desired(s).view
+        assert planner.kernel == d.view  # the marked keys were enough to get there
+    d.update(s, links)  # the host's interfaces change: a full recomputation
+    assert d.view == desired(s, links).view

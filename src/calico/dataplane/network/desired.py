@@ -6,10 +6,11 @@ interfaces (`HostLink`s, read from the kernel) and which VTEPs, routes and pools
 
 Rules (Calico's, per address family):
 - VXLAN is on for a family when VXLANEnabled says so, or, left unset, when some pool of the family has a
-  vxlanMode other than Never. Then, if this host's own VTEP (`VTEPUpdate.node == config.hostname`) has that
-  family, the device `vxlan.calico` (`vxlan-v6.calico`) exists: VNI, port from the config, `local` = this
-  host's underlay address, on the interface holding it, learning off, its address the tunnel address (/32,
-  /128), its MAC the VTEP's MAC, MTU = the host MTU - 50 (- 70) unless VXLANMTU (VXLANMTUV6) is set.
+  vxlanMode other than Never (IPv6 only with IPv6Support). Then, if this host's own VTEP (`VTEPUpdate.node ==
+  config.hostname`) has that family, the device `vxlan.calico` (`vxlan-v6.calico`) exists: VNI, port from the
+  config, `local` = this host's underlay address, on the interface holding it, learning off, its address the
+  tunnel address (/32, /128), its MAC the VTEP's MAC, MTU = the host MTU - 50 (- 70) unless VXLANMTU
+  (VXLANMTUV6) is set.
 - every other node's VTEP of that family: a permanent neighbour entry (its tunnel address -> its MAC) and a
   static FDB entry (its MAC -> its underlay address) on the device. Two nodes claiming one entry (bad data):
   the smaller node name wins.
@@ -64,6 +65,8 @@ def version_of(cidr: str) -> int:
 
 
 def vxlan_on(config: DataplaneConfig, pools: Iterable[ev.IPPoolUpdate], version: int) -> bool:
+    if version == 6 and not config.ipv6_support:
+        return False
     if config.vxlan_enabled is not None:
         return config.vxlan_enabled
     return any(p.vxlan_mode != "Never" and version_of(p.cidr) == version for p in pools)
