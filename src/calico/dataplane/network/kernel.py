@@ -177,6 +177,8 @@ class NetlinkKernel:
             log.warning("%s in %s: %s", what, self.netns, e)
             return False
         except KeyError as e:  # an interface we need is missing (not read, not made)
+            if what.startswith("delete"):
+                return True  # what lived on it went with it
             log.warning("%s in %s: no interface %s", what, self.netns, e)
             return False
         return True
