@@ -5,18 +5,21 @@
   also on failure.
 * `backend` (function): an `NftBackend` bound to the world's host namespace, once per transport: libnftables
   in-process (what Felix uses) and a spawned `nft -f -` per call.
+* `fab` (function): a `tests.helpers.hosts.Fabric` (several host namespaces on a fabric); deleted afterwards.
+* `drivers` (function): `tests.helpers.hosts.Drivers`, Felix's dataplane driver per host; stopped afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from calico.dataplane.nftables.backend import NftBackend
 from calico.dataplane.nftables.transport import LibNftTransport, SpawnTransport
+from tests.helpers.hosts import Drivers, Fabric
 from tests.helpers.netns import World, new_run_id
 
 
@@ -46,3 +49,22 @@ def backend(world: World, request: pytest.FixtureRequest) -> Iterator[NftBackend
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture
+def fab() -> Iterator[Fabric]:
+    _require_tools()
+    f = Fabric(new_run_id())
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@pytest.fixture
+async def drivers() -> AsyncIterator[Drivers]:
+    d = Drivers()
+    try:
+        yield d
+    finally:
+        await d.stop()

@@ -1,9 +1,9 @@
 """The fake nft transport behaves as the real ones: the same transactions, the same table, the same refusals.
 
 Each transaction a planner makes over a run of state changes (sets, deltas, policies, endpoints, an interface
-change, host endpoints with doNotTrack and preDNAT stages, metadata, out-of-order removals), and a set of
-transactions nft must refuse, goes to a real transport (libnftables in-process, and a spawned `nft`) inside a
-test namespace and to a `FakeNft`. After each, both listings (`nft -j list table inet calico`) must agree on
+change, host endpoints with doNotTrack and preDNAT stages, metadata, natOutgoing pools, out-of-order removals),
+and a set of transactions nft must refuse, goes to a real transport (libnftables in-process, and a spawned
+`nft`) inside a test namespace and to a `FakeNft`. After each, both listings (`nft -j list table inet calico`) must agree on
 everything but handles and rule expressions: sets with types, flags and elements, map entries, chains with
 their hooks, and every rule's comment in order. A refused transaction must be refused by both and change
 neither. This is what lets tests/unit/test_nft_fake.py stand in for the kernel.
@@ -86,7 +86,11 @@ BATCHES: list[list[ev.DataplaneEvent]] = [
      ev.PolicyUpdate(P1, (rule(src_ip_set_ids=("sel",)), rule(dst_named_port_set_ids=("np",), protocol="TCP")),
                      (rule(dst_nets=("198.18.0.0/16",)),)),
      ev.ProfileUpdate("prof", (rule(),), (rule("Pass"),)),
-     wep(1, tiers=(TIER,)), wep(2, tiers=(TIER,)), ev.InSync()],
+     wep(1, tiers=(TIER,)), wep(2, tiers=(TIER,)),
+     ev.IPPoolUpdate("198.18.0.0/16", True, "Always", "Never", False, 26), ev.InSync()],
+    [ev.IPPoolUpdate("fd00:1::/48", True, "Never", "Never", False, 122),  # natOutgoing pool sets change
+     ev.IPPoolUpdate("198.20.0.0/16", False, "Never", "Never", False, 26)],
+    [ev.IPPoolUpdate("198.18.0.0/16", False, "Always", "Never", False, 26), ev.IPPoolRemove("198.20.0.0/16")],
     [ev.IPSetDelta("sel", frozenset({"198.18.0.3/32"}), frozenset({"198.18.0.1/32"}))],
     [ev.IPSetUpdate("sel", ev.IPSetType.NET, frozenset({"198.18.0.0/16", "fd00:c411::/64"}))],  # prefixes
     [wep(3, tiers=(TIER,)), wep(2, iface="tap00000000002")],  # a new endpoint; one changes interface

@@ -15,6 +15,7 @@ from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarge
 from calico.dataplane.iptables import model as ipt_model
 from calico.dataplane.iptables import names as ipt_names
 from calico.dataplane.iptables import nat as ipt_nat
+from calico.dataplane.iptables import side as ipt_side
 from calico.dataplane.iptables import table as ipt_table
 from calico.dataplane.iptables import text as ipt_text
 from calico.dataplane.iptables.plan import Planner as IptPlanner
@@ -135,15 +136,18 @@ def test_iptables_host_endpoint_chains_and_failsafes() -> None:
 
 def test_iptables_metadata_nat_section() -> None:
     s = state(metadata=MetadataTarget("198.18.0.1", 8775))
-    kernel = {f: ipt_text.SavedTable() for f in (4, 6)}
-    plan = plan_full(s, kernel, set(), nat_jump=False)
-    v4 = plan.tables[4]
-    assert "*nat\n:cali-PREROUTING - [0:0]\n-I PREROUTING 1" in v4
+    v4 = ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 4), ipt_side.SavedSide())
+    assert "*nat\n:cali-PREROUTING - [0:0]\n" in v4 and "\n-I PREROUTING 1 " in v4
     assert "-i cali+ -d 169.254.169.254/32 -p tcp --dport 80" in v4 and "--to-destination 198.18.0.1:8775" in v4
-    assert "*nat" not in plan.tables[6]
-    assert "-I PREROUTING" not in plan_full(s, kernel, set(), nat_jump=True).tables[4]
-    assert "*nat" not in plan_full(state(), kernel, set()).tables[4]
-    assert ipt_nat.nat_has_jump("-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
+    assert "cali-PREROUTING" not in ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 6),
+                                                               ipt_side.SavedSide())
+    held = ipt_side.parse_side("nat", "-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
+    assert held.jumps == {("PREROUTING", "cali-PREROUTING")}
+    assert "-I PREROUTING" not in ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 4), held)
+    # Metadata turned off: the chain and its jump go (natOutgoing's stay).
+    off = ipt_side.side_restore_text("nat", ipt_nat.nat_chains(state().config, 4),
+                                     ipt_side.expected_side("nat", ipt_nat.nat_chains(s.config, 4)))
+    assert "-D PREROUTING" in off and "-X cali-PREROUTING" in off and "-X cali-POSTROUTING" not in off
     to_host = ipt_table.render_family(s, 4)[ipt_names.WL_TO_HOST].rules
     assert ipt_model.Rule("-p tcp -d 198.18.0.1/32 --dport 8775", "-j ACCEPT") in to_host
 

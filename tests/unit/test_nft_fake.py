@@ -97,6 +97,7 @@ def test_a_full_apply_leaves_the_rendered_table_and_lists_like_nft() -> None:
 
 # --- incremental transactions: any sequence of events, the same table as a full render ----------------------
 
+POOLS = ["198.18.0.0/16", "198.20.0.0/24", "fd00:1::/48"]
 _tiers = st.sampled_from([(), (ev.TierInfo("default", "Deny", (P1,), (P1,)),),
                           (ev.TierInfo("sec", "Pass", (P2,)), ev.TierInfo("default", "Deny", (P1,)))])
 _members = st.frozensets(st.sampled_from(ADDRS), max_size=5)
@@ -119,6 +120,9 @@ _event = st.one_of(
     st.builds(lambda iface, tiers, stage: hep(iface, tiers, tiers if stage == "u" else (), tiers if stage == "p" else ()),
               st.sampled_from(["eth1", "*"]), _tiers, st.sampled_from(["", "u", "p"])),
     st.just(ev.HostEndpointRemove("h1")),
+    st.builds(lambda cidr, nat: ev.IPPoolUpdate(cidr, nat, "Never", "Never", False, 26),
+              st.sampled_from(POOLS), st.booleans()),
+    st.builds(ev.IPPoolRemove, st.sampled_from(POOLS)),
 )
 
 

@@ -210,9 +210,11 @@ class VTEPUpdate:
     gives its device.
 
     Sent for every node that has a tunnel, this host included: `node == hostname` describes this host's own
-    `vxlan.calico` / `vxlan-v6.calico` device (its address and MAC); every other node becomes a static FDB
-    entry (MAC -> parent_ip) and a neighbour entry (tunnel address -> MAC) on that device. It precedes the
-    routes that use it; a changed VTEP is sent again as a whole (replace, not merge)."""
+    `vxlan.calico` / `vxlan-v6.calico` device (its address and MAC) and its `tunl0` address (`ipip_addr`, the
+    Node's spec.bgp.ipv4IPIPTunnelAddr: a node with only that has no VXLAN family); every other node becomes a
+    static FDB entry (MAC -> parent_ip) and a neighbour entry (tunnel address -> MAC) on that device (IP-in-IP
+    needs nothing per node). It precedes the routes that use it; a changed VTEP is sent again as a whole
+    (replace, not merge)."""
 
     node: str
     parent_ip: str | None
@@ -221,6 +223,7 @@ class VTEPUpdate:
     parent_ip_v6: str | None = None
     ipv6_addr: str | None = None
     mac_v6: str | None = None
+    ipip_addr: str | None = None  # Node.spec.bgp.ipv4IPIPTunnelAddr: this host's tunl0 address (others: unused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +236,7 @@ class VTEPRemove:
 class RouteKind(enum.Enum):
     VXLAN = "vxlan"  # through vxlan.calico (vxlan-v6.calico for IPv6), onlink via `gateway`: the node's VTEP
     DIRECT = "direct"  # CrossSubnet pool, node in this host's subnet: a plain route via its underlay address
+    IPIP = "ipip"  # IP-in-IP pool: through tunl0, onlink via `gateway`: the node's underlay IPv4 address
     LOCAL_BLOCK = "local_block"  # a block this host holds: the dataplane may blackhole it (BIRD announces it)
 
 
@@ -241,9 +245,10 @@ class RouteUpdate:
     """A route Felix owns towards another host's workloads, or one of this host's blocks.
 
     `dst` is a block CIDR (a node's confirmed affinity) or a single workload address (/32, /128) borrowed
-    from outside its node's blocks; only destinations inside pools with vxlanMode Always or CrossSubnet get
-    VXLAN/direct routes (other pools are BIRD's business). `node` is where `dst` lives, `gateway` the next
-    hop (the node's tunnel address for VXLAN, its underlay address for DIRECT, None for LOCAL_BLOCK).
+    from outside its node's blocks; only destinations inside pools with vxlanMode (or, IPv4, ipipMode) Always
+    or CrossSubnet get VXLAN/IPIP/direct routes (other pools are BIRD's business). `node` is where `dst` lives,
+    `gateway` the next hop (the node's tunnel address for VXLAN, its underlay address for IPIP and DIRECT,
+    None for LOCAL_BLOCK).
     A route is sent only once its gateway is known (for VXLAN: after the node's `VTEPUpdate`)."""
 
     dst: str

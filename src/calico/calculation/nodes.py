@@ -2,8 +2,8 @@
 
 Enters (`NodeTracker.on_node`): Node changes of the whole cluster (None = deleted).
 Leaves, only when what a node contributes changed:
-  - to its `VTEPSink` (the sequencer): `VTEPUpdate` for a node with a usable tunnel of either family (a
-    tunnel address and an underlay address of that family), else None (remove);
+  - to its `VTEPSink` (the sequencer): `VTEPUpdate` for a node with a usable VXLAN tunnel of either family (a
+    tunnel address and an underlay address of that family) or an IP-in-IP tunnel address, else None (remove);
   - to its `NodeSink` (the route resolver): the node's `NodeInfo` (None once the Node is gone).
 
 A node's VXLAN MAC is its Node's vxlanTunnelMACAddr (vxlanTunnelMACAddrV6 for IPv6) when that is a 6-byte
@@ -59,7 +59,9 @@ def node_info(res: Node) -> NodeInfo:
     spec = res.spec
     ipv4: IPv4Interface | None = None
     ipv6: IPv6Interface | None = None
+    ipip: str | None = None
     if spec.bgp is not None:
+        ipip = spec.bgp.ipv4IPIPTunnelAddr
         if spec.bgp.ipv4Address:
             ipv4 = ip_interface(spec.bgp.ipv4Address)  # type: ignore[assignment]
         if spec.bgp.ipv6Address:
@@ -71,13 +73,14 @@ def node_info(res: Node) -> NodeInfo:
         vxlan_mac=spec.vxlanTunnelMACAddr,
         vxlan_ipv6=spec.ipv6VXLANTunnelAddr,
         vxlan_mac_v6=spec.vxlanTunnelMACAddrV6,
+        ipip_ipv4=ipip,
     )
 
 
 def vtep_for(node: str, info: NodeInfo) -> VTEPUpdate | None:
-    """The node's VTEP, or None when neither family has a usable tunnel."""
+    """The node's VTEP, or None when it has no usable tunnel (VXLAN of either family, or IP-in-IP)."""
     v4, v6 = info.tunnel_address(4), info.tunnel_address(6)
-    if v4 is None and v6 is None:
+    if v4 is None and v6 is None and info.ipip_ipv4 is None:
         return None
     return VTEPUpdate(
         node=node,
@@ -87,6 +90,7 @@ def vtep_for(node: str, info: NodeInfo) -> VTEPUpdate | None:
         parent_ip_v6=str(info.ipv6.ip) if v6 is not None and info.ipv6 is not None else None,
         ipv6_addr=v6,
         mac_v6=_mac(node, info.vxlan_mac_v6, 6) if v6 is not None else None,
+        ipip_addr=info.ipip_ipv4,
     )
 
 

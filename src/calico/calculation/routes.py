@@ -1,7 +1,8 @@
 """Route resolver: pools, nodes, block affinities and remote workload addresses in; Felix's routes out.
 
 Enters:
-  - `pool(cidr, update)`: every IP pool (only the VXLAN ones, vxlanMode Always / CrossSubnet, matter here);
+  - `pool(cidr, update)`: every IP pool (only the encapsulated ones matter here: vxlanMode or, for IPv4 pools,
+    ipipMode Always / CrossSubnet; Felix programs their routes, BIRD leaves them out of the kernel);
   - `update_node(name, info)`: every node's underlay addresses and tunnel addresses (`NodeInfo`);
   - `update_affinity(node, block, held)`: whether a node holds a confirmed affinity for a block;
   - `update_workload(workload, node, nets)`: every WorkloadEndpoint's node and addresses, by a stable id (the
@@ -12,9 +13,10 @@ Leaves (`flush`, to its `RouteSink`, the sequencer): for each destination whose 
   - a block held by this host: LOCAL_BLOCK (whatever its pool; the dataplane may blackhole it);
   - a block held by another node, inside a VXLAN pool: VXLAN via the node's tunnel address of the block's
     family, or, for a CrossSubnet pool when the node's underlay address is inside this host's own subnet of
-    that family, DIRECT via that underlay address;
-  - a remote workload address inside a VXLAN pool but outside every block its own node holds (borrowed): the
-    same, towards the workload's node, for that address alone (/32, /128);
+    that family, DIRECT via that underlay address; inside an IP-in-IP pool: IPIP via the node's underlay IPv4
+    address (CrossSubnet: DIRECT within this host's subnet, as for VXLAN);
+  - a remote workload address inside an encapsulated pool but outside every block its own node holds
+    (borrowed): the same, towards the workload's node, for that address alone (/32, /128);
   - nothing while the route's gateway is unknown (no Node, no tunnel or underlay address of that family).
 One destination, one route: a workload address outranks a block of the same CIDR, then the lowest node name
 wins (two holders only happen mid-move, or with bad data).
@@ -22,7 +24,7 @@ wins (two holders only happen mid-move, or with bad data).
 Work follows the change: an affinity marks its block and that node's addresses inside it; a node marks the
 destinations that go to it (this host's own Node marks every routed destination: the subnet test depends on
 it); a workload marks its addresses; a pool marks what lies inside it. Each marked destination is recomputed from the
-indexes at flush. Only addresses inside VXLAN pools are indexed, so a BGP-only cluster pays nothing per
+indexes at flush. Only addresses inside encapsulated pools are indexed, so a BGP-only cluster pays nothing per
 workload beyond remembering its node and addresses.
 """
 
@@ -39,7 +41,8 @@ __all__ = ["RouteResolver", "RouteSink"]
 
 K = TypeVar("K")
 V = TypeVar("V")
-VXLAN_MODES = frozenset({"Always", "CrossSubnet"})
+ENCAP_MODES = frozenset({"Always", "CrossSubnet"})
+Encap = tuple[str, str]  # ("vxlan" | "ipip", the pool's mode for it: "Always" | "CrossSubnet")
 Prefix = tuple[int, int, int]  # (IP version, network as an integer, prefix length)
 _BITS = {4: 32, 6: 128}
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -80,7 +83,7 @@ class RouteResolver:
     def __init__(self, hostname: str, sink: RouteSink) -> None:
         self.hostname = hostname
         self._sink = sink
-        self._vxlan_pools: dict[str, tuple[Prefix, str]] = {}  # cidr -> (prefix, vxlanMode); VXLAN pools only
+        self._encap_pools: dict[str, tuple[Prefix, Encap]] = {}  # cidr -> (prefix, encapsulation); those only
         self._nodes: dict[str, NodeInfo] = {}
         self._block_holders: dict[str, set[str]] = {}  # block -> nodes with a confirmed affinity
         self._node_blocks: dict[str, dict[Prefix, str]] = {}
@@ -101,20 +104,20 @@ class RouteResolver:
     # ---- inputs ------------------------------------------------------------------------------
 
     def pool(self, cidr: str, update: IPPoolUpdate | None) -> None:
-        mode = update.vxlan_mode if update is not None and update.vxlan_mode in VXLAN_MODES else None
+        mode = _pool_encap(update)
         net = _prefix(cidr)
-        old = self._vxlan_pools.get(cidr)
+        old = self._encap_pools.get(cidr)
         if (old[1] if old is not None else None) == mode:
             return
         if mode is None:
-            del self._vxlan_pools[cidr]
+            del self._encap_pools[cidr]
         else:
-            self._vxlan_pools[cidr] = (net, mode)
+            self._encap_pools[cidr] = (net, mode)
         self._dirty.update(b for b in self._block_holders if _inside(b, net))
         for workload, (node, *nets) in self._workloads.items():
             for addr in nets:
                 if _inside(addr, net):
-                    self._set_claim(workload, node, addr, self._vxlan_mode(addr) is not None)
+                    self._set_claim(workload, node, addr, self._encap(addr) is not None)
                     self._dirty.add(addr)  # its mode may have changed even if it stays claimed
 
     def update_node(self, name: str, info: NodeInfo | None) -> None:
@@ -161,7 +164,7 @@ class RouteResolver:
             return
         self._workloads[workload] = new
         for addr in nets:
-            self._set_claim(workload, new[0], addr, self._vxlan_mode(addr) is not None)
+            self._set_claim(workload, new[0], addr, self._encap(addr) is not None)
 
     def _set_claim(self, workload: str, node: str, addr: str, claimed: bool) -> None:
         holders = self._claims.get(addr)
@@ -213,10 +216,11 @@ class RouteResolver:
     def _route(self, dst: str, node: str) -> RouteUpdate | None:
         if node == self.hostname:
             return RouteUpdate(dst, node, None, RouteKind.LOCAL_BLOCK)
-        mode = self._vxlan_mode(dst)
+        found = self._encap(dst)
         info = self._nodes.get(node)
-        if mode is None or info is None:
+        if found is None or info is None:
             return None
+        encap, mode = found
         version = _prefix(dst)[0]
         if mode == "CrossSubnet":
             theirs = info.underlay(version)
@@ -224,16 +228,19 @@ class RouteResolver:
             my_addr = mine.underlay(version) if mine is not None else None
             if theirs is not None and my_addr is not None and theirs.ip in my_addr.network:
                 return RouteUpdate(dst, node, str(theirs.ip), RouteKind.DIRECT)
+        if encap == "ipip":
+            underlay = info.underlay(4) if version == 4 else None
+            return None if underlay is None else RouteUpdate(dst, node, str(underlay.ip), RouteKind.IPIP)
         tunnel = info.tunnel_address(version)
         return None if tunnel is None else RouteUpdate(dst, node, tunnel, RouteKind.VXLAN)
 
-    def _vxlan_mode(self, addr: str) -> str | None:
-        """The vxlanMode of the (longest) VXLAN pool holding `addr`, or None."""
-        if not self._vxlan_pools:
+    def _encap(self, addr: str) -> Encap | None:
+        """The encapsulation of the (longest) encapsulated pool holding `addr`, or None."""
+        if not self._encap_pools:
             return None
         prefix = _prefix(addr)
-        found: tuple[int, str] | None = None
-        for pool, mode in self._vxlan_pools.values():
+        found: tuple[int, Encap] | None = None
+        for pool, mode in self._encap_pools.values():
             if _within(prefix, pool) and (found is None or pool[2] > found[0]):
                 found = (pool[2], mode)
         return None if found is None else found[1]
@@ -262,6 +269,17 @@ class RouteResolver:
             if route is not None:
                 routes[dst] = route
         return routes
+
+
+def _pool_encap(update: IPPoolUpdate | None) -> Encap | None:
+    """A pool's encapsulation; VXLAN wins should both be set (the datastore refuses that); IP-in-IP is IPv4's."""
+    if update is None:
+        return None
+    if update.vxlan_mode in ENCAP_MODES:
+        return "vxlan", update.vxlan_mode
+    if update.ipip_mode in ENCAP_MODES and ":" not in update.cidr:
+        return "ipip", update.ipip_mode
+    return None
 
 
 def _discard(index: dict[K, set[V]], key: K, value: V) -> None:

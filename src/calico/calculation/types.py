@@ -116,8 +116,8 @@ class ProfileRules:
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
-    """What other hosts need of a Node: its underlay addresses (with their subnets, from spec.bgp) and its
-    VXLAN tunnel addresses and MACs (None where the Node sets none)."""
+    """What other hosts need of a Node: its underlay addresses (with their subnets, from spec.bgp), its
+    VXLAN tunnel addresses and MACs and its IP-in-IP tunnel address (None where the Node sets none)."""
 
     ipv4: IPv4Interface | None = None
     ipv6: IPv6Interface | None = None
@@ -125,6 +125,7 @@ class NodeInfo:
     vxlan_mac: str | None = None
     vxlan_ipv6: str | None = None
     vxlan_mac_v6: str | None = None
+    ipip_ipv4: str | None = None
 
     def underlay(self, version: int) -> IPv4Interface | IPv6Interface | None:
         return self.ipv4 if version == 4 else self.ipv6

@@ -11,15 +11,17 @@ that feeds this value needs a restart (`restart=True` in `calico.felix.config`),
 and its supervisor starts it with the new value. Tests may still call `DesiredState.configure()`, which marks
 the whole table for a full rewrite.
 
-Adding a setting (e.g. VXLANEnabled, VXLANVNI): one field here (with Felix's default) and one line in
-`FelixConfig.dataplane_config()`; validate it in `_check` when some values cannot be programmed.
+Adding a setting: one field here (with Felix's default) and one line in `FelixConfig.dataplane_config()`;
+validate it in `_check` when some values cannot be programmed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
+import socket
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, get_args
 
@@ -32,6 +34,9 @@ EndpointToHostAction = Literal["Drop", "Accept", "Return"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 IPTABLES_FLAVOURS: tuple[str, ...] = get_args(IptablesFlavour)
 ENDPOINT_TO_HOST_ACTIONS: tuple[str, ...] = get_args(EndpointToHostAction)
+
+# Felix's MTUIfacePattern: the host interfaces whose smallest MTU is the host MTU.
+DEFAULT_MTU_IFACE_PATTERN = r"^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)"
 
 # An interface name is at most 15 characters (IFNAMSIZ - 1); prefixes are matched as `<prefix>*` / `<prefix>+`.
 _IFACE_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,15}\Z")
@@ -79,6 +84,18 @@ class DataplaneConfig:
     route_refresh_interval: float = 90.0  # seconds; 0 turns the periodic route read-back off
     # Carried for the backends to come; today both firewall backends program IPv4 and IPv6 regardless.
     ipv6_support: bool = True
+    # The network between hosts (calico.dataplane.network). `hostname` says which VTEP and blocks are this host's.
+    hostname: str = dataclasses.field(default_factory=socket.gethostname)
+    vxlan_enabled: bool | None = None  # VXLANEnabled; None: per family, when some pool of it uses VXLAN
+    vxlan_port: int = 4789  # VXLANPort
+    vxlan_vni: int = 4096  # VXLANVNI
+    vxlan_mtu: int = 0  # VXLANMTU; 0: the host MTU - 50
+    vxlan_mtu_v6: int = 0  # VXLANMTUV6; 0: the host MTU - 70
+    ipip_enabled: bool | None = None  # IpInIpEnabled; None: when some IPv4 pool uses IP-in-IP
+    ipip_mtu: int = 0  # IpInIpMtu; 0: the host MTU - 20
+    nat_outgoing_address: str | None = None  # NATOutgoingAddress: SNAT to it (IPv4) instead of MASQUERADE
+    mtu_iface_pattern: str = DEFAULT_MTU_IFACE_PATTERN  # MTUIfacePattern
+    mtu_file: str | None = None  # where the workload MTU is written (Felix passes /var/lib/calico/mtu); None: off
 
     def __post_init__(self) -> None:
         _check(self)
@@ -113,6 +130,32 @@ def _check(c: DataplaneConfig) -> None:
             raise _fail("metadata", str(e)) from None
     if not math.isfinite(c.route_refresh_interval) or c.route_refresh_interval < 0:
         raise _fail("route_refresh_interval", f"{c.route_refresh_interval!r} is not a non-negative number")
+    _check_network(c)
+
+
+def _check_network(c: DataplaneConfig) -> None:
+    for name, value, lo, hi in (
+        ("vxlan_port", c.vxlan_port, 1, 65535),
+        ("vxlan_vni", c.vxlan_vni, 1, 2**24 - 1),
+        ("vxlan_mtu", c.vxlan_mtu, 0, 65535),
+        ("vxlan_mtu_v6", c.vxlan_mtu_v6, 0, 65535),
+        ("ipip_mtu", c.ipip_mtu, 0, 65535),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise _fail(name, f"{value!r} is not an integer {lo}-{hi}")
+    if c.nat_outgoing_address is not None:
+        try:
+            ok = ipaddress.ip_address(c.nat_outgoing_address).version == 4
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _fail("nat_outgoing_address", f"{c.nat_outgoing_address!r} is not an IPv4 address")
+    try:
+        re.compile(c.mtu_iface_pattern)
+    except re.error as e:
+        raise _fail("mtu_iface_pattern", f"{c.mtu_iface_pattern!r} is not a regular expression: {e}") from None
+    if not c.hostname:
+        raise _fail("hostname", "must not be empty")
 
 
 def check_interface_prefix(prefix: str) -> None:

@@ -3,8 +3,9 @@
 Enters: its `DataplaneConfig` (once, when built: `factory.create_driver` chooses and builds the backends),
 batches of `calico.calculation.events` (`ConfigUpdate`s among them are ignored: see `config.py`), and the
 host's interface addresses (an `AddressSource`, for host endpoints matched by expectedIPs). Leaves: the host
-namespace's Calico table (nftables or iptables + ipset, through a firewall backend) and, when a route
-manager is given, workload routes and sysctls.
+namespace's Calico table (nftables or iptables + ipset, through a firewall backend; natOutgoing included) and,
+when given, workload routes and sysctls (a route manager) and the network between hosts: tunnel devices,
+FDB and neighbour entries, routes to other hosts' blocks (a network manager, `calico.dataplane.network`).
 
 Restart safety: at start it only reads back. If Calico's table is absent it installs the fail-closed table
 (every workload interface dropped); if present (the agent restarted) it leaves it alone, so allowed traffic
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from calico.calculation import events as ev
@@ -45,6 +46,17 @@ class RouteBackend(Protocol):
     def endpoint_status(self) -> Mapping[ev.WorkloadEndpointID, str]: ...
 
 
+class NetworkBackend(Protocol):
+    """The network between hosts (`calico.dataplane.network.NetworkManager`): fed the state and what changed."""
+
+    async def start(self) -> None: ...
+    async def update(
+        self, state: DesiredState, vteps: Iterable[str], routes: Iterable[str], pools: bool
+    ) -> None: ...
+    async def refresh(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 class AddressSource(Protocol):
     """The host's interface addresses (netlink.addresses.HostAddressMonitor)."""
 
@@ -56,7 +68,7 @@ class AddressSource(Protocol):
 
 
 class KernelDriver:
-    """Programs one namespace with `firewall` (and `routes`, `addresses` when given) as `config` says."""
+    """Programs one namespace with `firewall` (and `routes`, `addresses`, `network` when given) as `config` says."""
 
     def __init__(
         self,
@@ -64,11 +76,13 @@ class KernelDriver:
         config: DataplaneConfig,
         routes: RouteBackend | None = None,
         addresses: AddressSource | None = None,
+        network: NetworkBackend | None = None,
     ) -> None:
         self.state = DesiredState(config)
         self.firewall = firewall
         self.routes = routes
         self.addresses = addresses
+        self.network = network
         self._programmed = False  # has the in-sync state reached the kernel at least once?
         self._lock = asyncio.Lock()  # the daemon's batches and address news never program side by side
         self.on_stop: list[Callable[[], object]] = []  # e.g. unhook metrics
@@ -78,6 +92,8 @@ class KernelDriver:
         await self.firewall.install_fail_closed(self.state.config.interface_prefixes)
         if self.routes is not None:
             await self.routes.start()
+        if self.network is not None:
+            await self.network.start()  # reads back only: a previous run's tunnel stays until the first apply
         if self.addresses is not None:
             self.addresses.on_change = self._on_addresses
             await self.addresses.start()  # before the first apply: name-less host endpoints resolve at once
@@ -101,14 +117,19 @@ class KernelDriver:
         self.state.apply_all(events)
         if not self.state.in_sync:
             return  # never program a partial view
-        if self.routes is None:
-            await self.firewall.apply(self.state)
-        else:
-            # Independent kernel objects: program them side by side, so a new workload's latency is the slower
-            # of the two, not their sum. A route before its rules is safe: the dispatch drops unknown interfaces.
-            await asyncio.gather(self.firewall.apply(self.state), self.routes.update(self.state.endpoints))
-            if not self._programmed:
-                await self.routes.reconcile()  # leftovers go only once the full state is in
+        # Independent kernel objects: program them side by side, so a new workload's latency is the slowest of
+        # them, not their sum. A route before its rules is safe: the dispatch drops unknown interfaces.
+        # The firewall takes the dirty record, so the network's share of it is copied first.
+        d = self.state.dirty
+        work = []
+        if self.network is not None and (d.vteps or d.routes or d.pools or not self._programmed):
+            work.append(self.network.update(self.state, set(d.vteps), set(d.routes), bool(d.pools)))
+        work.append(self.firewall.apply(self.state))
+        if self.routes is not None:
+            work.append(self.routes.update(self.state.endpoints))
+        await asyncio.gather(*work)
+        if self.routes is not None and not self._programmed:
+            await self.routes.reconcile()  # leftovers go only once the full state is in
         self._programmed = True
 
     async def refresh(self) -> None:
@@ -123,6 +144,8 @@ class KernelDriver:
         await self.firewall.check_and_repair(self.state)
         if self.routes is not None:
             await self.routes.refresh()
+        if self.network is not None:
+            await self.network.refresh()
 
     def endpoint_status(self) -> Mapping[ev.WorkloadEndpointID, str]:
         return {} if self.routes is None else self.routes.endpoint_status()
@@ -131,6 +154,8 @@ class KernelDriver:
         """Leave every rule and route in place: the kernel keeps enforcing while the agent is away."""
         if self.routes is not None:
             await self.routes.stop()
+        if self.network is not None:
+            await self.network.stop()
         if self.addresses is not None:
             await self.addresses.stop()
         for fn in self.on_stop:

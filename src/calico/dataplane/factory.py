@@ -2,8 +2,8 @@
 
 In: a `DataplaneConfig` (its `backend` names the firewall: "nftables" or "iptables"), the network namespace
 to program (None: the one this process runs in) and, optionally, an observer for every kernel tool call
-(Felix's metrics). Out: a `KernelDriver` with its firewall backend, route manager and host address monitor,
-none of them started. Only the chosen backend's package is imported.
+(Felix's metrics). Out: a `KernelDriver` with its firewall backend, route manager, network manager (tunnels and
+routes between hosts) and host address monitor, none of them started. Only the chosen backend's package is imported.
 
 Interlock: a driver for the process's own namespace is refused when that is the machine's initial namespace,
 unless CALICO_ALLOW_INITIAL_NETNS=1 says this is a real host (on a development machine everything runs in labs).
@@ -84,10 +84,13 @@ def create_driver(
         )
     from calico.dataplane.netlink import RouteManager  # pyroute2: imported only when a driver is built
     from calico.dataplane.netlink.addresses import HostAddressMonitor
+    from calico.dataplane.network import NetworkManager
+    from calico.dataplane.network.kernel import NetlinkKernel
 
     prefixes = config.interface_prefixes
     routes = RouteManager(netns, prefixes, refresh_interval=config.route_refresh_interval)
-    driver = KernelDriver(make_firewall(config, netns), config, routes, HostAddressMonitor(netns, prefixes))
+    network = NetworkManager(config, NetlinkKernel(netns, prefixes), refresh_interval=config.route_refresh_interval)
+    driver = KernelDriver(make_firewall(config, netns), config, routes, HostAddressMonitor(netns, prefixes), network)
     if tool_observer is not None:
         driver.on_stop.append(observe(tool_observer))  # felix_nft_calls, felix_iptables_restore_calls, ...
     return driver

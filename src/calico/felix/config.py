@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -52,6 +53,7 @@ from typing import Any, cast
 from calico.dataplane.config import (
     DEFAULT_FAILSAFE_INBOUND,
     DEFAULT_FAILSAFE_OUTBOUND,
+    DEFAULT_MTU_IFACE_PATTERN,
     Backend,
     DataplaneConfig,
     EndpointToHostAction,
@@ -246,6 +248,28 @@ def _p_iface_prefix(v: Any) -> str:
     return ",".join(parts)
 
 
+def _p_ipv4_opt(v: Any) -> str | None:
+    """An IPv4 address, or None for "" / "none"."""
+    s = _p_str(v)
+    if s.lower() in ("", "none"):
+        return None
+    try:
+        if ipaddress.ip_address(s).version == 4:
+            return s
+    except ValueError:
+        pass
+    raise ValueError("must be an IPv4 address")
+
+
+def _p_regex(v: Any) -> str:
+    s = _p_str(v)
+    try:
+        re.compile(s)
+    except re.error as e:
+        raise ValueError(f"is not a regular expression: {e}") from None
+    return s
+
+
 def _p_datastore_type(v: Any) -> str:
     return _p_enum(*dsconfig.DATASTORE_TYPES)(v)
 
@@ -339,6 +363,20 @@ class FelixConfig:
     metadata_addr: str = _param("MetadataAddr", _p_str, "127.0.0.1")
     metadata_port: int = _param("MetadataPort", _p_int(0, 65535), 8775)
     openstack_region: str = _param("OpenstackRegion", _p_str, "")
+
+    # The network between hosts: VXLAN, IP-in-IP, natOutgoing, MTU (calico.dataplane.network). Enabled None:
+    # auto, from the IP pools (as Calico does). MTU 0: the host MTU minus the encapsulation's overhead.
+    vxlan_enabled: bool | None = _param("VXLANEnabled", _p_bool, None, spec="vxlanEnabled")
+    vxlan_port: int = _param("VXLANPort", _p_int(1, 65535), 4789, spec="vxlanPort")
+    vxlan_vni: int = _param("VXLANVNI", _p_int(1, 2**24 - 1), 4096, spec="vxlanVNI")
+    vxlan_mtu: int = _param("VXLANMTU", _p_int(0, 65535), 0, spec="vxlanMTU")
+    vxlan_mtu_v6: int = _param("VXLANMTUV6", _p_int(0, 65535), 0, spec="vxlanMTUV6")
+    ipip_enabled: bool | None = _param("IpInIpEnabled", _p_bool, None, spec="ipipEnabled")
+    ipip_mtu: int = _param("IpInIpMtu", _p_int(0, 65535), 0, spec="ipipMTU")
+    nat_outgoing_address: str | None = _param("NATOutgoingAddress", _p_ipv4_opt, spec="natOutgoingAddress")
+    mtu_iface_pattern: str = _param("MTUIfacePattern", _p_regex, DEFAULT_MTU_IFACE_PATTERN, spec="mtuIfacePattern")
+    # Ours (local only): where the workload MTU is written for the CNI plugin; "none" turns it off.
+    mtu_file_path: str = _param("MTUFilePath", _p_path, "/var/lib/calico/mtu", spec=False)
 
     # Refresh intervals (0 disables); IptablesRefreshInterval also paces the nftables read-back.
     # RouteRefreshInterval is given to the route manager when the driver is built, hence a restart.
@@ -469,6 +507,17 @@ class FelixConfig:
             metadata=self.metadata_target(),
             route_refresh_interval=self.route_refresh_interval,
             ipv6_support=self.ipv6_support,
+            hostname=self.hostname,
+            vxlan_enabled=self.vxlan_enabled,
+            vxlan_port=self.vxlan_port,
+            vxlan_vni=self.vxlan_vni,
+            vxlan_mtu=self.vxlan_mtu,
+            vxlan_mtu_v6=self.vxlan_mtu_v6,
+            ipip_enabled=self.ipip_enabled,
+            ipip_mtu=self.ipip_mtu,
+            nat_outgoing_address=self.nat_outgoing_address,
+            mtu_iface_pattern=self.mtu_iface_pattern,
+            mtu_file=self.mtu_file_path or None,
         )
 
     def datastore_config(self, env: Mapping[str, str] | None = None) -> dsconfig.DatastoreConfig:

@@ -171,10 +171,11 @@ def node(
     mac: str | None = None,
     vxlan_v6: str | None = None,
     mac_v6: str | None = None,
+    ipip: str | None = None,
 ) -> dict[str, Any]:
     """A Node; `ipv4`/`ipv6` are its BGP (underlay) addresses with their subnet length."""
     spec: dict[str, Any] = {}
-    bgp = {k: v for k, v in (("ipv4Address", ipv4), ("ipv6Address", ipv6)) if v}
+    bgp = {k: v for k, v in (("ipv4Address", ipv4), ("ipv6Address", ipv6), ("ipv4IPIPTunnelAddr", ipip)) if v}
     if bgp:
         spec["bgp"] = bgp
     for field_name, value in (
@@ -188,8 +189,9 @@ def node(
     return {"apiVersion": API, "kind": "Node", "metadata": _meta(name), "spec": spec}
 
 
-def pool(name: str, cidr: str, vxlan: str = "Never", nat: bool = False, **spec: Any) -> dict[str, Any]:
-    body = {"cidr": cidr, "vxlanMode": vxlan, "natOutgoing": nat, **spec}
+def pool(name: str, cidr: str, vxlan: str = "Never", nat: bool = False, ipip: str = "Never", **spec: Any
+         ) -> dict[str, Any]:
+    body = {"cidr": cidr, "vxlanMode": vxlan, "ipipMode": ipip, "natOutgoing": nat, **spec}
     return {"apiVersion": API, "kind": "IPPool", "metadata": _meta(name), "spec": body}
 
 
@@ -356,9 +358,8 @@ class Dataplane:
             family = vtep.ipv6_addr if ":" in route.dst else vtep.ipv4_addr
             assert family == route.gateway, f"route {route.dst} via {route.gateway}, VTEP has {family}"
         if route.kind is not RouteKind.LOCAL_BLOCK:
-            assert any(_within(route.dst, p.cidr) and p.vxlan_mode != "Never" for p in self.pools.values()), (
-                f"route {route.dst} is in no VXLAN pool"
-            )
+            assert any(_within(route.dst, p.cidr) and (p.vxlan_mode != "Never" or p.ipip_mode != "Never")
+                       for p in self.pools.values()), f"route {route.dst} is in no encapsulated pool"
 
     def _used_sets(self) -> set[str]:
         used: set[str] = set()

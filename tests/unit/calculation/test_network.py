@@ -108,6 +108,29 @@ def test_pool_mode_changes(before: str, after: str, b2_kind: RouteKind | None) -
     assert not of(events, VTEPUpdate)  # VTEPs do not depend on pools
 
 
+@pytest.mark.parametrize("mode", ["Always", "CrossSubnet"])
+def test_ipip_pools_route_through_the_node_address_and_carry_this_hosts_tunl0_address(mode: str) -> None:
+    f = Feeder().put(n1(ipip="198.18.0.3"), n2(ipip="198.18.1.3"), n3(),
+                     pool("p4", POOL, ipip=mode, nat=True, blockSize=26))
+    for name, block in ((HOST, B1), ("n2", B2), ("n3", B3)):
+        f.put_raw(*affinity(name, block))
+    f.graph.on_in_sync()
+    f.flush()
+    assert f.dp.vteps[HOST].ipip_addr == "198.18.0.3" and f.dp.vteps["n2"].ipip_addr == "198.18.1.3"
+    assert f.dp.routes[B1] == RouteUpdate(B1, HOST, None, RouteKind.LOCAL_BLOCK)
+    same_subnet = RouteKind.DIRECT if mode == "CrossSubnet" else RouteKind.IPIP
+    assert f.dp.routes[B2] == RouteUpdate(B2, "n2", "198.19.1.2", same_subnet)
+    assert f.dp.routes[B3] == RouteUpdate(B3, "n3", "198.19.2.3", RouteKind.IPIP)  # no tunnel address needed
+    # A node with only an IP-in-IP address still has a VTEP (its VXLAN families empty).
+    f.put(node("n4", ipv4="198.19.2.4/24", ipip="198.18.3.3"))
+    f.flush()
+    assert f.dp.vteps["n4"] == VTEPUpdate("n4", None, None, None, ipip_addr="198.18.3.3")
+    # Back to no encapsulation: BIRD's again.
+    f.put(pool("p4", POOL, nat=True, blockSize=26))
+    f.flush()
+    assert set(f.dp.routes) == {B1}
+
+
 def test_pool_removed_after_its_routes() -> None:
     f = cluster("Always")
     f.delete(pool("p4", POOL))

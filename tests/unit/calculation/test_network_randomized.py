@@ -1,7 +1,7 @@
 """Randomized: pools, VTEPs and routes after incremental updates equal a from-scratch computation.
 
 Each operation changes one key of a small network: Nodes (addresses in two subnets per family, tunnel
-addresses, MACs), IPPools (CIDR, vxlanMode, natOutgoing), block affinities (any state, deleted, malformed)
+addresses, MACs, IP-in-IP tunnel addresses), IPPools (CIDR, vxlanMode or ipipMode, natOutgoing), block affinities (any state, deleted, malformed)
 and WorkloadEndpoints (node, addresses inside and outside blocks and pools), or deletes it. The incremental
 graph's events go through the model dataplane (`builders.Dataplane`), which checks ordering as it goes
 (VTEP before its routes, routes before their VTEP and pool go, gateways current after every flush).
@@ -55,6 +55,7 @@ def _node_doc(rng: random.Random, name: str) -> dict:
         mac=f"02:00:00:00:00:0{i}" if pick() < 0.3 else None,
         vxlan_v6=rng.choice([f"fd00:1::{i}01", None]),
         mac_v6=f"02:00:00:00:06:0{i}" if pick() < 0.3 else None,
+        ipip=rng.choice([f"198.18.{i}.3", None]),
     )
 
 
@@ -77,7 +78,9 @@ def random_op(seed: int) -> tuple[str, bytes | None, bool]:
     elif kind == "pool":
         name = rng.choice(sorted(POOLS))
         size = 122 if name == "p6" else 26
-        doc = pool(name, rng.choice(POOLS[name]), vxlan=rng.choice(MODES), nat=rng.random() < 0.5, blockSize=size)
+        vxlan = rng.choice(MODES)
+        ipip = rng.choice(MODES) if vxlan == "Never" and name != "p6" else "Never"
+        doc = pool(name, rng.choice(POOLS[name]), vxlan=vxlan, ipip=ipip, nat=rng.random() < 0.5, blockSize=size)
     else:
         doc = wep(f"w{rng.randint(0, 5)}", node=rng.choice(NODES), ips=rng.sample(ADDRS, rng.randint(1, 2)))
     return key_of(doc), None if delete else encode(doc), flush

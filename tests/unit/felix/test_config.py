@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from calico.dataplane.config import DataplaneConfig, MetadataTarget
+from calico.dataplane.config import DEFAULT_MTU_IFACE_PATTERN, DataplaneConfig, MetadataTarget
 from calico.felix import config as c
 from calico.felix.config import ConfigError, FailsafePort, FelixConfig, Source
 from calico.resources.felixconfig import FelixConfigurationSpec
@@ -210,19 +210,46 @@ def test_backend_choice() -> None:
 
 def test_dataplane_config_is_built_once_from_the_parameters() -> None:
     dp = FelixConfig.load({"FELIX_ETCDPASSWORD": "secret"}, None).dataplane_config()
-    assert dp == DataplaneConfig()  # Felix's defaults are the dataplane's
+    # Felix's defaults are the dataplane's, but the MTU file: Felix writes Calico's, the dataplane none unless told.
+    assert dp == DataplaneConfig(mtu_file="/var/lib/calico/mtu")
     cfg = FelixConfig.load({
         "FELIX_INTERFACEPREFIX": " cali , tap ", "FELIX_DATAPLANEBACKEND": "iptables", "FELIX_IPTABLESBACKEND": "legacy",
         "FELIX_DEFAULTENDPOINTTOHOSTACTION": "return", "FELIX_FAILSAFEINBOUNDHOSTPORTS": "udp:10.0.0.0/8:68",
         "FELIX_FAILSAFEOUTBOUNDHOSTPORTS": "none", "FELIX_ROUTEREFRESHINTERVAL": "5", "FELIX_IPV6SUPPORT": "false",
+        "FELIX_FELIXHOSTNAME": "h1", "FELIX_VXLANENABLED": "true", "FELIX_VXLANPORT": "8472", "FELIX_VXLANVNI": "1",
+        "FELIX_VXLANMTU": "1400", "FELIX_VXLANMTUV6": "1380", "FELIX_IPINIPENABLED": "false", "FELIX_IPINIPMTU": "1480",
+        "FELIX_NATOUTGOINGADDRESS": "198.19.0.1", "FELIX_MTUIFACEPATTERN": "^eth0$", "FELIX_MTUFILEPATH": "none",
     }, None)
     assert cfg.interface_prefix == "cali,tap"
     assert cfg.dataplane_config() == DataplaneConfig(
         backend="iptables", iptables_flavour="legacy", interface_prefixes=("cali", "tap"),
         endpoint_to_host_action="Return", failsafe_inbound=(FailsafePort("udp", 68, "10.0.0.0/8"),),
         failsafe_outbound=(), metadata=MetadataTarget("127.0.0.1", 8775),  # "tap": OpenStack, metadata DNAT on
-        route_refresh_interval=5.0, ipv6_support=False)
+        route_refresh_interval=5.0, ipv6_support=False, hostname="h1", vxlan_enabled=True, vxlan_port=8472,
+        vxlan_vni=1, vxlan_mtu=1400, vxlan_mtu_v6=1380, ipip_enabled=False, ipip_mtu=1480,
+        nat_outgoing_address="198.19.0.1", mtu_iface_pattern="^eth0$", mtu_file=None)
     assert "secret" not in repr(FelixConfig.load({"FELIX_ETCDPASSWORD": "secret"}, None))
+
+
+def test_network_parameters_from_the_datastore_and_bad_values(caplog: pytest.LogCaptureFixture) -> None:
+    """Calico's FelixConfiguration fields; a bad datastore value is ignored (logged), a bad local one refused."""
+    cfg = FelixConfig.load({}, None).with_datastore(
+        _spec(vxlanEnabled=False, vxlanVNI=77, vxlanMTU=1300, ipipEnabled=True, ipipMTU=1400,
+              natOutgoingAddress="198.19.9.9", mtuIfacePattern="^ens"), None)
+    dp = cfg.dataplane_config()
+    assert (dp.vxlan_enabled, dp.vxlan_vni, dp.vxlan_mtu, dp.ipip_enabled, dp.ipip_mtu) == (False, 77, 1300, True, 1400)
+    assert (dp.nat_outgoing_address, dp.mtu_iface_pattern) == ("198.19.9.9", "^ens")
+    assert FelixConfig.load({}, None).dataplane_config().vxlan_enabled is None  # auto, from the pools
+    with caplog.at_level(logging.WARNING):
+        bad = FelixConfig.load({}, None).with_datastore(
+            _spec(vxlanVNI=0, natOutgoingAddress="fd00:1::1", mtuIfacePattern="(", vxlanPort=70000), None)
+    assert (bad.vxlan_vni, bad.nat_outgoing_address, bad.vxlan_port) == (4096, None, 4789)
+    assert bad.mtu_iface_pattern == DEFAULT_MTU_IFACE_PATTERN
+    assert "vxlanVNI" in caplog.text and "natOutgoingAddress" in caplog.text and "mtuIfacePattern" in caplog.text
+    with pytest.raises(c.ConfigError, match=r"FELIX_NATOUTGOINGADDRESS.*NATOutgoingAddress"):
+        FelixConfig.load({"FELIX_NATOUTGOINGADDRESS": "not-an-ip"}, None)
+    with pytest.raises(c.ConfigError, match="VXLANVNI"):
+        FelixConfig.load({"FELIX_VXLANVNI": "16777216"}, None)
 
 
 def test_metadata_dnat_only_with_openstack_and_an_ipv4_address(caplog: pytest.LogCaptureFixture) -> None:

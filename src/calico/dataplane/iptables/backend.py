@@ -12,9 +12,12 @@ FORWARD / INPUT / OUTPUT chains only get one jump each, inserted when absent.
   family for what changed. Order: ipset creates/fills, iptables, ipset destroys.
 - `check_and_repair(state)`: reads back (`iptables-save -t filter`, `ipset list -t`), compares chains'
   comment hashes, the built-in jumps and set sizes with what was applied, and resyncs when they differ.
-- the untracked (raw) and pre-DNAT (mangle) stages (`stages.py`) exist only with doNotTrack / preDNAT policy:
-  after the filter transaction, each such table that differs from what it should hold is rewritten whole in
-  one restore (they are small), and read back with the rest.
+- the side tables (`side.py`): nat (`nat.py`: metadata DNAT, natOutgoing; always present, it depends only on
+  the config) and the untracked (raw) and pre-DNAT (mangle) stages (`stages.py`, only with doNotTrack /
+  preDNAT policy). After the filter transaction, each such table that differs from what it should hold is
+  rewritten whole in one restore (they are small), and read back with the rest. natOutgoing follows the pools
+  through the `cali40all-ipam-pools` / `cali40masq-ipam-pools` ipsets (and `cali60...`), which the filter
+  plans keep like every other set.
 - `install_fail_closed(prefixes)`: before the first sync, if our chains are absent, base chains whose
   dispatch drops every workload interface. Existing chains (an agent restart) are left to keep traffic
   flowing until the first full apply.
@@ -29,9 +32,10 @@ from dataclasses import dataclass
 
 from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.iptables import ipsets as ips
+from calico.dataplane.iptables import side
 from calico.dataplane.iptables import stages as stg
 from calico.dataplane.iptables.names import BUILTIN_JUMPS, FORWARD
-from calico.dataplane.iptables.nat import nat_chain, nat_has_jump, nat_in_place
+from calico.dataplane.iptables.nat import nat_chains
 from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
 from calico.dataplane.iptables.table import fail_closed_chains
 from calico.dataplane.iptables.text import SavedTable, parse_save, restore_text
@@ -64,7 +68,7 @@ class IptablesBackend:
         self.save_cmd = {4: f"iptables-{backend}-save", 6: f"ip6tables-{backend}-save"}
         self.planner = Planner()
         self._stages_written = False  # do raw / mangle hold stage chains of ours (as far as we know)?
-        self._stages_expected: dict[tuple[int, str], stg.SavedStage] = {}
+        self._side_expected: dict[tuple[int, str], side.SavedSide] = {}  # (family, table) -> what it holds
         self.last_plan: Plan | None = None
         self.last_apply_seconds = 0.0
         self.full_applies = 0
@@ -120,8 +124,10 @@ class IptablesBackend:
                 self.planner.forget()
                 plan = await self._apply_full(state)
         self.planner.commit(plan)
-        if plan.full or dirty.host_endpoints or dirty.policies or dirty.profiles:
-            await self._sync_stages(state)
+        if plan.full:
+            await self._sync_side(state, self._side_tables(state, with_nat=True))
+        elif dirty.host_endpoints or dirty.policies or dirty.profiles:
+            await self._sync_side(state, self._side_tables(state, with_nat=False))
         self.last_apply_seconds = time.perf_counter() - start
         self.last_plan = plan
         if plan.full:
@@ -132,10 +138,7 @@ class IptablesBackend:
 
     async def _apply_full(self, state: DesiredState) -> Plan:
         kernel = await self.read_back()
-        nat_jump = None
-        if state.config.metadata is not None:  # nat is only read (and written) when metadata DNAT is on
-            nat_jump = nat_has_jump(await self._run(self.save_cmd[4], "-t", "nat"))
-        plan = plan_full(state, kernel.tables, set(kernel.sets), nat_jump)
+        plan = plan_full(state, kernel.tables, set(kernel.sets))
         try:
             await self._run_plan(plan)
         except IptablesError:
@@ -143,30 +146,32 @@ class IptablesBackend:
             raise
         return plan
 
-    # --- untracked / pre-DNAT stages -------------------------------------------------------------------
+    # --- side tables: nat, and the untracked / pre-DNAT stages ------------------------------------------
 
-    async def _read_stages(self) -> dict[tuple[int, str], stg.SavedStage]:
-        keys = [(f, t) for f in FAMILIES for t in stg.STAGE_TABLES]
+    def _side_tables(self, state: DesiredState, with_nat: bool) -> tuple[str, ...]:
+        """The side tables to sync: raw and mangle only on a host that has (or had) doNotTrack / preDNAT policy."""
+        stages = stg.STAGE_TABLES if stg.stages_needed(state) or self._stages_written else ()
+        return (("nat",) if with_nat else ()) + stages
+
+    async def _read_side(self, tables: tuple[str, ...]) -> dict[tuple[int, str], side.SavedSide]:
+        keys = [(f, t) for f in FAMILIES for t in tables]
         saves = await asyncio.gather(*(self._run(self.save_cmd[f], "-t", t) for f, t in keys))
-        return {k: stg.parse_stage(k[1], text) for k, text in zip(keys, saves, strict=True)}
+        return {k: side.parse_side(k[1], text) for k, text in zip(keys, saves, strict=True)}
 
-    async def _sync_stages(self, state: DesiredState, kernel: dict[tuple[int, str], stg.SavedStage] | None = None
-                           ) -> None:
-        """Make raw / mangle hold exactly the stages `state` needs; nothing to read or write on a host that has
-        never had doNotTrack or preDNAT policy."""
-        if not stg.stages_needed(state) and not self._stages_written:
+    async def _sync_side(self, state: DesiredState, tables: tuple[str, ...],
+                         kernel: dict[tuple[int, str], side.SavedSide] | None = None) -> None:
+        """Make each of `tables` hold exactly the chains of ours `state` needs, one restore per family."""
+        if not tables:
             return
-        kernel = kernel if kernel is not None else await self._read_stages()
-        expected: dict[tuple[int, str], stg.SavedStage] = {}
+        kernel = kernel if kernel is not None else await self._read_side(tables)
         for f in FAMILIES:
-            chains = stg.stage_chains(state, f)
-            text = "".join(stg.stage_restore_text(t, chains[t], kernel[(f, t)]) for t in stg.STAGE_TABLES)
+            chains = {**stg.stage_chains(state, f), "nat": nat_chains(state.config, f)}
+            text = "".join(side.side_restore_text(t, chains[t], kernel[(f, t)]) for t in tables)
             if text:
                 await self._run(self.restore_cmd[f], "--noflush", "-w", "10", stdin=text)
-            for t in stg.STAGE_TABLES:
-                expected[(f, t)] = stg.expected_stage(t, chains[t])
-        self._stages_written = any(e.chains for e in expected.values())
-        self._stages_expected = expected
+            for t in tables:
+                self._side_expected[(f, t)] = side.expected_side(t, chains[t])
+        self._stages_written = any(e.chains for (_, t), e in self._side_expected.items() if t in stg.STAGE_TABLES)
 
     # --- read-back ----------------------------------------------------------------------------------
 
@@ -193,24 +198,17 @@ class IptablesBackend:
             await self.apply(state)
             return True
         kernel = await self.read_back()
-        if kernel == expected and self._stages_written:
-            stages = await self._read_stages()
-            if stages != self._stages_expected:
-                log.warning("iptables raw/mangle (untracked / pre-DNAT) chains drifted; rewriting them")
-                self.repairs += 1
-                await self._sync_stages(state, stages)
-                return True
         if kernel == expected:
-            metadata = state.config.metadata
-            if metadata is None:
+            tables = self._side_tables(state, with_nat=True)
+            held = await self._read_side(tables)
+            drifted = [t for t in tables if any(held[(f, t)] != self._side_expected.get((f, t)) for f in FAMILIES)]
+            if not drifted:
                 return False
-            chain = nat_chain(metadata, state.config.interface_prefixes)
-            if nat_in_place(await self._run(self.save_cmd[4], "-t", "nat"), chain):
-                return False
-            log.warning("iptables nat %s (metadata DNAT) drifted; resyncing", chain.name)
-        else:
-            log.warning("iptables/ipset state drifted from the applied state; resyncing: %s",
-                        _describe(expected, kernel))
+            log.warning("iptables %s chains drifted; rewriting them", "/".join(drifted))
+            self.repairs += 1
+            await self._sync_side(state, tables, held)
+            return True
+        log.warning("iptables/ipset state drifted from the applied state; resyncing: %s", _describe(expected, kernel))
         self.repairs += 1
         self.planner.forget()
         await self.apply(state)

@@ -30,7 +30,7 @@ from calico.dataplane.iptables.names import (
     profile_chain,
     tw_chain,
 )
-from calico.dataplane.iptables.nat import nat_restore_text
+from calico.dataplane.iptables.nat import pool_ipsets
 from calico.dataplane.iptables.rules import policy_chains, profile_chains
 from calico.dataplane.iptables.table import render_family, render_ipsets
 from calico.dataplane.iptables.text import SavedTable, restore_text
@@ -67,14 +67,13 @@ def _refs(models: dict[int, dict[str, Chain]]) -> Counter[str]:
     return refs
 
 
-def plan_full(
-    state: DesiredState, kernel: dict[int, SavedTable], kernel_sets: set[str], nat_jump: bool | None = None
-) -> Plan:
-    """Rewrite every chain we own, remove stale `cali-` chains and sets, insert missing jumps. With OpenStack
-    metadata configured, the IPv4 text also (re)writes nat cali-PREROUTING; `nat_jump` says whether the
-    kernel's nat PREROUTING already jumps to it (None: unknown, insert it)."""
+def plan_full(state: DesiredState, kernel: dict[int, SavedTable], kernel_sets: set[str]) -> Plan:
+    """Rewrite every chain we own in the filter table, remove stale `cali-` chains and sets, insert missing
+    jumps; fill every ipset, the natOutgoing pool sets included (the nat table's chains are `side`'s)."""
     models = {f: render_family(state, f) for f in FAMILIES}
     sets = render_ipsets(state, models.values())
+    for spec in pool_ipsets(state.pools.values()):
+        sets[spec.name] = spec
     pre: list[str] = []
     for name in sorted(sets):
         pre += ips.replace_lines(sets[name])
@@ -83,9 +82,6 @@ def plan_full(
         stale = set(kernel[f].chains) - set(models[f])
         jumps = [j for j in BUILTIN_JUMPS if j not in kernel[f].jumps]
         tables[f] = restore_text(models[f].values(), stale, jumps)
-    metadata = state.config.metadata
-    if metadata is not None:
-        tables[4] += nat_restore_text(metadata, state.config.interface_prefixes, bool(nat_jump))
     post = ips.destroy_lines(n for n in kernel_sets if ips.is_ours(n) and n not in sets)
     state_sets = {
         ips.set_name(sid, f, s.set_type is ev.IPSetType.IP_PORT) for sid, s in state.ipsets.items() for f in FAMILIES
@@ -221,6 +217,11 @@ class Planner:
                 elif prev != spec:
                     pre += ips.delta_lines(prev, spec)
                 sets[spec.name] = spec
+        if dirty.pools:  # natOutgoing: the pool sets follow the pools (they always exist: nat names them)
+            for spec in pool_ipsets(state.pools.values()):
+                if sets.get(spec.name) != spec:
+                    pre += ips.delta_lines(sets[spec.name], spec) if spec.name in sets else ips.replace_lines(spec)
+                    sets[spec.name] = spec
         for name, count in sorted(refs.items()):
             if count > 0 and name not in sets:  # named before its members exist: an empty set matches nothing
                 sets[name] = ips.empty_spec(name)

@@ -1,9 +1,8 @@
 """The untracked (raw table) and pre-DNAT (mangle table) stages of host endpoint policy, for iptables.
 
-In: a `DesiredState` and a family; what `iptables-save -t raw|mangle` shows of ours. Out: the chains each table
-needs (none at all without doNotTrack / preDNAT policy, so most hosts pay nothing) and one `iptables-restore
---noflush` text per table that rewrites them whole, inserts or removes the built-in jumps, and deletes our
-chains that are no longer wanted. Pure: no I/O. Semantics as in `calico.dataplane.hostendpoints`.
+In: a `DesiredState` and a family. Out: the chains each table needs (none at all without doNotTrack / preDNAT
+policy, so most hosts pay nothing); `side` writes them whole and reads them back, as it does nat's. Pure: no
+I/O. Semantics as in `calico.dataplane.hostendpoints`.
 
     raw    PREROUTING/OUTPUT -> cali-PREROUTING/cali-OUTPUT: clear MARK_HEP_ALLOWED; workload ifaces and lo
            return; -i/-o <iface> -g cali-ui-/cali-uo-<iface>: failsafes, untracked tiers (Allow ->
@@ -17,7 +16,6 @@ iptables cannot jump between tables, so each table carries its own copy of the p
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
@@ -25,7 +23,6 @@ from calico.dataplane.iptables.hep_chains import failsafe_rules, hep_dispatch
 from calico.dataplane.iptables.model import Chain, Rule
 from calico.dataplane.iptables.names import FAILSAFE_IN, FAILSAFE_OUT, hep_chain
 from calico.dataplane.iptables.rules import policy_chains
-from calico.dataplane.iptables.text import jump_comment, parse_save, rule_lines
 from calico.dataplane.iptables.walk import ACCEPTED, walk_rules
 from calico.dataplane.marks import MARK_HEP_ALLOWED
 from calico.dataplane.state import DesiredState
@@ -96,50 +93,3 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[Chain]]:
             mangle.append(Chain(hep_chain("cali-pd-", hep.iface or ""), tuple(rules)))
         out["mangle"] = mangle + _policies(pre_dnat, "pre_dnat_tiers", state, fam)
     return out
-
-
-BUILTINS = {"raw": (("PREROUTING", "cali-PREROUTING"), ("OUTPUT", "cali-OUTPUT")),
-            "mangle": (("PREROUTING", "cali-PREROUTING"),)}
-
-
-@dataclass(slots=True)
-class SavedStage:
-    """Ours in one table as `iptables-save` shows it: chains (rule comment hashes in order) and our jumps."""
-
-    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    jumps: set[tuple[str, str]] = field(default_factory=set)
-
-
-def parse_stage(table: str, text: str) -> SavedStage:
-    saved = parse_save(text)
-    jumps = {
-        (b, t) for b, t in BUILTINS[table]
-        if any(ln.startswith(f"-A {b} ") and ln.endswith(f"-j {t}") for ln in text.splitlines())
-    }
-    return SavedStage(saved.chains, jumps)
-
-
-def expected_stage(table: str, chains: list[Chain]) -> SavedStage:
-    if not chains:
-        return SavedStage()
-    return SavedStage({c.name: c.hashes for c in chains}, set(BUILTINS[table]))
-
-
-def stage_restore_text(table: str, chains: list[Chain], kernel: SavedStage) -> str:
-    """One transaction making `table` hold exactly `chains` of ours ("" when it already does)."""
-    if expected_stage(table, chains) == kernel:
-        return ""
-    lines = [f"*{table}"]
-    names = {c.name for c in chains}
-    stale = sorted(set(kernel.chains) - names)
-    lines += [f":{c.name} - [0:0]" for c in chains] + [f":{n} - [0:0]" for n in stale]
-    for builtin, target in BUILTINS[table]:
-        comment = jump_comment(builtin, target)
-        if chains and (builtin, target) not in kernel.jumps:
-            lines.append(f"-I {builtin} 1 {comment} -j {target}")
-        elif not chains and (builtin, target) in kernel.jumps:
-            lines.append(f"-D {builtin} {comment} -j {target}")
-    lines += rule_lines(chains)
-    lines += [f"-X {n}" for n in stale]
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"

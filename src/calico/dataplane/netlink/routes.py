@@ -4,8 +4,10 @@ In: the desired workload endpoints (`WorkloadEndpointUpdate`s, whole via `update
 kernel's own news about interfaces (RTM_NEWLINK / RTM_DELLINK on RTNLGRP_LINK, in the namespace). Out, in
 that namespace only: a `scope link` route per endpoint address (/32, /128) to its interface while the
 interface exists and is oper-up, tagged with protocol `RTPROT_CALICO` (80) so read-back can tell ours from
-everyone else's; Calico's per-interface sysctls (commands.interface_sysctls); conntrack entries of an address
-deleted when the address goes away. `endpoint_status()` reports each endpoint's interface as up/down.
+everyone else's (of the protocol-80 routes, only those on workload interfaces: the rest, tunnels, blackholes
+and routes to other hosts, belong to `calico.dataplane.network`, so neither deletes the other's); Calico's
+per-interface sysctls (commands.interface_sysctls); conntrack entries of an address deleted when the address
+goes away. `endpoint_status()` reports each endpoint's interface as up/down.
 
 Lifecycle: `start()` opens two netlink sockets in the namespace (one for requests, one subscribed to link
 events, so replies and news never mix), reads back links and our routes (no flush), then installs what the
@@ -180,7 +182,9 @@ class RouteManager:
                 if msg["proto"] != self.route_protocol or msg.get("RTA_TABLE", msg["table"]) != RT_TABLE_MAIN:
                     continue
                 dst, oif = msg.get("RTA_DST"), msg.get("RTA_OIF")
-                if dst is not None and oif is not None:
+                # Only routes on workload interfaces are ours: the other protocol-80 routes (tunnels, blackholes,
+                # routes to other hosts) are calico.dataplane.network's.
+                if dst is not None and oif in self._names:
                     routes[normalise(f"{dst}/{msg['dst_len']}")] = oif
         self._planner.set_links(links)
         self._planner.set_kernel_routes(routes)

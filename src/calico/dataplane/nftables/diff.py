@@ -20,6 +20,7 @@ from calico.dataplane.nftables.endpoints import endpoint_chains
 from calico.dataplane.nftables.hep_chains import state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, NftSet, TableModel
 from calico.dataplane.nftables.names import FW_MAP, TW_MAP, fw_chain, policy_chain, profile_chain, set_name, tw_chain
+from calico.dataplane.nftables.nat import pool_sets
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import all_set_names, canonical_host, empty_set_for_name, hosts_only, ipset_sets
 from calico.dataplane.nftables.table import render_model
@@ -237,6 +238,9 @@ class Planner:
                         desired_sets[s.name] = s
             else:
                 gone_sets |= set(all_set_names(sid))
+        if dirty.pools:  # natOutgoing: only the pool sets' elements follow the pools
+            for s in pool_sets(state.pools.values()):
+                desired_sets[s.name] = s
         for name, count in refs.items():
             if count > 0 and name not in model.sets and name not in desired_sets:
                 desired_sets[name] = empty_set_for_name(name)

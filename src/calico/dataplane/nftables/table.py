@@ -10,6 +10,7 @@ In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host
     input   (hook input)    iifname <prefix>* jump wl-to-host; jump hep-in
     output  (hook output)   host -> local workload traffic is allowed (as in Calico); jump hep-out
     nat-prerouting          (only with OpenStack metadata) workload -> 169.254.169.254:80 dnat to the target
+    nat-postrouting         natOutgoing: from a natOutgoing pool to outside every pool, masquerade (`nat`)
     from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
     to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
     wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
@@ -26,6 +27,7 @@ from calico.dataplane.nftables.endpoints import dispatch_entries, endpoint_chain
 from calico.dataplane.nftables.hep_chains import host_endpoint_chains, state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, TableModel
 from calico.dataplane.nftables.names import FW_MAP, HEP_FWD_IN, HEP_FWD_OUT, HEP_IN, HEP_OUT, TW_MAP, quote
+from calico.dataplane.nftables.nat import NAT_CHAIN, nat_chain, pool_sets
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import empty_set_for_name, ipset_sets
 from calico.dataplane.state import DesiredState
@@ -102,6 +104,9 @@ def render_model(state: DesiredState) -> TableModel:
     """The full table for a desired state (start of day, or a full reapply after drift)."""
     cfg = state.config
     model = empty_model(cfg.interface_prefixes, cfg.endpoint_to_host_action, cfg.metadata)
+    for s in pool_sets(state.pools.values()):
+        model.sets[s.name] = s
+    model.chains[NAT_CHAIN] = nat_chain(cfg.nat_outgoing_address)
     for sid in sorted(state.ipsets):
         for s in ipset_sets(sid, state.ipsets[sid]):
             model.sets[s.name] = s
