@@ -1,11 +1,11 @@
 """Several hosts on a fabric, each a network namespace, for tests of the network between hosts.
 
 In: a run id. Out: a `Fabric`: a fabric namespace (`cnh-<run>-fab`) whose bridge routes between subnets
-(subnet s: `198.19.<s>.0/24` and `fd00:ff:<s>::/64`, gateway `.254` / `::fe` on the bridge), host namespaces
-(`cnh-<run>-<host>`, `eth0` = `198.19.<s>.<i>` / `fd00:ff:<s>::<i>`, default routes via the gateway) wired
-with `calico.lab.wiring.make_host`, workloads wired as Calico's CNI plugin does (`wire_workload`), and an
-"outside" namespace on its own subnet that is in no pool. Nothing of the host side of a workload is routed
-here: that is Felix's (the driver under test).
+(subnet s: `198.19.<s>.0/24` and `fd00:ff:<s hex>::/64`, gateway `.254` / `::fe` on bridge `br<s>`), host
+namespaces (`cnh-<run>-<host>`, `eth0` = `198.19.<s>.<i>` / `fd00:ff:<s hex>::<i hex>`, default routes via the
+gateway) built with `calico.lab.topology` (the lab's own router and hosts), workloads wired as Calico's CNI plugin
+does (`calico.workloads.wiring`), and an "outside" namespace on its own subnet that is in no pool. Nothing of
+the host side of a workload is routed here: that is Felix's (the driver under test).
 
 `Drivers` runs, per host, the dataplane driver Felix builds (`calico.dataplane.factory.create_driver`: firewall,
 workload routes, network manager) inside that host's namespace; `stop()` leaves the kernel state in place.
@@ -27,7 +27,8 @@ from calico.dataplane.config import DataplaneConfig
 from calico.dataplane.driver import KernelDriver
 from calico.dataplane.factory import create_driver
 from calico.dataplane.network import NetworkManager
-from calico.lab import wiring
+from calico.lab import plan, topology
+from calico.workloads import wiring
 
 _RESPONDER = """
 import socket, sys
@@ -92,14 +93,9 @@ class Fabric:
         self.netns = self._ns("fab")
         atexit.register(self.close)
         try:
-            sh("ip", "netns", "add", self.netns)
-            # No duplicate address detection: the bridge's link-local address (the IPv6 router's source) would
-            # stay tentative for ~2 s, and IPv6 through the fabric with it.
-            sh("ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-               "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.all.accept_dad=0",
-               "net.ipv6.conf.default.accept_dad=0")
-            sh("ip", "-n", self.netns, "link", "add", wiring.FABRIC_BRIDGE, "type", "bridge")
-            sh("ip", "-n", self.netns, "link", "set", wiring.FABRIC_BRIDGE, "up")
+            # The lab's router: forwarding on, no duplicate address detection (a tentative link-local address
+            # would hold IPv6 through the fabric up for ~2 s); a bridge per subnet, added as hosts need them.
+            topology.make_router(self.netns, 0)
             self._subnet(1)
         except BaseException:
             self.close()
@@ -112,16 +108,14 @@ class Fabric:
 
     def _subnet(self, s: int) -> None:
         if s not in self._subnets:
-            sh("ip", "-n", self.netns, "addr", "add", f"198.19.{s}.254/24", "dev", wiring.FABRIC_BRIDGE)
-            sh("ip", "-n", self.netns, "-6", "addr", "add", f"fd00:ff:{s}::fe/64", "dev", wiring.FABRIC_BRIDGE,
-               "nodad")
+            topology.add_subnet(self.netns, s)
             self._subnets.add(s)
 
     def add_host(self, name: str, subnet: int, index: int) -> Host:
         self._subnet(subnet)
-        host = Host(name, self._ns(name), f"198.19.{subnet}.{index}", f"fd00:ff:{subnet}::{index}", subnet)
-        wiring.make_host(host.netns, self.netns, f"p{self.run_id}{len(self.hosts)}", f"{host.ipv4}/24",
-                         f"{host.ipv6}/64", f"198.19.{subnet}.254/24", f"fd00:ff:{subnet}::fe/64")
+        hp = plan.HostPlan(name, index, subnet)
+        host = Host(name, self._ns(name), hp.addr4.split("/")[0], hp.addr6.split("/")[0], subnet)
+        topology.make_host(host.netns, self.netns, f"p{self.run_id}{len(self.hosts)}", hp)
         self.hosts[name] = host
         return host
 

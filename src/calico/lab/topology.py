@@ -18,12 +18,15 @@ FORWARDING = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ip
 def make_router(router_ns: str, subnets: int) -> None:
     iputil.add(router_ns)
     sysctl(router_ns, *FORWARDING)
-    cmds = []
     for s in range(1, subnets + 1):
-        br = plan.bridge(s)
-        cmds += [f"link add {br} type bridge", f"link set {br} up", f"addr add {plan.router4(s)}/24 dev {br}",
-                 f"addr add {plan.router6(s)}/64 dev {br} nodad"]
-    ip_batch(router_ns, cmds)
+        add_subnet(router_ns, s)
+
+
+def add_subnet(router_ns: str, s: int) -> None:
+    """Subnet `s`: a bridge on the router holding the subnet's gateway addresses."""
+    br = plan.bridge(s)
+    ip_batch(router_ns, [f"link add {br} type bridge", f"link set {br} up", f"addr add {plan.router4(s)}/24 dev {br}",
+                         f"addr add {plan.router6(s)}/64 dev {br} nodad"])
 
 
 def make_outside(router_ns: str, outside_ns: str, run_id: str) -> None:
