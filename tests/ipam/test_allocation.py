@@ -41,8 +41,11 @@ async def test_first_assignment_claims_a_block_in_calicos_layout(world: World) -
     block = await world.kv.get(f"/calico/ipam/v2/assignment/ipv4/block/{b4.network_address}-26")
     assert block is not None
     doc = json.loads(block.value)
-    assert doc["affinity"] == "host:h1" and doc["attributes"] == [
-        {"handle_id": "w1", "secondary": {"node": "h1", "namespace": "default", "pod": "w1"}}]
+    [attr] = doc["attributes"]
+    stamp = attr["secondary"].pop("timestamp")  # when, as Calico's CNI plugin records it
+    assert doc["affinity"] == "host:h1" and attr == {
+        "handle_id": "w1", "secondary": {"node": "h1", "namespace": "default", "pod": "w1"}}
+    assert stamp.endswith(" +0000 UTC") and len(stamp) == len("2026-01-02 03:04:05.123456789 +0000 UTC")
     handle = await world.kv.get("/calico/ipam/v2/handle/w1")
     assert handle is not None and json.loads(handle.value) == {"block": {str(b4): 2, str(b6): 1}, "deleted": False}
     assert await allocations(world.kv) == {str(a): "w1" for a in [*got.ipv4, *got.ipv6]}
@@ -144,7 +147,7 @@ async def test_assign_ip(world: World) -> None:
     await world.ipam.assign_ip("198.18.0.77", handle_id="a", hostname="h1", attrs={"pod": "a"})
     got = await world.ipam.assignment("198.18.0.77")
     assert got is not None and (got.block, got.block_affinity, got.handle_id) == ("198.18.0.64/26", "host:h1", "a")
-    assert got.attributes == {"node": "h1", "pod": "a"}
+    assert {k: v for k, v in got.attributes.items() if k != "timestamp"} == {"node": "h1", "pod": "a"}
     with pytest.raises(AddressInUse, match=r"198\.18\.0\.77 is already allocated"):
         await world.ipam.assign_ip("198.18.0.77", handle_id="b", hostname="h1")
     with pytest.raises(AddressNotInPool):

@@ -4,6 +4,7 @@ store and on etcd. Addresses are handed out by an `IPAMClient` in the test, as t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -93,7 +94,8 @@ async def test_show_check_release_configure(ctl: Ctl) -> None:  # noqa: F811
 
     who = ctl("ipam", "show", "--ip", a[0]).stdout.splitlines()
     assert who[0] == f"IP {a[0]} is in use" and who[1] == "Handle ID: web"
-    assert who[3:] == ["Attributes:", "  namespace: default", "  node: h1", "  pod: web"]
+    assert who[3:6] == ["Attributes:", "  namespace: default", "  node: h1"]
+    assert who[6] == "  pod: web" and re.fullmatch(r"  timestamp: \d{4}-\d\d-\d\d [\d:]{8}\.\d{9} \+0000 UTC", who[7])
     assert ctl("ipam", "show", "--ip", "198.18.0.127").stdout == "198.18.0.127 is not assigned\n"
     assert "Invalid IP address" in ctl("ipam", "show", "--ip", "nope", ok=False).stderr
 

@@ -98,3 +98,20 @@ async def test_a_short_outage_is_ridden_out(lossy: LossyKV) -> None:
     got = await ipam.auto_assign(assign(1, "w1"))
     await healer
     assert len(got.ipv4) == 1 and await allocations(lossy.real) == {str(got.ipv4[0]): "w1"}
+
+
+async def test_a_lost_answer_is_never_mistaken_for_another_clients_write_for_the_same_handle(lossy: LossyKV) -> None:
+    """h1's copy of its block is stale: h2 meanwhile gave the next free address to handle `x` (one host retrying
+    what another already did for the same workload). h1's edit of its stale copy for `x` gives the same ordinal and
+    sequence number; its compare fails and the answer is lost. The block now looks as if h1's write had happened:
+    only the attributes of h1's call (its timestamp) show it did not. Found by the model test."""
+    h1, h2 = IPAMClient(lossy), IPAMClient(lossy)
+    warm = await h1.auto_assign(assign(1, "warm"))  # h1 holds the block and caches it
+    taken = warm.ipv4[0] + 1  # the ordinal h1's stale copy would hand out next
+    await h2.assign_ip(taken, handle_id="x", hostname="h2")
+    lossy.faults = ["after"]
+    got = await h1.auto_assign(assign(1, "x"))
+    assert lossy.injected == 1
+    assert got.ipv4 != [taken], "h1 returned the address h2's write holds"
+    held = await allocations(lossy.real)
+    assert held == {str(warm.ipv4[0]): "warm", str(taken): "x", str(got.ipv4[0]): "x"}

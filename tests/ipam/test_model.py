@@ -13,6 +13,7 @@ import ipaddress
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,6 +31,9 @@ from calico.resources.ipam import IPAMConfig
 from tests.helpers.lossy_kv import LossyKV
 from tests.ipam.util import allocations as stored_allocations
 from tests.ipam.util import resource
+
+# Shrinking a failure can take minutes on a busy machine: report it rather than time out half-way.
+pytestmark = pytest.mark.timeout(600)
 
 POOL4 = ipaddress.ip_network("198.18.0.0/27")  # 4 blocks of /29
 POOL6 = ipaddress.ip_network("fd00:1::/125")  # 2 blocks of /126

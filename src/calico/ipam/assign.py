@@ -277,7 +277,8 @@ class Assigner:
             return Edit(
                 result=[blk.address_of(b, o) for o in ordinals],
                 handle_deltas={req.handle_id: len(ordinals)},
-                applied=lambda now: now is not None and all(blk.holds(now, o, req.handle_id, seq) for o in ordinals),
+                applied=lambda now: now is not None and all(blk.holds(now, o, req.handle_id, seq, req.attrs)
+                                                            for o in ordinals),
             )
 
         try:
@@ -309,7 +310,8 @@ class Assigner:
             assert ordinal is not None
             blk.allocate_ordinal(b, ordinal, handle_id, attrs)
             seq = b.sequence_number
-            return Edit(None, {handle_id: 1}, lambda now: now is not None and blk.holds(now, ordinal, handle_id, seq))
+            return Edit(None, {handle_id: 1},
+                        lambda now: now is not None and blk.holds(now, ordinal, handle_id, seq, attrs))
 
         for _attempt in range(3):
             done, _ = await self.writer.edit(cidr, edit, deadline, use_cache=False)

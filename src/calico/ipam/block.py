@@ -144,12 +144,19 @@ def _drop_unused_attributes(block: AllocationBlock) -> None:
     block.allocations = [None if a is None else renumber[a] for a in block.allocations]
 
 
-def holds(block: AllocationBlock, ordinal: int, handle_id: str, sequence: int) -> bool:
-    """Whether the ordinal is allocated to the handle by the write that gave the block this sequence number:
-    how a writer that lost the answer to its write learns whether that write happened."""
+def holds(
+    block: AllocationBlock, ordinal: int, handle_id: str, sequence: int, attrs: Mapping[str, str] | None = None
+) -> bool:
+    """Whether the ordinal is allocated to the handle (with exactly `attrs`, when given) by the write that gave the
+    block this sequence number: how a writer that lost the answer to its write learns whether that write happened.
+
+    The sequence number alone is not proof: two clients that edited the same copy of a block for the same handle
+    (one host retrying what another host already did for it) produce the same number, and only one of the two
+    writes can apply. The attributes of one assignment call carry its own timestamp, which tells them apart."""
     holder = attribute_at(block, ordinal)
     return (
         holder is not None
         and holder.handle_id == handle_id
         and block.seq_for_allocation.get(str(ordinal)) == sequence
+        and (attrs is None or dict(holder.secondary) == dict(attrs))
     )

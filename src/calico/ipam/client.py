@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +53,14 @@ from calico.resources.ipam import IPAMConfig
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONTEXT_TTL = 1.0
+
+
+def allocation_timestamp() -> str:
+    """When an allocation was made, in the form Calico's CNI plugin records (Go's time.String(), in UTC), to the
+    nanosecond: it also tells one assignment call's writes from another's (see `block.holds`)."""
+    ns = time.time_ns()
+    when = datetime.datetime.fromtimestamp(ns // 1_000_000_000, datetime.UTC)
+    return f"{when:%Y-%m-%d %H:%M:%S}.{ns % 1_000_000_000:09d} +0000 UTC"
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class IPAMClient:
         if args.num4 < 0 or args.num6 < 0:
             raise IPAMError("auto_assign: num4 and num6 must not be negative")
         deadline = self._deadline()
-        attrs = {"node": args.hostname, **args.attrs}
+        attrs = {"node": args.hostname, "timestamp": allocation_timestamp(), **args.attrs}
         got: dict[int, list[IPAddress]] = {4: [], 6: []}
         try:
             for version, count, pools in ((4, args.num4, args.ipv4_pools), (6, args.num6, args.ipv6_pools)):
@@ -136,7 +146,8 @@ class IPAMClient:
         """Allocate one chosen address (claiming its block for the host when nobody has it yet); raises
         AddressInUse, AddressNotInPool, or AffinityConflict under strict affinity."""
         await self.assigner.assign_ip(as_address(address), handle_id, hostname,
-                                      {"node": hostname, **(attrs or {})}, intended_use, self._deadline())
+                                      {"node": hostname, "timestamp": allocation_timestamp(), **(attrs or {})},
+                                      intended_use, self._deadline())
 
     # --- releasing -------------------------------------------------------------------------------------------
 
