@@ -240,16 +240,17 @@ async def bench_scale(args: argparse.Namespace) -> dict[str, Any]:
             await ResourceStore(kv).apply(parse_resource(OPEN_PROFILE))
         finally:
             await kv.close()
-        for h in st.hosts.values():
-            lab.cli("workload", "add", f"w-{h.name}", "--host", h.name, "--profile", "kns.default")
+        # One `calico-lab workload add` per host, all started at once (the lab's lock orders their writes).
+        adds = [subprocess.Popen([str(BIN / "calico-lab"), "workload", "add", f"w-{h.name}", "--host", h.name,
+                                  "--profile", "kns.default", "--name", lab.name], env=lab.env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for h in st.hosts.values()]
+        for p in adds:
+            out, _ = await asyncio.to_thread(p.communicate)
+            if p.returncode != 0:
+                raise RuntimeError(f"workload add: {out.strip()}")
         t_added = time.monotonic() - t_up
         st = lab.state
-        converged = None
-        while time.monotonic() - t_up < args.timeout:
-            if not status.problems(status.collect(st)):
-                converged = time.monotonic() - t_up
-                break
-            await asyncio.sleep(0.5)
+        # Listeners and probers start now; probers retry each peer until it answers or the deadline passes.
         listeners = [spawn_in(w.netns, LISTENER, w.ipv4, str(PORT), str(args.timeout)) for w in st.workloads.values()]
         probers = []
         with running(*listeners):
@@ -262,6 +263,12 @@ async def bench_scale(args: argparse.Namespace) -> dict[str, Any]:
                     assert p.stdin is not None
                     p.stdin.write("go\n")
                     p.stdin.flush()
+                converged = None
+                while time.monotonic() - t_up < args.timeout:
+                    if not status.problems(await asyncio.to_thread(status.collect, st)):
+                        converged = time.monotonic() - t_up
+                        break
+                    await asyncio.sleep(0.5)
                 results = [json.loads((await asyncio.to_thread(p.stdout.readline)) or "{}") for p in probers
                            if p.stdout is not None]
         reachable = time.monotonic() - t_up

@@ -19,10 +19,10 @@ every watcher poll checks for an overdue lease (one indexed query) and sweeps if
 expired lease is removed in its own revision, with DELETE events for its keys, like etcd's revoke.
 Lease expiry uses wall-clock time, since the file is shared between processes (and survives restarts).
 
-Watch: a watcher polls `history` for rows after its cursor: every 2 ms while idle, backing off to 5 ms,
-and immediately when this same store object writes or (inotify on the WAL file, `filewatch.py`) when any
-other process commits. `ResyncNeeded` when the cursor is older than the
-compact revision.
+Watch: a watcher polls `history` for rows after its cursor: every 2 ms after activity, backing off while idle
+to 5 ms (to 250 ms when inotify watches the WAL file, polling then being only a safety net), and immediately
+when this same store object writes or (inotify on the WAL file, `filewatch.py`) when any other process
+commits. `ResyncNeeded` when the cursor is older than the compact revision.
 
 History retention (automatic compaction), checked every 256 revisions: a revision's history is dropped
 once it is more than `history_revisions` (default 100 000) revisions old or older than
@@ -63,7 +63,11 @@ from calico.datastore.kv import (
 T = TypeVar("T")
 
 POLL_MIN = 0.002  # watcher poll interval right after activity (s)
-POLL_MAX = 0.005  # idle watchers back off to this (s): ~200 cheap indexed queries a second
+POLL_MAX = 0.005  # idle watchers back off to this (s) when only polling tells them of other processes' writes
+# With inotify on the WAL file, other processes' commits wake watchers at once and polling is only a safety net:
+# idle watchers then back off this far. 200 polls a second per watcher would cost dozens of watchers (a lab of
+# 32 hosts has ~100) both cores.
+POLL_MAX_NOTIFIED = 0.25
 POLL_BATCH = 1000  # history rows per watcher poll
 CHECKPOINT_EVERY = 256  # revisions between retention checks / rev_times rows
 BUSY_TIMEOUT_MS = 10_000
@@ -202,6 +206,7 @@ class EmbeddedKV(KVStore):
         self._closed = False
         self._wake = asyncio.Event()
         self._files: FileChangeNotifier | None = None
+        self._notified = False  # inotify tells us of other processes' commits
 
     @classmethod
     async def open(
@@ -216,7 +221,7 @@ class EmbeddedKV(KVStore):
         # Other processes' commits append to the WAL file (which stays while our connection is open): wake our
         # watchers at once instead of at their next poll. Polling stays as the fallback.
         self._files = FileChangeNotifier(self.path + "-wal", self._notify)
-        self._files.start()
+        self._notified = self._files.start()
         return self
 
     # --- worker-thread plumbing ----------------------------------------------------------------
@@ -500,7 +505,7 @@ class EmbeddedKV(KVStore):
             try:
                 await asyncio.wait_for(wake.wait(), interval)
             except TimeoutError:
-                interval = min(interval * 1.5, POLL_MAX)
+                interval = min(interval * 1.5, POLL_MAX_NOTIFIED if self._notified else POLL_MAX)
 
     # --- maintenance ---------------------------------------------------------------------------
 
