@@ -84,6 +84,37 @@ def test_borrowed_address_is_exported_and_nothing_else(fabric: BGPFabric) -> Non
         wait_for(f"{h.name} drops the borrowed /32", lambda h=h: "198.18.1.5/32" not in h.bird_routes(4))
 
 
+def test_floating_ip_is_exported_once_a_pool_covers_it(fabric: BGPFabric, store: Store) -> None:
+    """A floating IP (WorkloadEndpoint ipNATs) is a /32 (/128) route Felix installs on the workload's interface,
+    like a borrowed address; BIRD exports it once an IPPool covers it: the operator's floating IP pool, disabled
+    so that IPAM never hands its addresses out."""
+    h1, h2, h3 = fabric.hosts["h1"], fabric.hosts["h2"], fabric.hosts["h3"]
+    cali = f"cali{fabric.run_id}f"
+    h2.ip("link", "add", cali, "type", "veth", "peer", "name", f"{cali}p")
+    for link in (cali, f"{cali}p"):
+        h2.ip("link", "set", link, "up")
+    try:
+        h2.ip("route", "add", "198.19.250.10/32", "dev", cali, "proto", "80")
+        h2.ip("-6", "route", "add", "fd00:5::10/128", "dev", cali, "proto", "80")
+        wait_for("h2's BIRD learns the floating IPs", lambda: all(
+            a in h2.command("show route") for a in ("198.19.250.10/32", "fd00:5::10/128")))
+        time.sleep(0.5)
+        assert "198.19.250.10/32" not in h1.bird_routes(4) and "fd00:5::10/128" not in h1.bird_routes(6)  # no pool
+        store.apply(doc("IPPool", "floating4", {"cidr": "198.19.250.0/24", "disabled": True}),
+                    doc("IPPool", "floating6", {"cidr": "fd00:5::/64", "disabled": True}))
+        for h in (h1, h3):
+            wait_for(f"{h.name} routes h2's floating IP",
+                     lambda h=h: h.bird_routes(4).get("198.19.250.10/32") == h2.ipv4)
+            wait_for(f"{h.name} routes h2's floating IPv6",
+                     lambda h=h: h.bird_routes(6).get("fd00:5::10/128") == h2.ipv6)
+    finally:
+        h2.ip("link", "del", cali)
+        for name in ("floating4", "floating6"):
+            store.delete("IPPool", name)
+    for h in (h1, h3):
+        wait_for(f"{h.name} drops the floating IP", lambda h=h: "198.19.250.10/32" not in h.bird_routes(4))
+
+
 def test_new_block_is_advertised(fabric: BGPFabric, store: Store) -> None:
     h1, h3 = fabric.hosts["h1"], fabric.hosts["h3"]
     store.affinity("h3", "198.18.33.0/26", "confirmed")

@@ -1,7 +1,8 @@
 """The fake nft transport behaves as the real ones: the same transactions, the same table, the same refusals.
 
 Each transaction a planner makes over a run of state changes (sets, deltas, policies, endpoints, an interface
-change, host endpoints with doNotTrack and preDNAT stages, metadata, natOutgoing pools, out-of-order removals),
+change, host endpoints with doNotTrack and preDNAT stages, metadata, natOutgoing pools, floating IPs (address
+maps, a concatenated key among them), out-of-order removals),
 and a set of transactions nft must refuse, goes to a real transport (libnftables in-process, and a spawned
 `nft`) inside a test namespace and to a `FakeNft`. After each, both listings (`nft -j list table inet calico`) must agree on
 everything but handles and rule expressions: sets with types, flags and elements, map entries, chains with
@@ -11,6 +12,7 @@ neither. This is what lets tests/unit/test_nft_fake.py stand in for the kernel.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +25,7 @@ from calico.dataplane.nftables import ops
 from calico.dataplane.nftables.diff import Planner
 from calico.dataplane.nftables.fake import FakeNft
 from calico.dataplane.nftables.model import NftSet
-from calico.dataplane.nftables.names import FW_MAP, set_name
+from calico.dataplane.nftables.names import FIP_DNAT, FIP_HAIRPIN, FW_MAP, set_name
 from calico.dataplane.nftables.transport import LibNftTransport, NftError, NftTransport, SpawnTransport
 from calico.dataplane.state import DesiredState
 from tests.helpers.netns import World
@@ -74,6 +76,13 @@ def wep(n: int, iface: str | None = None, tiers: tuple[ev.TierInfo, ...] = (),
                                      (f"198.18.1.{n}/32",), (f"fd00:c411::{n:x}/128",), tiers, profiles)
 
 
+def nat_wep(n: int, *nats: tuple[str, str]) -> ev.WorkloadEndpointUpdate:
+    """wep(n) with 1:1 NATs (external, internal)."""
+    infos = [ev.NATInfo(e, i) for e, i in nats]
+    return dataclasses.replace(wep(n, tiers=(TIER,)), ipv4_nats=tuple(x for x in infos if ":" not in x.external_ip),
+                               ipv6_nats=tuple(x for x in infos if ":" in x.external_ip))
+
+
 TIER = ev.TierInfo("default", "Deny", (P1,), (P1,))
 HEP_TIER = ev.TierInfo("sec", "Deny", (P2,), (P2,))
 HEP = ev.HostEndpointUpdate("h1", "eth1", (), (HEP_TIER,), (HEP_TIER,), (HEP_TIER,), (HEP_TIER,), ("prof",))
@@ -99,6 +108,9 @@ BATCHES: list[list[ev.DataplaneEvent]] = [
     [ev.ProfileRemove("prof")],  # out of order: endpoints still name it (they fall back to a drop)
     [ev.HostEndpointRemove("h1"), ev.PolicyRemove(P2), ev.ProfileUpdate("prof", (), ())],
     [ev.IPSetRemove("sel"), ev.PolicyUpdate(P1, (rule(),), ())],
+    [nat_wep(3, ("198.19.250.3", "198.18.1.3"), ("fd00:5::3", "fd00:c411::3"))],  # floating IPs: map elements
+    [nat_wep(4, ("198.19.250.3", "198.18.1.4"), ("198.19.250.4", "198.18.1.4"))],  # w3 keeps .3
+    [nat_wep(3, ("198.19.250.9", "198.18.1.3"))],  # w3 lets go of .3 (w4's now: a value changes) and of v6
 ]
 
 
@@ -121,6 +133,8 @@ def refusals() -> dict[str, list[ops.Op]]:
         "map key with another verdict": [ops.AddMapElements(FW_MAP, (("cali00000000003", "goto forward"),))],
         "map entry to a missing chain": [ops.AddMapElements(FW_MAP, (("cali9", "goto fw-cali9"),))],
         "missing map key": [ops.DeleteMapElements(FW_MAP, ("cali-none",))],
+        "NAT map key with another address": [ops.AddMapElements(FIP_DNAT[4], (("198.19.250.9", "198.18.1.77"),))],
+        "missing NAT map key": [ops.DeleteMapElements(FIP_HAIRPIN[4], ("198.18.1.77 . 198.18.1.77",))],
         "hook on a regular chain": [ops.AddChain("wl-to-host", "type filter hook input priority filter; policy accept;")],
     }
 
@@ -150,7 +164,8 @@ async def test_fake_and_real_transports_agree(real: NftTransport) -> None:
     # What both accept again without a change: a set re-declared with an element it has, a map entry it has.
     kept = NftSet(set_name("kept", 4), "ipv4_addr", True, frozenset({"198.18.0.0/24"}))
     for txn in ([ops.AddSet(kept)], [ops.AddSet(kept), ops.AddMapElements(FW_MAP, (("cali00000000003",
-                                                                                     "goto fw-cali00000000003"),))]):
+                                                                                     "goto fw-cali00000000003"),))],
+                [ops.AddMapElements(FIP_DNAT[4], (("198.19.250.9", "198.18.1.3"),))]):
         await real.run(txn)
         await fake.run(txn)
         assert normalised(await real.list_table()) == normalised(await fake.list_table())

@@ -11,7 +11,8 @@ the host side of a workload is routed here: that is Felix's (the driver under te
 workload routes, network manager) inside that host's namespace; `stop()` leaves the kernel state in place.
 
 `source_seen()` asks a one-shot UDP responder in a destination namespace which source address a datagram
-arrived with (a NAT shows there). `counters()` reads an interface's packet counters. `close()` deletes every
+arrived with (a NAT shows there); `connect_seen()` does the same over a TCP round trip (optionally to another
+address than the server's: a floating IP, the metadata address). `counters()` reads an interface's packet counters. `close()` deletes every
 namespace (also registered with atexit); every process started here is bounded in time and reaped.
 """
 
@@ -52,6 +53,31 @@ s = socket.socket(fam, socket.SOCK_DGRAM)
 s.settimeout(float(sys.argv[3]))
 s.sendto(b"who", (sys.argv[1], int(sys.argv[2])))
 print(s.recvfrom(64)[0].decode())
+"""
+
+
+_TCP_SERVER = """
+import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+s.settimeout(float(sys.argv[3]))
+print("ready", flush=True)
+try:
+    conn, peer = s.accept()
+    conn.sendall(peer[0].encode())
+    conn.close()
+except socket.timeout:
+    pass
+"""
+
+_TCP_CLIENT = """
+import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+print(s.recv(64).decode())
 """
 
 
@@ -143,18 +169,38 @@ class Fabric:
         """The source address a UDP datagram from `src_ns` to `dst_ip` arrived with in `dst_ns`, or None when
         it did not arrive. (Whether the reply made it back does not matter: an outside host cannot answer a
         pool address that was not NATed.)"""
-        server = subprocess.Popen(["ip", "netns", "exec", dst_ns, sys.executable, "-c", _RESPONDER, dst_ip,
+        seen, _ = self._one_shot(_RESPONDER, dst_ns, dst_ip, port, _ASKER, src_ns, dst_ip, port, timeout)
+        return seen.strip() or None
+
+    def connect_seen(self, src_ns: str, dst_ns: str, dst_ip: str, port: int = 9001, via: str | None = None,
+                     via_port: int | None = None, timeout: float = 1.0) -> str | None:
+        """The source address a TCP connection from `src_ns` to `via`:`via_port` (default `dst_ip`:`port`) arrived
+        with at a server bound to `dst_ip`:`port` in `dst_ns`, as the client hears it back; None when the
+        connection failed. A round trip: the replies found their way back through whatever NAT the packets went
+        through."""
+        _, client = self._one_shot(_TCP_SERVER, dst_ns, dst_ip, port, _TCP_CLIENT, src_ns, via or dst_ip,
+                                   via_port or port, timeout)
+        if client.returncode != 0:
+            return None
+        return client.stdout.strip() or None
+
+    def _one_shot(self, server_script: str, dst_ns: str, dst_ip: str, port: int, client_script: str, src_ns: str,
+                  to: str, to_port: int, timeout: float) -> tuple[str, subprocess.CompletedProcess[str]]:
+        """A one-shot server (it prints "ready" once bound to `dst_ip`:`port` in `dst_ns`), then a client in
+        `src_ns` towards `to`:`to_port`. Returns what the server printed after "ready", and the client's run."""
+        server = subprocess.Popen(["ip", "netns", "exec", dst_ns, sys.executable, "-c", server_script, dst_ip,
                                    str(port), str(timeout + 2)], stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None
             if server.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"responder on {dst_ip}:{port} in {dst_ns} did not start")
-            subprocess.run(["ip", "netns", "exec", src_ns, sys.executable, "-c", _ASKER, dst_ip, str(port),
-                            str(timeout)], capture_output=True, text=True, timeout=timeout + 10, check=False)
+                raise RuntimeError(f"server on {dst_ip}:{port} in {dst_ns} did not start")
+            client = subprocess.run(["ip", "netns", "exec", src_ns, sys.executable, "-c", client_script, to,
+                                     str(to_port), str(timeout)], capture_output=True, text=True,
+                                    timeout=timeout + 10, check=False)
         finally:
             server.kill()
             seen, _ = server.communicate(timeout=5)
-        return seen.strip() or None
+        return seen, client
 
     def counters(self, ns: str, iface: str) -> tuple[int, int]:
         """(packets sent, packets received) on `iface` in `ns`."""

@@ -87,7 +87,7 @@ def test_nft_host_endpoint_chains() -> None:
     assert model.chains["thf-eth1"].rules == ("return",)  # no egress applyOnForward policy: left alone
     assert "jump pi-default/hp" in " ".join(model.chains["fhf-eth1"].rules)
     assert model.chains["fh-/all"].rules[-1] == "drop"  # no policy, no profile: drop (after failsafes)
-    assert "nat-prerouting" not in model.chains
+    assert not any("169.254.169.254" in r for r in model.chains["nat-prerouting"].rules)  # no metadata DNAT
     assert model.chains["input"].rules[-1] == f"jump {nft_names.HEP_IN}"
 
 
@@ -95,7 +95,8 @@ def test_nft_metadata_dnat_and_allow() -> None:
     model = nft_table.render_model(state(metadata=MetadataTarget("198.18.0.1", 8775)))
     nat = model.chains["nat-prerouting"]
     assert "hook prerouting" in (nat.hook or "")
-    assert nat.rules == ('iifname "cali*" ip daddr 169.254.169.254 tcp dport 80 dnat ip to 198.18.0.1:8775',)
+    assert nat.rules[0] == 'iifname "cali*" ip daddr 169.254.169.254 tcp dport 80 dnat ip to 198.18.0.1:8775'
+    assert nat.rules[1:] == ("dnat ip to ip daddr map @fip-dnat4", "dnat ip6 to ip6 daddr map @fip-dnat6")
     to_host = model.chains["wl-to-host"].rules
     assert to_host.index("ip daddr 198.18.0.1 tcp dport 8775 accept") < to_host.index("jump from-wl-dispatch")
 
@@ -139,15 +140,15 @@ def test_iptables_metadata_nat_section() -> None:
     v4 = ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 4), ipt_side.SavedSide())
     assert "*nat\n:cali-PREROUTING - [0:0]\n" in v4 and "\n-I PREROUTING 1 " in v4
     assert "-i cali+ -d 169.254.169.254/32 -p tcp --dport 80" in v4 and "--to-destination 198.18.0.1:8775" in v4
-    assert "cali-PREROUTING" not in ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 6),
+    assert "169.254.169.254" not in ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 6),
                                                                ipt_side.SavedSide())
     held = ipt_side.parse_side("nat", "-A PREROUTING -m comment --comment \"cali:x\" -j cali-PREROUTING\n")
     assert held.jumps == {("PREROUTING", "cali-PREROUTING")}
     assert "-I PREROUTING" not in ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 4), held)
-    # Metadata turned off: the chain and its jump go (natOutgoing's stay).
+    # Metadata turned off: its rule goes, the chain stays (the floating IPs' DNAT hangs off it).
     off = ipt_side.side_restore_text("nat", ipt_nat.nat_chains(state().config, 4),
                                      ipt_side.expected_side("nat", ipt_nat.nat_chains(s.config, 4)))
-    assert "-D PREROUTING" in off and "-X cali-PREROUTING" in off and "-X cali-POSTROUTING" not in off
+    assert ":cali-PREROUTING - [0:0]" in off and "169.254.169.254" not in off and "-X " not in off
     to_host = ipt_table.render_family(s, 4)[ipt_names.WL_TO_HOST].rules
     assert ipt_model.Rule("-p tcp -d 198.18.0.1/32 --dport 8775", "-j ACCEPT") in to_host
 

@@ -31,12 +31,12 @@ def test_nft_sets_and_chain() -> None:
     assert model.sets["s4-ipam/all-pools"].interval
     chain = model.chains[NAT_CHAIN]
     assert chain.hook == "type nat hook postrouting priority srcnat; policy accept;"
-    assert chain.rules == (
+    assert chain.rules[-2:] == (  # after the floating IPs' SNAT (tests/unit/test_ipnat_render.py)
         "ip saddr @s4-ipam/masq-pools ip daddr != @s4-ipam/all-pools masquerade",
         "ip6 saddr @s6-ipam/masq-pools ip6 daddr != @s6-ipam/all-pools masquerade",
     )
     snat = render_model(state(*POOLS, nat_outgoing_address="198.19.0.9")).chains[NAT_CHAIN]
-    assert snat.rules[0].endswith("snat ip to 198.19.0.9") and snat.rules[1].endswith("masquerade")
+    assert snat.rules[-2].endswith("snat ip to 198.19.0.9") and snat.rules[-1].endswith("masquerade")
     assert render_model(state()).sets["s4-ipam/masq-pools"].elements == frozenset()  # no pools: nothing matches
 
 
@@ -60,7 +60,9 @@ def test_nft_pool_change_is_only_set_elements() -> None:
 def test_iptables_nat_chains_by_calicos_names() -> None:
     s = state(*POOLS)
     chains = {c.name: c for c in ipt_nat.nat_chains(s.config, 4)}
-    assert set(chains) == {"cali-POSTROUTING", "cali-nat-outgoing"}  # no metadata: no cali-PREROUTING
+    assert set(chains) == {"cali-PREROUTING", "cali-OUTPUT", "cali-POSTROUTING", "cali-fip-dnat", "cali-fip-snat",
+                           "cali-nat-outgoing"}
+    assert [r.target for r in chains["cali-POSTROUTING"].rules] == ["-j cali-fip-snat", "-j cali-nat-outgoing"]
     [rule] = chains["cali-nat-outgoing"].rules
     assert rule.match == "-m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst"
     assert rule.target == "-j MASQUERADE"
@@ -71,7 +73,7 @@ def test_iptables_nat_chains_by_calicos_names() -> None:
     assert ipt_nat.nat_chains(state(nat_outgoing_address="198.19.0.9").config, 6)[-1].rules[0].target == \
         "-j MASQUERADE"
     text = ipt_side.side_restore_text("nat", ipt_nat.nat_chains(s.config, 4), ipt_side.SavedSide())
-    assert "-I POSTROUTING 1 " in text and "-A cali-POSTROUTING " in text and "-I PREROUTING" not in text
+    assert all(f"-I {b} 1 " in text for b in ("PREROUTING", "OUTPUT", "POSTROUTING")) and "-A cali-POSTROUTING " in text
 
 
 def test_iptables_pool_ipsets_follow_the_pools_alone() -> None:

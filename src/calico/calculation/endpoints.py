@@ -8,7 +8,7 @@ Leaves:
     named ports;
   - to a `LocalEndpointSink` (the policy resolver), only for endpoints on this host (the *local endpoint
     filter*): the same labels and a `LocalWorkload` / `LocalHost` with what the dataplane needs to program
-    the interface;
+    the interface (for workloads also their 1:1 NATs, `spec.ipNATs`, split by family);
   - parent label changes to both.
 
 Effective labels (what selectors see), built here and merged by the label indexes:
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Protocol
 
-from calico.calculation.events import WorkloadEndpointID
+from calico.calculation.events import NATInfo, WorkloadEndpointID
 from calico.calculation.selectors import (
     NS_LABEL,
     NS_NAME_LABEL,
@@ -150,6 +150,8 @@ def workload_item(res: WorkloadEndpoint) -> ItemData:
 def workload_info(res: WorkloadEndpoint) -> LocalWorkload:
     spec = res.spec
     nets = spec.ipNetworks or ()
+    # The resource checked each internalIP is one of ipNetworks and both sides are of one family.
+    nats = tuple(NATInfo(n.externalIP, n.internalIP) for n in spec.ipNATs or ())
     return LocalWorkload(
         iface=spec.interfaceName,
         mac=spec.mac,
@@ -157,6 +159,8 @@ def workload_info(res: WorkloadEndpoint) -> LocalWorkload:
         ipv6_nets=tuple(n for n in nets if ":" in n),
         profile_ids=tuple(spec.profiles or ()),
         allow_spoofed_source_prefixes=tuple(spec.allowSpoofedSourcePrefixes or ()),
+        ipv4_nats=tuple(n for n in nats if ":" not in n.external_ip),
+        ipv6_nats=tuple(n for n in nats if ":" in n.external_ip),
     )
 
 

@@ -136,6 +136,16 @@ class WorkloadEndpointID:
     name: str
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class NATInfo:
+    """One 1:1 NAT of a workload (`spec.ipNATs`; OpenStack's floating IP): traffic to `external_ip` is
+    destination-NATed to `internal_ip`, one of the endpoint's own addresses, and traffic from `internal_ip` to
+    outside every IP pool leaves with `external_ip`. Both are canonical addresses of one family, no prefix."""
+
+    external_ip: str
+    internal_ip: str
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadEndpointUpdate:
     endpoint_id: WorkloadEndpointID
@@ -147,6 +157,8 @@ class WorkloadEndpointUpdate:
     profile_ids: tuple[str, ...]
     allow_spoofed_source_prefixes: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = field(default=())  # effective labels, for status/debugging
+    ipv4_nats: tuple[NATInfo, ...] = ()  # in the endpoint's order; the dataplane routes each external_ip
+    ipv6_nats: tuple[NATInfo, ...] = ()  # to `iface` like the endpoint's own addresses
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,6 +283,8 @@ class PolicyResolver:
                 profile_ids=info.profile_ids,
                 allow_spoofed_source_prefixes=info.allow_spoofed_source_prefixes,
                 labels=label_items,
+                ipv4_nats=info.ipv4_nats,
+                ipv6_nats=info.ipv6_nats,
             )
             return applied, update
         entries = [_entry(pid, policies[pid]) for pid in self._matches.get(key, ())]

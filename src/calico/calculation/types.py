@@ -16,6 +16,7 @@ from calico.calculation.events import (
     HostEndpointRemove,
     HostEndpointUpdate,
     IPSetType,
+    NATInfo,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
@@ -74,6 +75,8 @@ class LocalWorkload:
     ipv6_nets: tuple[str, ...]
     profile_ids: tuple[str, ...]
     allow_spoofed_source_prefixes: tuple[str, ...]
+    ipv4_nats: tuple[NATInfo, ...] = ()
+    ipv6_nats: tuple[NATInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,11 @@ class MetadataTarget(NamedTuple):
     addr: str  # an IPv4 address
     port: int
 
+    @property
+    def loopback(self) -> bool:
+        """127.0.0.0/8 (Felix's default 127.0.0.1): workload interfaces then need route_localnet."""
+        return ipaddress.ip_address(self.addr).is_loopback
+
 
 def _ports(*specs: str) -> tuple[FailsafePort, ...]:
     return tuple(FailsafePort(p, int(n)) for p, _, n in (s.partition(":") for s in specs))

@@ -88,7 +88,8 @@ def create_driver(
     from calico.dataplane.network.kernel import NetlinkKernel
 
     prefixes = config.interface_prefixes
-    routes = RouteManager(netns, prefixes, refresh_interval=config.route_refresh_interval)
+    routes = RouteManager(netns, prefixes, refresh_interval=config.route_refresh_interval,
+                          route_localnet=config.metadata is not None and config.metadata.loopback)
     network = NetworkManager(config, NetlinkKernel(netns, prefixes), refresh_interval=config.route_refresh_interval)
     driver = KernelDriver(make_firewall(config, netns), config, routes, HostAddressMonitor(netns, prefixes), network)
     if tool_observer is not None:

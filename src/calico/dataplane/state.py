@@ -2,8 +2,9 @@
 
 In: `calico.calculation.events` (IP set, policy, profile, endpoint updates, and IP pools, VTEPs and routes,
 in the graph's safe order) and the `DataplaneConfig` the driver was built with. Out: plain dictionaries of the
-current desired state and its `config`, plus a `Dirty` record of which keys changed since the last
-`take_dirty()`, so a backend can apply work proportional to the change.
+current desired state and its `config` (with an index of the endpoints that have 1:1 NATs, `ip_nats`), plus a
+`Dirty` record of which keys changed since the last `take_dirty()`, so a backend can apply work proportional
+to the change.
 
 `ConfigUpdate` events are ignored: the configuration is fixed for the driver's life (see `config.py`).
 `configure()` replaces it (tests do); that marks everything for a full rewrite (`Dirty.config`).
@@ -43,10 +44,12 @@ class Dirty:
     pools: set[str] = field(default_factory=set)
     vteps: set[str] = field(default_factory=set)
     routes: set[str] = field(default_factory=set)
+    nats: bool = False  # some local endpoint's 1:1 NATs changed (the NAT tables are re-derived whole: they are few)
 
     def __bool__(self) -> bool:
         return bool(
-            self.ipsets
+            self.nats
+            or self.ipsets
             or self.policies
             or self.profiles
             or self.endpoints
@@ -71,6 +74,8 @@ class DesiredState:
         self.pools: dict[str, ev.IPPoolUpdate] = {}
         self.vteps: dict[str, ev.VTEPUpdate] = {}
         self.routes: dict[str, ev.RouteUpdate] = {}
+        # The local endpoints that have 1:1 NATs (floating IPs), and theirs: `ipnat.nat_tables` reads only these.
+        self.ip_nats: dict[ev.WorkloadEndpointID, tuple[ev.NATInfo, ...]] = {}
         # The host's own interfaces and their addresses (not from the graph: read from the kernel), by which
         # host endpoints without an interface name find theirs.
         self.host_addresses: dict[str, frozenset[str]] = {}
@@ -138,10 +143,12 @@ class DesiredState:
                 self.endpoints[eid] = event
                 self._index(event)
                 d.endpoints.add(eid)
+                self._set_nats(eid, event.ipv4_nats + event.ipv6_nats)
             case ev.WorkloadEndpointRemove(endpoint_id=eid):
                 self._unindex(eid)
                 if self.endpoints.pop(eid, None) is not None:
                     d.endpoints.add(eid)
+                self._set_nats(eid, ())
             case ev.HostEndpointUpdate(name=name):
                 self.host_endpoints[name] = event
                 d.host_endpoints.add(name)
@@ -194,6 +201,15 @@ class DesiredState:
         return dirty
 
     # --- helpers ----------------------------------------------------------------------------------------
+
+    def _set_nats(self, eid: ev.WorkloadEndpointID, nats: tuple[ev.NATInfo, ...]) -> None:
+        if self.ip_nats.get(eid, ()) == nats:
+            return
+        if nats:
+            self.ip_nats[eid] = nats
+        else:
+            del self.ip_nats[eid]
+        self.dirty.nats = True
 
     def _index(self, ep: ev.WorkloadEndpointUpdate) -> None:
         for tier in ep.tiers:

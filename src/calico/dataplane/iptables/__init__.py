@@ -5,8 +5,9 @@ In: a `DesiredState` (with its `DataplaneConfig`). Out: chains and sets in one n
 
     render (pure)   names · model (rules, chains, hashes) · rules (policies, profiles) · walk (tier walk as
                     rules) · endpoints (workload chains, policy groups, dispatch) · hep_chains (host endpoints)
-                    · nat (metadata DNAT) · stages (untracked / pre-DNAT, raw and mangle) · table (a family's
-                    chains) · text (restore text, save parsing) · ipsets (sets and `ipset restore` text)
+                    · nat (metadata DNAT, floating IPs, natOutgoing) · stages (untracked / pre-DNAT, raw and
+                    mangle) · table (a family's chains) · text (restore text, save parsing) · ipsets (sets and
+                    `ipset restore` text)
     plan (pure)     plan.Planner: full resync or incremental transactions
     I/O             backend.IptablesBackend: iptables-restore/-save, ipset (fits
                     `calico.dataplane.driver.FirewallBackend`, as `NftBackend` does; `factory` picks either)

@@ -12,10 +12,11 @@ FORWARD / INPUT / OUTPUT chains only get one jump each, inserted when absent.
   family for what changed. Order: ipset creates/fills, iptables, ipset destroys.
 - `check_and_repair(state)`: reads back (`iptables-save -t filter`, `ipset list -t`), compares chains'
   comment hashes, the built-in jumps and set sizes with what was applied, and resyncs when they differ.
-- the side tables (`side.py`): nat (`nat.py`: metadata DNAT, natOutgoing; always present, it depends only on
-  the config) and the untracked (raw) and pre-DNAT (mangle) stages (`stages.py`, only with doNotTrack /
-  preDNAT policy). After the filter transaction, each such table that differs from what it should hold is
-  rewritten whole in one restore (they are small), and read back with the rest. natOutgoing follows the pools
+- the side tables (`side.py`): nat (`nat.py`: metadata DNAT, floating IPs, natOutgoing; always present;
+  rewritten when the config or some endpoint's NATs change) and the untracked (raw) and pre-DNAT (mangle)
+  stages (`stages.py`, only with doNotTrack / preDNAT policy). After the filter transaction, each such table
+  that differs from what it should hold is rewritten whole in one restore (they are small), and read back with
+  the rest. natOutgoing follows the pools
   through the `cali40all-ipam-pools` / `cali40masq-ipam-pools` ipsets (and `cali60...`), which the filter
   plans keep like every other set.
 - `install_fail_closed(prefixes)`: before the first sync, if our chains are absent, base chains whose
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass
 
 from calico.dataplane.config import DataplaneConfig
+from calico.dataplane.ipnat import nat_tables
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import side
 from calico.dataplane.iptables import stages as stg
@@ -124,7 +126,7 @@ class IptablesBackend:
                 self.planner.forget()
                 plan = await self._apply_full(state)
         self.planner.commit(plan)
-        if plan.full:
+        if plan.full or dirty.nats:  # floating IPs live in the nat table
             await self._sync_side(state, self._side_tables(state, with_nat=True))
         elif dirty.host_endpoints or dirty.policies or dirty.profiles:
             await self._sync_side(state, self._side_tables(state, with_nat=False))
@@ -164,8 +166,9 @@ class IptablesBackend:
         if not tables:
             return
         kernel = kernel if kernel is not None else await self._read_side(tables)
+        nats = nat_tables(state.ip_nats)
         for f in FAMILIES:
-            chains = {**stg.stage_chains(state, f), "nat": nat_chains(state.config, f)}
+            chains = {**stg.stage_chains(state, f), "nat": nat_chains(state.config, f, nats[f])}
             text = "".join(side.side_restore_text(t, chains[t], kernel[(f, t)]) for t in tables)
             if text:
                 await self._run(self.restore_cmd[f], "--noflush", "-w", "10", stdin=text)

@@ -35,8 +35,11 @@ HEP_ROLE_CHAINS = {"fh": "cali-fh-", "th": "cali-th-", "fhf": "cali-fhfw-", "thf
 HEP_ROLE_DISPATCH = {"fh": FROM_HEP, "th": TO_HEP, "fhf": FROM_HEP_FWD, "thf": TO_HEP_FWD}
 HEP_KINDS = tuple(HEP_ROLE_CHAINS.values())
 NAT_PREROUTING = "cali-PREROUTING"
+NAT_OUTPUT = "cali-OUTPUT"  # in the nat table (the filter table's cali-OUTPUT is another chain)
 NAT_POSTROUTING = "cali-POSTROUTING"
 NAT_OUTGOING = "cali-nat-outgoing"
+FIP_DNAT = "cali-fip-dnat"
+FIP_SNAT = "cali-fip-snat"
 
 GROUP_PREFIXES = ("cali-pgi-", "cali-pgo-")
 DISPATCH_BUCKET_PREFIXES = ("cali-fwd-", "cali-twd-")

@@ -1,5 +1,5 @@
 """Calico's chains in the small tables beside filter: raw and mangle (the untracked and pre-DNAT stages,
-`stages`) and nat (metadata DNAT and natOutgoing, `nat`).
+`stages`) and nat (metadata DNAT, floating IPs and natOutgoing, `nat`).
 
 In: the chains one table should hold of ours, and what `iptables-save -t <table>` shows. Out: `SavedSide`, what
 read-back compares (our chains' comment hashes in order and our jumps from built-in chains), and one
@@ -20,7 +20,7 @@ SIDE_TABLES = ("raw", "mangle", "nat")
 BUILTINS = {
     "raw": (("PREROUTING", "cali-PREROUTING"), ("OUTPUT", "cali-OUTPUT")),
     "mangle": (("PREROUTING", "cali-PREROUTING"),),
-    "nat": (("PREROUTING", "cali-PREROUTING"), ("POSTROUTING", "cali-POSTROUTING")),
+    "nat": (("PREROUTING", "cali-PREROUTING"), ("OUTPUT", "cali-OUTPUT"), ("POSTROUTING", "cali-POSTROUTING")),
 }
 
 

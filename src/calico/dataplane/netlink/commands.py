@@ -21,8 +21,10 @@ from calico.dataplane.process import run_tool
 log = logging.getLogger(__name__)
 
 
-def interface_sysctls(iface: str) -> list[str]:
-    """Calico's settings for a workload interface (host side of the veth)."""
+def interface_sysctls(iface: str, route_localnet: bool = False) -> list[str]:
+    """Calico's settings for a workload interface (host side of the veth). `route_localnet`: the OpenStack
+    metadata DNAT goes to a loopback address (127.0.0.1:8775 by default), which the kernel drops as a martian
+    on any other interface unless this is on (both ways: the reply leaves with the loopback source)."""
     return [
         # The workload's default gateway 169.254.1.1 exists nowhere: the host answers ARP for it (and for
         # every other address it routes elsewhere) on this interface, at once.
@@ -32,6 +34,7 @@ def interface_sysctls(iface: str) -> list[str]:
         # Strict reverse-path filtering: a workload may only send from addresses routed back to its own
         # interface (the kernel uses max(conf.all, conf.<if>), so this holds whatever `all` says).
         f"net.ipv4.conf.{iface}.rp_filter=1",
+        f"net.ipv4.conf.{iface}.route_localnet={int(route_localnet)}",
         # IPv6 gateway: the host side's link-local address (from MAC ee:ee:ee:ee:ee:ee) is the workload's
         # default route, so IPv6 must be on; the host never configures itself from a workload's RAs.
         f"net.ipv6.conf.{iface}.disable_ipv6=0",
@@ -55,11 +58,11 @@ def proc_path(setting: str) -> tuple[Path, str]:
     return Path("/proc/sys", *head[:3], iface, leaf), value
 
 
-def write_own_sysctls(ifaces: Iterable[str]) -> set[str]:
+def write_own_sysctls(ifaces: Iterable[str], route_localnet: bool = False) -> set[str]:
     """The agent's own namespace: write /proc/sys directly; returns the interfaces whose settings failed."""
     failed: set[str] = set()
     for iface in ifaces:
-        for setting in interface_sysctls(iface):
+        for setting in interface_sysctls(iface, route_localnet):
             path, value = proc_path(setting)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -74,14 +77,14 @@ def write_own_sysctls(ifaces: Iterable[str]) -> set[str]:
     return failed
 
 
-async def write_sysctls(netns: str | None, ifaces: Iterable[str]) -> set[str]:
+async def write_sysctls(netns: str | None, ifaces: Iterable[str], route_localnet: bool = False) -> set[str]:
     """Write every interface's settings (one spawn for a named namespace); returns the interfaces that failed."""
     ifaces = sorted(ifaces)
     if not ifaces:
         return set()
     if netns is None:
-        return write_own_sysctls(ifaces)
-    settings = [s for iface in ifaces for s in interface_sysctls(iface)]
+        return write_own_sysctls(ifaces, route_localnet)
+    settings = [s for iface in ifaces for s in interface_sysctls(iface, route_localnet)]
     rc, err = await run(netns, ["sysctl", "-q", "-w", *settings])
     if rc == 0:
         return set()
@@ -92,12 +95,13 @@ async def write_sysctls(netns: str | None, ifaces: Iterable[str]) -> set[str]:
 
 
 async def flush_conntrack(netns: str | None, addresses: Iterable[str]) -> bool:
-    """Delete conntrack entries from or to each address (both directions, per family); True when run."""
+    """Delete conntrack entries from or to each address (both directions, per family), and those whose replies
+    go to it (a floating IP's SNATed flows); True when run."""
     cmds = []
     for addr in sorted(addresses):
         ip = ipaddress.ip_address(addr)  # validated: only addresses ever reach the shell line
         fam = "ipv6" if ip.version == 6 else "ipv4"
-        for flag in ("-s", "-d"):
+        for flag in ("-s", "-d", "--reply-dst"):
             cmds.append(f"conntrack -D -f {fam} {flag} {shlex.quote(str(ip))} >/dev/null 2>&1")
     if not cmds:
         return True

@@ -1,13 +1,14 @@
 """Pure route planning for workload interfaces: what routes the host should have, and what to change.
 
-In: desired workload endpoints (`WorkloadEndpointUpdate`: iface + ipv4/ipv6 nets), the interfaces the kernel
+In: desired workload endpoints (`WorkloadEndpointUpdate`: iface + ipv4/ipv6 nets and NATs), the interfaces the kernel
 reports (`Link`: name, index, oper state) and the routes of ours the kernel holds (`dst -> ifindex`, read back
 by protocol number). Out: a `RoutePlan`: routes to add/replace, routes to delete, interfaces whose per-interface
 sysctls still need writing and addresses whose conntrack entries must go.
 
 Rules:
-- a route `dst -> iface` is desired while an endpoint lists `dst`, its iface matches an interface prefix,
-  exists and is oper-up. When two endpoints claim one `dst`, the smallest endpoint id wins (deterministic).
+- a route `dst -> iface` is desired while an endpoint lists `dst` (one of its addresses, or the external
+  address of one of its 1:1 NATs), its iface matches an interface prefix, exists and is oper-up. When two
+  endpoints claim one `dst`, the smallest endpoint id wins (deterministic).
 - before in-sync, only routes for destinations this run has known are deleted; routes of ours for unknown
   destinations (leftovers from a previous run) stay until `plan(in_sync=True)`, so a restarting agent never
   cuts traffic for endpoints the datastore has not re-sent yet.
@@ -249,4 +250,7 @@ class RoutePlanner:
 
 
 def _dsts(ep: WorkloadEndpointUpdate) -> list[str]:
-    return [normalise(n) for n in (*ep.ipv4_nets, *ep.ipv6_nets)]
+    """The endpoint's own addresses and its floating IPs: a NAT's external address is routed to the workload's
+    interface like its own, so BIRD learns it from the kernel and announces it (as Calico does)."""
+    nats = [f"{n.external_ip}/{32 if ':' not in n.external_ip else 128}" for n in (*ep.ipv4_nats, *ep.ipv6_nats)]
+    return [normalise(n) for n in (*ep.ipv4_nets, *ep.ipv6_nets, *nats)]

@@ -76,8 +76,10 @@ class RouteManager:
         route_protocol: int = RTPROT_CALICO,
         refresh_interval: float = 90.0,
         flush_conntrack: bool = True,
+        route_localnet: bool = False,
     ) -> None:
         self.netns = netns
+        self.route_localnet = route_localnet  # see commands.interface_sysctls
         self.route_protocol = route_protocol
         self.refresh_interval = refresh_interval
         self.flush_conntrack = flush_conntrack
@@ -196,7 +198,7 @@ class RouteManager:
         try:
             failed_ifaces: set[str] = set()
             if plan.configure:  # before routes: proxy ARP must answer once traffic can arrive
-                failed_ifaces = await commands.write_sysctls(self.netns, plan.configure)
+                failed_ifaces = await commands.write_sysctls(self.netns, plan.configure, self.route_localnet)
             failed_routes = await self._apply_routes(plan)
             conntrack_ok = True
             if plan.flush_conntrack and self.flush_conntrack:

@@ -4,7 +4,8 @@ In: a `DesiredState` (with its `DataplaneConfig`). Out: the table in one network
 
     render (pure)   names · sets (IP sets) · rules (policies, profiles) · walk (tier walk as rules)
                     · endpoints (workload chains, policy groups) · hep_chains (host endpoints, stages)
-                    · table (base chains, the whole TableModel) · text (nft text) · model (plain values)
+                    · nat (metadata DNAT, floating IP maps, natOutgoing) · table (base chains, the whole
+                    TableModel) · text (nft text) · model (plain values)
     plan (pure)     diff.Planner: a full replacement or an incremental transaction for what changed, as
                     typed operations (ops: written as nft text by the real transports)
     I/O             backend.NftBackend (apply, read-back, repair) over a transport (as knftables has):

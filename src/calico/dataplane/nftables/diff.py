@@ -6,7 +6,8 @@ succeeds (the planner adopts it only on `commit()`).
 
 Pure: no I/O. The incremental plan touches only the dirty keys (work proportional to the change), in the
 order nftables needs inside one transaction: sets and their elements first, then new (empty) chains, then
-rules of new and changed chains, then dispatch-map elements, then removed chains, then sets nothing uses.
+rules of new and changed chains, then map elements (dispatch; floating IP NATs), then removed chains, then sets
+nothing uses.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from calico.dataplane.nftables.endpoints import endpoint_chains
 from calico.dataplane.nftables.hep_chains import state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, NftSet, TableModel
 from calico.dataplane.nftables.names import FW_MAP, TW_MAP, fw_chain, policy_chain, profile_chain, set_name, tw_chain
-from calico.dataplane.nftables.nat import pool_sets
+from calico.dataplane.nftables.nat import nat_maps, pool_sets
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import all_set_names, canonical_host, empty_set_for_name, hosts_only, ipset_sets
 from calico.dataplane.nftables.table import render_model
@@ -211,6 +212,17 @@ class Planner:
                             map_del.append(ops.DeleteMapElements(mname, (new_iface,)))
                         model.maps[mname][new_iface] = verdict
                         map_add.append(ops.AddMapElements(mname, ((new_iface, verdict),)))
+
+        if dirty.nats:  # floating IPs: only the NAT maps' elements follow the endpoints' NATs
+            for mname, want in nat_maps(state.ip_nats).items():
+                have = model.maps[mname]
+                gone = tuple(sorted(k for k, v in have.items() if want.get(k) != v))
+                new = tuple(sorted((k, v) for k, v in want.items() if have.get(k) != v))
+                if gone:
+                    map_del.append(ops.DeleteMapElements(mname, gone))
+                if new:
+                    map_add.append(ops.AddMapElements(mname, new))
+                model.maps[mname] = want
 
         for name in sorted(removed_chains):
             prev = model.chains.pop(name, None)

@@ -6,11 +6,12 @@ table inet calico` has, so the backend's read-back, its comparison and its repai
 
 It applies what the real kernel applies and refuses what it refuses (checked against nft 1.0.6 by
 tests/dataplane/test_nft_transport_contract.py), atomically: a refused transaction changes nothing.
-  - a rule, a map element or a `jump` / `goto` / `@set` / `vmap @map` reference needs what it names to exist;
+  - a rule, a verdict map element or a `jump` / `goto` / `@set` / `@map` reference needs what it names to exist;
   - a set or chain still named by a rule or a map element cannot be deleted ("Device or resource busy");
   - deleting a missing element, set, chain or map key, or flushing a missing chain: "No such file or directory";
   - re-declaring a set with another type or flags, an interval element overlapping another one, or a map key
-    with another verdict: "File exists"; giving an existing regular chain a hook: "Operation not supported".
+    with another value (verdict or address): "File exists"; giving an existing regular chain a hook:
+    "Operation not supported".
 What it does not do: parse a rule's text beyond those references (a syntax error passes here, the real nft
 tests catch it) or give rules an `expr` in listings (they carry their comment, which is what read-back
 compares). Pure; `run` and `list_table` are async only to fit the interface.
@@ -27,7 +28,7 @@ from typing import Any
 
 from calico.dataplane.nftables import ops
 from calico.dataplane.nftables.model import NftChain, NftSet, TableModel
-from calico.dataplane.nftables.names import FAMILY, TABLE, rule_tag
+from calico.dataplane.nftables.names import FAMILY, TABLE, is_verdict_map, map_type, rule_tag
 from calico.dataplane.nftables.transport import NftError
 
 _QUOTED = re.compile(r'"[^"]*"')
@@ -68,7 +69,7 @@ class FakeSet:
 @dataclass(slots=True)
 class FakeTable:
     sets: dict[str, FakeSet] = field(default_factory=dict)
-    maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {ifname: verdict}
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {ifname: verdict} or {addr: addr}
     chains: dict[str, FakeChain] = field(default_factory=dict)
 
     def as_model(self) -> TableModel:
@@ -170,12 +171,12 @@ def _apply(table: FakeTable | None, op: ops.Op) -> FakeTable:
             target.rules.append(new)
         case ops.AddMapElements(map=name, elements=elements):
             held_map = _need(table.maps, name, op)
-            for key, verdict in elements:
-                if verdict.split()[-1] not in table.chains:
+            for key, value in elements:
+                if is_verdict_map(name) and value.split()[-1] not in table.chains:
                     raise NftError(f"{ENOENT}: {ops.op_text(op)}")
-                if held_map.get(key, verdict) != verdict:
+                if held_map.get(key, value) != value:
                     raise NftError(f"{EEXIST}: {ops.op_text(op)}")
-                held_map[key] = verdict
+                held_map[key] = value
         case ops.DeleteMapElements(map=name, keys=keys):
             held_map = _need(table.maps, name, op)
             for key in keys:
@@ -205,7 +206,7 @@ def _need(items: dict[str, Any], name: str, op: ops.Op) -> Any:
 def _chain_users(table: FakeTable, exclude: str) -> set[str]:
     """Chains some other chain's rule or some map element jumps or goes to."""
     used = {c for name, chain in table.chains.items() if name != exclude for r in chain.rules for c in r.refs()[1]}
-    return used | {v.split()[-1] for m in table.maps.values() for v in m.values()}
+    return used | {v.split()[-1] for n, m in table.maps.items() if is_verdict_map(n) for v in m.values()}
 
 
 def _add_set(table: FakeTable, s: NftSet) -> None:
@@ -241,7 +242,7 @@ def _from_model(model: TableModel) -> FakeTable:
         for r in chain.rules:
             _check_refs(table, r, f"chain {name}: {r.text}")
     for name, m in table.maps.items():
-        if any(v.split()[-1] not in table.chains for v in m.values()):
+        if is_verdict_map(name) and any(v.split()[-1] not in table.chains for v in m.values()):
             raise NftError(f"{ENOENT}: map {name} names a missing chain")
     return table
 
@@ -267,9 +268,11 @@ def _listing(table: FakeTable) -> dict[str, Any]:
         items.append({"set": entry})
     for name, m in table.maps.items():
         handle += 1
-        entry = {"family": FAMILY, "name": name, "table": TABLE, "type": "ifname", "handle": handle, "map": "verdict"}
+        key_type, _, value_type = map_type(name).partition(" : ")
+        entry = {"family": FAMILY, "name": name, "table": TABLE, "type": _json_type(key_type), "handle": handle,
+                 "map": value_type}
         if m:
-            entry["elem"] = [[k, {v.split()[0]: {"target": v.split()[-1]}}] for k, v in sorted(m.items())]
+            entry["elem"] = [[_json_elem(k), _json_map_value(v)] for k, v in sorted(m.items())]
         items.append({"map": entry})
     for name, chain in table.chains.items():
         handle += 1
@@ -289,10 +292,16 @@ def _json_type(typ: str) -> str | list[str]:
     return parts[0] if len(parts) == 1 else parts
 
 
+def _json_map_value(value: str) -> Any:
+    if " " in value:  # a verdict: "goto fw-cali1"
+        return {value.split()[0]: {"target": value.split()[-1]}}
+    return value
+
+
 def _json_elem(element: str) -> Any:
     if " . " in element:
-        addr, proto, port = (p.strip() for p in element.split(" . "))
-        return {"concat": [addr, proto, int(port)]}
+        parts = [p.strip() for p in element.split(" . ")]
+        return {"concat": [int(p) if p.isdigit() else p for p in parts]}
     if "/" in element:
         addr, length = element.split("/")
         return {"prefix": {"addr": addr, "len": int(length)}}

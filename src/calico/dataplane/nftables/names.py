@@ -19,6 +19,12 @@ T = f"{FAMILY} {TABLE}"  # how commands name the table
 
 FW_MAP = "fw-dispatch"
 TW_MAP = "tw-dispatch"
+# 1:1 NAT (floating IPs, `nat`), per family: external -> internal, internal -> external, and the hairpin
+# (internal . internal -> external).
+FIP_DNAT = {4: "fip-dnat4", 6: "fip-dnat6"}
+FIP_SNAT = {4: "fip-snat4", 6: "fip-snat6"}
+FIP_HAIRPIN = {4: "fip-hairpin4", 6: "fip-hairpin6"}
+FIP_MAPS = (*FIP_DNAT.values(), *FIP_SNAT.values(), *FIP_HAIRPIN.values())
 
 # Fixed chains of the host endpoint dispatch, failsafes and the untracked / pre-DNAT stages.
 HEP_IN = "hep-in"
@@ -57,6 +63,24 @@ def ident(*parts: str) -> str:
 def quote(text: str) -> str:
     """Quote a string for nft (our strings never contain quotes; strip them defensively)."""
     return '"' + text.replace('"', "").replace("\\", "") + '"'
+
+
+def map_type(name: str) -> str:
+    """A map's nft type, which its name says (as a set's does): the dispatch maps send an interface name to a
+    verdict, the NAT maps an address (the hairpin map: a pair of addresses) to an address."""
+    if name in (FW_MAP, TW_MAP):
+        return "ifname : verdict"
+    addr = "ipv6_addr" if name.endswith("6") else "ipv4_addr"
+    return f"{addr} . {addr} : {addr}" if name in FIP_HAIRPIN.values() else f"{addr} : {addr}"
+
+
+def is_verdict_map(name: str) -> bool:
+    return name in (FW_MAP, TW_MAP)
+
+
+def map_key(name: str, key: str) -> str:
+    """A map key as nft reads it: interface names quoted, addresses (and their concatenations) bare."""
+    return quote(key) if is_verdict_map(name) else key
 
 
 def policy_chain(pid: ev.PolicyID, inbound: bool) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from calico.dataplane.nftables.model import NftSet, TableModel
-from calico.dataplane.nftables.names import T, quote
+from calico.dataplane.nftables.names import T, map_key
 from calico.dataplane.nftables.text import map_decl, render_replace, set_decl, tagged
 
 
@@ -61,7 +61,8 @@ class AddRule:
 @dataclass(frozen=True, slots=True)
 class AddMapElements:
     map: str
-    elements: tuple[tuple[str, str], ...]  # (interface name, verdict such as "goto fw-cali1")
+    # (interface name, verdict such as "goto fw-cali1"); NAT maps: (address, address)
+    elements: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ def op_text(op: Op) -> str:
         case AddMapElements(map=name, elements=elements):
             return f"add map {T} {map_decl(name, dict(elements)).removeprefix('map ')}"
         case DeleteMapElements(map=name, keys=keys):
-            return f"delete element {T} {name} {_elements([quote(k) for k in keys])}"
+            return f"delete element {T} {name} {_elements([map_key(name, k) for k in keys])}"
         case DeleteChain(name=name):
             return f"delete chain {T} {name}"
     raise TypeError(f"not an nft operation: {op!r}")

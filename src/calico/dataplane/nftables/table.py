@@ -9,25 +9,26 @@ In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host
                             jump hep-fwd-out
     input   (hook input)    iifname <prefix>* jump wl-to-host; jump hep-in
     output  (hook output)   host -> local workload traffic is allowed (as in Calico); jump hep-out
-    nat-prerouting          (only with OpenStack metadata) workload -> 169.254.169.254:80 dnat to the target
-    nat-postrouting         natOutgoing: from a natOutgoing pool to outside every pool, masquerade (`nat`)
+    nat-prerouting, nat-output, nat-postrouting   (`nat`) OpenStack metadata DNAT, floating IPs (1:1 NAT
+                            through address maps), natOutgoing (masquerade from a natOutgoing pool to outside
+                            every pool)
     from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
     to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
-    wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
-                            then DefaultEndpointToHostAction (drop / accept / return)
+    wl-to-host              ct, OpenStack metadata (when on), DHCP, DNS, IPv6 ND accepted first;
+                            jump from-wl-dispatch (egress policy); then DefaultEndpointToHostAction (drop /
+                            accept / return)
     fw-/tw-<iface>, pg*-    workload endpoints (`endpoints`); pi-/po-, pri-/pro- policies and profiles
                             (`rules`); s4-/s6-/n4-/n6- sets (`sets`); host endpoint chains (`hep_chains`)
 """
 
 from __future__ import annotations
 
-from calico.dataplane import hostendpoints as hepm
 from calico.dataplane.config import MetadataTarget
 from calico.dataplane.nftables.endpoints import dispatch_entries, endpoint_chains
 from calico.dataplane.nftables.hep_chains import host_endpoint_chains, state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, TableModel
 from calico.dataplane.nftables.names import FW_MAP, HEP_FWD_IN, HEP_FWD_OUT, HEP_IN, HEP_OUT, TW_MAP, quote
-from calico.dataplane.nftables.nat import NAT_CHAIN, nat_chain, pool_sets
+from calico.dataplane.nftables.nat import nat_chains, nat_maps, pool_sets
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import empty_set_for_name, ipset_sets
 from calico.dataplane.state import DesiredState
@@ -36,7 +37,7 @@ from calico.dataplane.state import DesiredState
 def base_chains(
     prefixes: tuple[str, ...], endpoint_to_host: str, metadata: MetadataTarget | None = None
 ) -> list[NftChain]:
-    """The fixed chains; they depend only on config (interface prefixes, endpoint-to-host action, metadata)."""
+    """The fixed filter chains; they depend only on config (interface prefixes, endpoint-to-host action, metadata)."""
     pats = [quote(p + "*") for p in prefixes]
     forward = ["ct state established,related accept"]
     forward += [f"iifname {p} ct state invalid drop" for p in pats]
@@ -75,15 +76,6 @@ def base_chains(
         NftChain("to-wl-dispatch", (f"oifname vmap @{TW_MAP}", "drop")),
         NftChain("wl-to-host", tuple(wl_to_host)),
     ]
-    if metadata:
-        dnat = [
-            f"iifname {p} ip daddr {hepm.METADATA_IP} tcp dport {hepm.METADATA_PORT} "
-            f"dnat ip to {metadata.addr}:{metadata.port}"
-            for p in pats
-        ]
-        chains.append(
-            NftChain("nat-prerouting", tuple(dnat), hook="type nat hook prerouting priority dstnat; policy accept;")
-        )
     return chains
 
 
@@ -106,7 +98,9 @@ def render_model(state: DesiredState) -> TableModel:
     model = empty_model(cfg.interface_prefixes, cfg.endpoint_to_host_action, cfg.metadata)
     for s in pool_sets(state.pools.values()):
         model.sets[s.name] = s
-    model.chains[NAT_CHAIN] = nat_chain(cfg.nat_outgoing_address)
+    model.maps.update(nat_maps(state.ip_nats))
+    for chain in nat_chains(cfg):
+        model.chains[chain.name] = chain
     for sid in sorted(state.ipsets):
         for s in ipset_sets(sid, state.ipsets[sid]):
             model.sets[s.name] = s

@@ -7,7 +7,7 @@ In: `NftSet`s, maps and a `TableModel`. Out: the text `nft -f` reads. Every rule
 from __future__ import annotations
 
 from calico.dataplane.nftables.model import NftSet, TableModel
-from calico.dataplane.nftables.names import FAMILY, TABLE, quote, rule_tag
+from calico.dataplane.nftables.names import FAMILY, TABLE, map_key, map_type, rule_tag
 
 
 def tagged(rule: str) -> str:
@@ -21,9 +21,9 @@ def set_decl(s: NftSet, with_elements: bool = True) -> str:
 
 
 def map_decl(name: str, elements: dict[str, str]) -> str:
-    elems = ", ".join(f"{quote(k)} : {v}" for k, v in sorted(elements.items()))
+    elems = ", ".join(f"{map_key(name, k)} : {v}" for k, v in sorted(elements.items()))
     body = f" elements = {{ {elems} }};" if elems else ""
-    return f"map {name} {{ type ifname : verdict;{body} }}"
+    return f"map {name} {{ type {map_type(name)};{body} }}"
 
 
 def _chain_order(model: TableModel) -> list[str]:
