@@ -12,6 +12,11 @@ from dataclasses import dataclass
 RESOURCE_PREFIX = "/calico/resources/v3/projectcalico.org/"
 IPAM_PREFIX = "/calico/ipam/v2/"
 FELIX_STATUS_PREFIX = "/calico/felix/v2/"
+DHCP_PREFIX = "/calico/dhcp/v2/"  # OpenStack subnets for the DHCP agents: <region>/subnet/<subnet id>
+
+
+def dhcp_subnet_prefix(region: str) -> str:
+    return f"{DHCP_PREFIX}{region}/subnet/"
 
 
 @dataclass(frozen=True, slots=True)

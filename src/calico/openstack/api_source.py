@@ -1,0 +1,44 @@
+"""Neutron's view read over its REST API (what `calico-resync` uses outside the Neutron server).
+
+Enters: the API's base URL (`OS_ENDPOINT`, e.g. http://127.0.0.1:9696) and an optional token. Leaves: a
+`NeutronView`. Neutron's API returns the same dicts its plugin does, so the mapping is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from calico.openstack.resync import NeutronView
+
+COLLECTIONS = {"ports": "ports", "security_groups": "security-groups", "subnets": "subnets",
+               "networks": "networks", "floating_ips": "floatingips", "address_groups": "address-groups"}
+
+
+class NeutronAPIError(Exception):
+    pass
+
+
+def _get(base: str, path: str, token: str | None, timeout: float) -> dict[str, Any]:
+    req = urllib.request.Request(f"{base.rstrip('/')}/v2.0/{path}", headers={"Accept": "application/json"})
+    if token:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404 and path != "ports":  # an extension this Neutron does not have (e.g. no L3)
+            return {}
+        raise NeutronAPIError(f"GET /v2.0/{path}: HTTP {exc.code}: {exc.read()[:200]!r}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise NeutronAPIError(f"GET {base}/v2.0/{path}: {exc}") from None
+
+
+def read_view(base: str, token: str | None = None, timeout: float = 60.0) -> NeutronView:
+    data = {}
+    for field, path in COLLECTIONS.items():
+        body = _get(base, path, token, timeout)
+        data[field] = body.get(path.replace("-", "_"), [])
+    return NeutronView(**data)
