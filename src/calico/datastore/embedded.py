@@ -19,10 +19,11 @@ every watcher poll checks for an overdue lease (one indexed query) and sweeps if
 expired lease is removed in its own revision, with DELETE events for its keys, like etcd's revoke.
 Lease expiry uses wall-clock time, since the file is shared between processes (and survives restarts).
 
-Watch: a watcher polls `history` for rows after its cursor: every 2 ms after activity, backing off while idle
-to 5 ms (to 250 ms when inotify watches the WAL file, polling then being only a safety net), and immediately
-when this same store object writes or (inotify on the WAL file, `filewatch.py`) when any other process
-commits. `ResyncNeeded` when the cursor is older than the compact revision.
+Watch: a watcher polls `history` for rows after its cursor at once when this same store object writes or
+(inotify on the WAL file, `filewatch.py`) when any other process commits; polling on a timer is the safety net:
+every 250 ms with inotify, else every 2 ms after activity backing off to 5 ms. A watcher that has caught up
+does not poll again until woken (each commit wakes every watcher of every process sharing the file).
+`ResyncNeeded` when the cursor is older than the compact revision.
 
 History retention (automatic compaction), checked every 256 revisions: a revision's history is dropped
 once it is more than `history_revisions` (default 100 000) revisions old or older than
@@ -484,14 +485,17 @@ class EmbeddedKV(KVStore):
     async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         start, end = _prefix_bounds(prefix)
         cur_rev, cur_seq = max(1, start_revision), -1
-        interval = POLL_MIN
+        # With inotify every commit wakes us, so once caught up we only wait (polling is a safety net); without
+        # it, polls start quick after activity and back off.
+        ceiling = POLL_MAX_NOTIFIED if self._notified else POLL_MAX
+        rested = ceiling if self._notified else POLL_MIN
+        interval = rested
         while True:
             wake = self._wake  # taken before polling so a write during the poll is not missed
             rows, cur_rev, cur_seq, compacted = await self._run(self._poll, start, end, cur_rev, cur_seq)
             if compacted is not None:
                 raise ResyncNeeded(f"watch revision compacted (compact revision {compacted})")
             if rows:
-                interval = POLL_MIN
                 yield [
                     WatchEvent(
                         EventType.PUT if value is not None else EventType.DELETE,
@@ -501,11 +505,14 @@ class EmbeddedKV(KVStore):
                     )
                     for rev, _seq, key, value in rows
                 ]
-                continue
+                if len(rows) >= POLL_BATCH:
+                    continue  # more history is waiting
+                # Caught up as of that poll: a commit since has set `wake`, so no second poll is needed to know.
+                interval = rested
             try:
                 await asyncio.wait_for(wake.wait(), interval)
             except TimeoutError:
-                interval = min(interval * 1.5, POLL_MAX_NOTIFIED if self._notified else POLL_MAX)
+                interval = min(interval * 1.5, ceiling)
 
     # --- maintenance ---------------------------------------------------------------------------
 
