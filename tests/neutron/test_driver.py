@@ -170,7 +170,7 @@ class DriverTests(CalicoDriverCase):
         self.assertEqual((0, 0, 0), (again.created, again.updated, again.deleted), str(again))
         self.assertIn(names.NO_PORT_SECURITY_PROFILE, self.stored("Profile"))
         felix = self.stored("FelixConfiguration")["default"]["spec"]
-        self.assertEqual(("tap", "127.0.0.1", 8775),
+        self.assertEqual(("cali,tap", "127.0.0.1", 8775),
                          (felix["interfacePrefix"], felix["metadataAddr"], felix["metadataPort"]))
 
     def test_scoped_resync_touches_only_its_port(self) -> None:

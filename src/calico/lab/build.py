@@ -15,6 +15,7 @@ from typing import Any
 from calico.datastore.config import DatastoreConfig, open_kv
 from calico.datastore.store import AlreadyExists, NotFound, ResourceStore
 from calico.lab import daemons, netns, nodes, plan, topology
+from calico.lab import openstack as oslab
 from calico.lab.state import Host, LabState, save
 from calico.resources import parse_resource
 
@@ -145,6 +146,8 @@ def restart_etcd_member(d: Path, state: LabState, index: int) -> None:
 
 
 def teardown(d: Path, state: LabState) -> None:
+    if state.openstack:  # Neutron first: its driver writes to the datastore stopped below
+        oslab.down(oslab.OpenStack(**state.openstack))
     for host in state.hosts.values():
         nodes.stop_node(host)
     for host in state.hosts.values():  # anything a crashed supervisor left behind

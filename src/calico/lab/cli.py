@@ -8,8 +8,10 @@ BIRD, IPAM and the kernel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,12 +23,14 @@ from rich.console import Console
 from rich.table import Table
 
 from calico.datastore.config import open_kv
-from calico.lab import build, nodes, plan, status
+from calico.lab import build, dhcp_client, nodes, plan, status, vms
+from calico.lab import openstack as oslab
 from calico.lab.netns import LabError, exec_argv
 from calico.lab.probe import PROTOS, probe
 from calico.lab.state import EtcdMember, LabState, Workload, lab_dir, load, locked, save
 from calico.workloads.attach import attach, detach
 from calico.workloads.endpoint import WorkloadSpec
+from calico.workloads.ip import WiringError
 
 OUTSIDE = "outside"
 
@@ -286,10 +290,14 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
 @cli.command()
 @name_option
 def env(lab: str) -> None:
-    """`export` lines that point calicoctl at the lab's datastore: eval "$(calico-lab env)"."""
+    """`export` lines that point calicoctl at the lab's datastore (and, with OpenStack up, the `openstack` CLI
+    at its Neutron): eval "$(calico-lab env)"."""
     state = load(lab_dir(lab))
     for k, v in nodes.datastore_env(state, inside=False).items():
         click.echo(f"export {k}={v}")
+    if state.openstack:
+        for k, v in oslab.client_env(oslab.OpenStack(**state.openstack)).items():
+            click.echo(f"export {k}={shlex.quote(v)}")
 
 
 @cli.command("status")
@@ -441,3 +449,95 @@ def main() -> None:
         cli(prog_name="calico-lab")
     except LabError as e:
         fail(str(e))
+
+
+# --- OpenStack: the Neutron API server, and VMs on its ports ------------------------------------------------
+
+
+@cli.group("openstack")
+def openstack_group() -> None:
+    """The lab's OpenStack controller: MariaDB and the real Neutron API server with the calico driver."""
+
+
+@openstack_group.command("up")
+@name_option
+def openstack_up(lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        if state.openstack:
+            fail(f"OpenStack is up in lab {lab!r} already")
+        st = oslab.up(d, nodes.datastore_env(state, inside=False))
+        state.openstack = dataclasses.asdict(st)
+        save(d, state)
+    click.echo(f"Neutron API at {st.endpoint} (noauth); eval \"$(calico-lab env --name {lab})\" for the CLI")
+
+
+@openstack_group.command("down")
+@name_option
+def openstack_down(lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        if state.openstack:
+            oslab.down(oslab.OpenStack(**state.openstack))
+            state.openstack = {}
+            save(d, state)
+    click.echo("OpenStack is down")
+
+
+@cli.group()
+def vm() -> None:
+    """VMs on Neutron ports: the lab plays Nova (bind, plug the tap, DHCP)."""
+
+
+@vm.command("boot")
+@click.argument("name")
+@host_option
+@click.option("--port", "port_id", required=True, help="The Neutron port to plug.")
+@click.option("--static", is_flag=True, help="Configure the fixed IPs directly instead of by DHCP.")
+@name_option
+def vm_boot(name: str, host_name: str, port_id: str, static: bool, lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        try:
+            got = vms.boot(state, name, host_name, port_id, dhcp=None if static else dhcp_client.run_in)
+        except (LabError, WiringError) as e:
+            fail(f"vm boot {name}: {e}")
+        state.workloads[name] = got
+        save(d, state)
+    click.echo(f"vm {name}: {got.ipv4} {got.ipv6} on {host_name} ({got.iface}, port {port_id})")
+
+
+@vm.command("delete")
+@click.argument("name")
+@name_option
+def vm_delete(name: str, lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        got = state.workloads.get(name)
+        if got is None or not got.port_id:
+            fail(f"no VM {name!r}")
+        try:
+            vms.delete(state, got)
+        except LabError as e:
+            fail(f"vm delete {name}: {e}")
+        del state.workloads[name]
+        save(d, state)
+    click.echo(f"vm {name} deleted")
+
+
+@vm.command("migrate")
+@click.argument("name")
+@host_option
+@name_option
+def vm_migrate(name: str, host_name: str, lab: str) -> None:
+    with locked(lab) as d:
+        state = load(d)
+        got = state.workloads.get(name)
+        if got is None or not got.port_id:
+            fail(f"no VM {name!r}")
+        try:
+            state.workloads[name] = vms.migrate(state, got, host_name)
+        except (LabError, WiringError) as e:
+            fail(f"vm migrate {name}: {e}")
+        save(d, state)
+    click.echo(f"vm {name} is on {host_name}")

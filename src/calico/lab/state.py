@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from calico.lab.netns import LabError
 
@@ -66,6 +67,7 @@ class Workload:
     namespace: str
     endpoint_name: str
     labels: dict[str, str] = field(default_factory=dict)
+    port_id: str = ""  # a VM's Neutron port (`calico-lab vm`); empty for a workload
 
 
 @dataclass
@@ -86,6 +88,7 @@ class LabState:
     refresh_interval: float = 10.0  # felix's firewall/IP set read-back period, seconds
     hosts: dict[str, Host] = field(default_factory=dict)
     workloads: dict[str, Workload] = field(default_factory=dict)
+    openstack: dict[str, Any] = field(default_factory=dict)  # `calico.lab.openstack.OpenStack` once it is up
 
     @property
     def gateway_ports(self) -> list[int]:

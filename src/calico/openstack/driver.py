@@ -391,7 +391,7 @@ def felix_merge(current: Any, doc: dict[str, Any]) -> Any:
     from calico.resources import parse_resource
 
     spec = dict(current.to_dict().get("spec", {})) if current is not None else {}
-    prefixes = [p for p in (spec.get("interfacePrefix") or "").split(",") if p]
+    prefixes = [p for p in (spec.get("interfacePrefix") or "cali").split(",") if p]  # Felix's default: cali
     if names.IFACE_PREFIX not in prefixes:
         prefixes.append(names.IFACE_PREFIX)
     spec.update(doc["spec"], interfacePrefix=",".join(prefixes))
