@@ -59,7 +59,7 @@ class DaemonConfig:
     confd_dir: Path
     run_dir: Path
     secrets_dir: Path
-    interface_prefixes: tuple[str, ...]
+    interface_prefixes: tuple[str, ...] | None  # FELIX_INTERFACEPREFIX; None: Felix's from the datastore
     log_level: str
 
     @property
@@ -73,8 +73,10 @@ class DaemonConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DaemonConfig:
         """Raises ValueError naming the variable when one is unusable."""
-        prefixes = tuple(p.strip() for p in env.get("FELIX_INTERFACEPREFIX", "cali").split(",") if p.strip())
-        if not prefixes or not all(_IFACE_PREFIX.match(p) for p in prefixes):
+        prefixes: tuple[str, ...] | None = None
+        if env.get("FELIX_INTERFACEPREFIX") is not None:
+            prefixes = tuple(p.strip() for p in env["FELIX_INTERFACEPREFIX"].split(",") if p.strip())
+        if prefixes is not None and (not prefixes or not all(_IFACE_PREFIX.match(p) for p in prefixes)):
             raise ValueError(f"FELIX_INTERFACEPREFIX {env.get('FELIX_INTERFACEPREFIX')!r}: interface name prefixes")
         level = env.get("BGP_LOGSEVERITYSCREEN", "info").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "FATAL", "CRITICAL"):
@@ -96,7 +98,7 @@ class BGPRenderer:
         node_name: str,
         writer: ConfigWriter,
         secrets: SecretSource,
-        interface_prefixes: Sequence[str] = ("cali",),
+        interface_prefixes: Sequence[str] | None = None,
         debounce: float = 0.1,
         refresh_interval: float = 30.0,
     ) -> None:
@@ -104,7 +106,8 @@ class BGPRenderer:
         self.syncer = Syncer(kv, self.state.prefixes())
         self.writer = writer
         self.secrets = secrets
-        self.interface_prefixes = tuple(interface_prefixes)
+        # As Felix takes it: the environment first, else FelixConfiguration, else Felix's default.
+        self.interface_prefixes = tuple(interface_prefixes) if interface_prefixes else None
         self.debounce = debounce
         self.refresh_interval = refresh_interval
         self.in_sync = False
@@ -144,7 +147,8 @@ class BGPRenderer:
         """One render of the current state; None when nothing could be rendered (BIRD keeps what it runs)."""
         inputs = self.state.inputs()
         try:
-            rendered = render_config(inputs, self.secrets.read(inputs.secret_refs()), self.interface_prefixes)
+            prefixes = self.interface_prefixes or self.state.interface_prefixes() or ("cali",)
+            rendered = render_config(inputs, self.secrets.read(inputs.secret_refs()), prefixes)
         except RenderError as e:
             self._report({f"cannot render BIRD's configuration: {e}"})
             return None

@@ -20,14 +20,16 @@ from calico.datastore.keys import host_affinity_prefix, kind_prefix, parse_affin
 from calico.datastore.kv import KeyValue
 from calico.datastore.store import decode
 from calico.datastore.syncer import Update
-from calico.resources import BGPConfiguration, BGPPeer, IPPool, Node, Resource, ResourceError
+from calico.resources import BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, Node, Resource, ResourceError
 from calico.resources.ipam import BlockAffinity, IPAMRecordError
 
 __all__ = ["BGPState", "affinity_confirmed"]
 
 log = logging.getLogger(__name__)
 
-_KINDS: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in (Node, BGPConfiguration, BGPPeer, IPPool)}
+_KINDS: dict[str, type[Resource]] = {
+    cls.PLURAL: cls for cls in (Node, BGPConfiguration, BGPPeer, IPPool, FelixConfiguration)
+}
 
 
 def affinity_confirmed(key: str, value: bytes) -> bool:
@@ -46,11 +48,13 @@ class BGPState:
         self._configs: dict[str, BGPConfiguration] = {}
         self._peers: dict[str, BGPPeer] = {}
         self._pools: dict[str, IPPool] = {}
+        self._felix: dict[str, FelixConfiguration] = {}  # only `default` and `node.<this node>`
         self._tables: dict[str, dict[str, Any]] = {
             Node.PLURAL: self._nodes,
             BGPConfiguration.PLURAL: self._configs,
             BGPPeer.PLURAL: self._peers,
             IPPool.PLURAL: self._pools,
+            FelixConfiguration.PLURAL: self._felix,
         }
         self._blocks: set[str] = set()
 
@@ -78,6 +82,8 @@ class BGPState:
         cls = _KINDS.get(key.plural) if key is not None else None
         if key is None or cls is None or key.namespace is not None:
             return False
+        if cls is FelixConfiguration and key.name not in ("default", f"node.{self.node_name}"):
+            return False
         table = self._tables[key.plural]
         resource = None if up.value is None else self._decode(cls, up)
         if resource is None:
@@ -102,6 +108,16 @@ class BGPState:
             log.warning("ignoring %s at %s: the value is %s", cls.KIND, up.key, what)
             return None
         return resource
+
+    def interface_prefixes(self) -> tuple[str, ...] | None:
+        """Felix's InterfacePrefix from the datastore (this node's FelixConfiguration, then `default`), which
+        says which interfaces carry workload routes to export; None when neither sets it."""
+        for name in (f"node.{self.node_name}", "default"):
+            conf = self._felix.get(name)
+            value = getattr(conf.spec, "interfacePrefix", None) if conf is not None else None
+            if value:
+                return tuple(p.strip() for p in str(value).split(",") if p.strip())
+        return None
 
     def inputs(self) -> BGPInputs:
         return BGPInputs(

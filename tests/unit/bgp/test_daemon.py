@@ -141,7 +141,7 @@ def test_config_from_env() -> None:
     cfg = DaemonConfig.from_env({"NODENAME": "h1"})
     assert (cfg.config_path, cfg.socket_path, cfg.secrets_dir, cfg.interface_prefixes, cfg.log_level) == (
         Path("/etc/calico/confd/config/bird.cfg"), Path("/var/run/calico/bird.ctl"),
-        Path("/etc/calico/bgp-secrets"), ("cali",), "INFO",
+        Path("/etc/calico/bgp-secrets"), None, "INFO",  # None: Felix's InterfacePrefix from the datastore
     )
     cfg = DaemonConfig.from_env({"NODENAME": "h1", "CALICO_CONFD_DIR": "/c", "CALICO_RUN_DIR": "/r",
                                  "FELIX_INTERFACEPREFIX": "cali,tap", "BGP_LOGSEVERITYSCREEN": "fatal"})

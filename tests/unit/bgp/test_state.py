@@ -27,6 +27,7 @@ def affinity(node_name: str, cidr: str, state: str = "confirmed", deleted: bool 
 def test_prefixes_follow_only_what_the_renderer_reads() -> None:
     assert BGPState("h1").prefixes() == [
         kind_prefix("nodes"), kind_prefix("bgpconfigurations"), kind_prefix("bgppeers"), kind_prefix("ippools"),
+        kind_prefix("felixconfigurations"),
         host_affinity_prefix("h1"),
     ]
 
@@ -99,3 +100,20 @@ def test_keys_it_does_not_follow_are_ignored() -> None:
         put(kind_prefix("nodes") + "ns/h1", b"{}"),  # a namespaced key shape cannot hold a Node
         put("/calico/ipam/v2/assignment/ipv4/block/198.18.1.0-26", b"{}"),
     ])
+
+
+def test_interface_prefixes_follow_felix_configuration() -> None:
+    def felix(name: str, prefix: str) -> Update:
+        doc = {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration", "metadata": {"name": name},
+               "spec": {"interfacePrefix": prefix}}
+        return Update(f"/calico/resources/v3/projectcalico.org/felixconfigurations/{name}",
+                      json.dumps(doc).encode(), 1)
+
+    state = BGPState("h1")
+    assert state.interface_prefixes() is None
+    assert state.apply([felix("default", "cali,tap")])
+    assert state.interface_prefixes() == ("cali", "tap")
+    assert state.apply([felix("node.h1", "tap")])
+    assert state.interface_prefixes() == ("tap",)  # this node's own configuration first
+    assert not state.apply([felix("node.h2", "xyz")])  # another node's: not read
+    assert state.interface_prefixes() == ("tap",)
