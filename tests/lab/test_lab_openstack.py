@@ -88,5 +88,5 @@ def test_security_groups_decide_what_reaches_vms(cloud: tuple[Lab, OpenStackCLI]
     assert not lab.can("vm2", "vm1", port=9090)
     # the default group lets in only its own members: vm1 (web only) is not one
     assert not lab.can("vm1", "vm2", port=8080)
-    os_cli("port", "set", p1["id"], "--security-group", os_cli("port", "show", p2["id"])["security_group_ids"][0])
+    os_cli.quiet("port", "set", p1["id"], "--security-group", os_cli("port", "show", p2["id"])["security_group_ids"][0])
     assert eventually(lambda: lab.can("vm1", "vm2", port=8080))  # remote-group membership took effect
