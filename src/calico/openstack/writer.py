@@ -118,10 +118,11 @@ class Writer:
         jobs = []
         for key, doc in want.items():
             have = current.get(key)
-            if have is not None and _content(have) == _content(parse_resource(doc)):
+            res = parse_resource(doc)
+            if have is not None and _content(have) == _content(res):
                 stats.unchanged += 1
             else:
-                jobs.append(self._guard(key, self.put(doc, stats), stats))
+                jobs.append(self._guard(key, self._write_known(res, have, doc, stats), stats))
         for (kind, name), res in current.items():
             if (kind, name) not in want and (owned is None or owned(kind, name, res)):
                 jobs.append(self._guard((kind, name), self._remove_read(kind, name, res, stats), stats))
@@ -175,6 +176,23 @@ class Writer:
         jobs += [self._guard(("record", key), self.remove_raw(key, stats, kv.mod_revision), stats)
                  for key, kv in have.items() if key not in desired]
         await asyncio.gather(*jobs)
+
+    async def _write_known(self, want: Resource, have: Resource | None, doc: Mapping[str, Any], stats: Stats) -> None:
+        """One round trip when what was listed still holds (create an absent key, update at the listed
+        revision); anything else falls back to `put`, which reads again."""
+        if not self.dry_run:
+            try:
+                if have is None:
+                    await self.store.create(want)
+                    stats.created += 1
+                    return
+                meta = want.metadata.model_copy(update={"resourceVersion": have.metadata.resourceVersion})
+                await self.store.update(want.model_copy(update={"metadata": meta}))
+                stats.updated += 1
+                return
+            except (AlreadyExists, Conflict, NotFound):
+                pass
+        await self.put(doc, stats)
 
     async def _remove_read(self, kind: str, name: str, res: Resource, stats: Stats) -> None:
         try:
