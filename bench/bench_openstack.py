@@ -1,7 +1,16 @@
-"""OpenStack resync: Neutron's view of 3,000 ports and 300 security groups → a consistent datastore.
+"""OpenStack: the startup resync, a security-group rule change reaching the kernel, a VM booted to reachable.
 
-    .venv/bin/python bench/bench_openstack.py [--ports 3000] [--groups 300] [--rules 6] [--backend embedded|etcd]
+    .venv/bin/python bench/bench_openstack.py resync [--ports 3000] [--groups 300] [--rules 6] [--backend etcd]
+    flock /tmp/calico-netns.lock .venv/bin/python bench/bench_openstack.py rule [--samples 20] [--vms 10]
+    flock /tmp/calico-netns.lock .venv/bin/python bench/bench_openstack.py boot [--samples 10]
 
+`rule` and `boot` run on a one-host lab with the real Neutron API server (`calico-lab openstack up`):
+`rule`: `--vms` VMs on h1 in one group; a rule allowing a new port is created through Neutron's API; time from the
+request to the moment a client VM on h1 has connected to every one of them (probers retry every 2 ms).
+`boot`: `POST /v2.0/ports` then `calico-lab vm boot --static`; time from the port request until a VM on the same
+host connects to the new VM.
+
+resync:
 The view is synthetic (what the driver reads from Neutron: ports on 30 hosts with 2 groups each, groups with
 `--rules` rules, a third of them remote-group rules). Timed: mapping it to Calico documents (pure), the first
 resync into an empty datastore (every endpoint, policy and network set created), a second one with nothing to
@@ -14,13 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_network import BIN, Lab  # a script beside this one
 from calico.datastore.embedded import EmbeddedKV
 from calico.datastore.etcd import EtcdKV
 from calico.datastore.kv import KVStore
@@ -28,7 +41,10 @@ from calico.datastore.store import ResourceStore
 from calico.openstack import names, resync
 from calico.openstack.writer import Writer
 from calico.resources import parse_resource
+from probes import LISTENER, PROBER, kill, spawn_in
 from tests.helpers.etcd_server import EtcdServer
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def view(n_ports: int, n_groups: int, n_rules: int) -> resync.NeutronView:
@@ -114,13 +130,120 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"  {k.ljust(width)}  {val}")
 
 
+# --- on a lab: rule changes and VM boots ----------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def lab_cloud(lab: Any) -> tuple[Any, dict[str, Any]]:
+    from calico.openstack.api_source import NeutronClient
+
+    env = {**os.environ, **dict(line.removeprefix("export ").split("=", 1) for line in lab.cli("env").splitlines())}
+    subprocess.run([str(BIN / "calicoctl"), "apply", "-f", str(REPO / "examples" / "openstack-pool.yaml")],
+                   env=env, check=True, capture_output=True)
+    lab.cli("openstack", "up")
+    api = NeutronClient(f"http://127.0.0.1:{lab.state.openstack['api_port']}")
+    net = api.request("POST", "networks", {"network": {"name": "bench"}})["network"]
+    api.request("POST", "subnets", {"subnet": {"network_id": net["id"], "cidr": "198.19.64.0/22", "ip_version": 4}})
+    return api, net
+
+
+def boot(lab: Any, api: Any, net: dict[str, Any], name: str, groups: list[str]) -> Any:
+    port = api.request("POST", "ports", {"port": {"network_id": net["id"], "security_groups": groups}})["port"]
+    lab.cli("vm", "boot", name, "--host", "h1", "--port", port["id"], "--static")
+    return lab.state.workloads[name]
+
+
+def group(api: Any, name: str) -> str:
+    return str(api.request("POST", "security-groups", {"security_group": {"name": name}})["security_group"]["id"])
+
+
+def bench_rule(args: argparse.Namespace) -> list[tuple[str, str]]:
+    times: list[float] = []
+    with Lab("--hosts", "1") as lab:
+        api, net = lab_cloud(lab)
+        target, client_g = group(api, "targets"), group(api, "clients")
+        vms = [boot(lab, api, net, f"t{i}", [target]) for i in range(args.vms)]
+        client = boot(lab, api, net, "client", [client_g])
+        for sample in range(args.samples):
+            port = 20000 + sample
+            listeners = [spawn_in(vm.netns, LISTENER, vm.ipv4, str(port), "30") for vm in vms]
+            probers = [spawn_in(client.netns, PROBER, vm.ipv4, str(port), "10") for vm in vms]
+            try:
+                for p in probers:
+                    assert p.stdin is not None
+                    p.stdin.write("go\n")
+                    p.stdin.flush()
+                time.sleep(0.05)  # every prober is retrying (and failing) before the rule exists
+                t0 = time.monotonic()
+                api.request("POST", "security-group-rules", {"security_group_rule": {
+                    "security_group_id": target, "direction": "ingress", "ethertype": "IPv4",
+                    "protocol": "tcp", "port_range_min": port, "port_range_max": port}})
+                ends = []
+                for p in probers:
+                    assert p.stdout is not None
+                    word, when, _ = p.stdout.readline().split()
+                    if word != "ok":
+                        raise RuntimeError(f"rule for port {port} not enforced within 10 s")
+                    ends.append(float(when))
+                times.append((max(ends) - t0) * 1000)
+            finally:
+                for proc in (*probers, *listeners):
+                    kill(proc)
+    return [("rule created -> every VM reachable, p50", f"{pct(times, 50):.0f} ms (goal <= 100 ms)"),
+            ("p99 / max", f"{pct(times, 99):.0f} / {max(times):.0f} ms"),
+            ("samples, VMs in the group", f"{len(times)}, {args.vms}")]
+
+
+def bench_boot(args: argparse.Namespace) -> list[tuple[str, str]]:
+    times: list[float] = []
+    with Lab("--hosts", "1") as lab:
+        api, net = lab_cloud(lab)
+        open_g = group(api, "open")
+        api.request("POST", "security-group-rules", {"security_group_rule": {
+            "security_group_id": open_g, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp"}})
+        client = boot(lab, api, net, "client", [open_g])
+        for i in range(args.samples):
+            t0 = time.monotonic()
+            vm = boot(lab, api, net, f"b{i}", [open_g])
+            listener = spawn_in(vm.netns, LISTENER, vm.ipv4, "8080", "30")
+            prober = spawn_in(client.netns, PROBER, vm.ipv4, "8080", "10")
+            try:
+                assert prober.stdin is not None and prober.stdout is not None
+                prober.stdin.write("go\n")
+                prober.stdin.flush()
+                word, when, _ = prober.stdout.readline().split()
+                if word != "ok":
+                    raise RuntimeError(f"VM b{i} not reachable within 10 s")
+                times.append((float(when) - t0) * 1000)
+            finally:
+                kill(prober)
+                kill(listener)
+    return [("port create + vm boot -> reachable, p50", f"{pct(times, 50):.0f} ms (goal <= 1000 ms, with DHCP)"),
+            ("p99 / max", f"{pct(times, 99):.0f} / {max(times):.0f} ms"), ("samples", str(len(times)))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["resync", "rule", "boot"], nargs="?", default="resync")
     ap.add_argument("--ports", type=int, default=3000)
     ap.add_argument("--groups", type=int, default=300)
     ap.add_argument("--rules", type=int, default=6)
     ap.add_argument("--backend", choices=["embedded", "etcd"], default="embedded")
-    asyncio.run(main_async(ap.parse_args()))
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--vms", type=int, default=10)
+    args = ap.parse_args()
+    if args.mode == "resync":
+        asyncio.run(main_async(args))
+        return
+    rows = bench_rule(args) if args.mode == "rule" else bench_boot(args)
+    width = max(len(k) for k, _ in rows)
+    print(f"\nOpenStack {args.mode}")
+    for k, val in rows:
+        print(f"  {k.ljust(width)}  {val}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ AGENT_TYPE = "Calico per-host agent (felix)"
 AGENT_BINARY = "calico-felix"
 STATUS_MAP = {"up": n_const.PORT_STATUS_ACTIVE, "down": n_const.PORT_STATUS_DOWN, "error": n_const.PORT_STATUS_ERROR}
 RETRIES = (0.1, 0.3, 1.0)
+AGENT_REPORT_INTERVAL = 30.0  # Neutron's agents report every 30 s (report_interval) and count as dead after 75
 
 
 def _admin() -> Any:
@@ -61,6 +62,7 @@ class CalicoMechanismDriver(api.MechanismDriver):
         self._stop = threading.Event()
         self._leader = False
         self._status_seen: dict[str, str] = {}
+        self._next_heartbeat = 0.0
         self._worker: threading.Thread | None = None
         for res, evs, cb in (
             (resources.SECURITY_GROUP, (events.AFTER_CREATE, events.AFTER_UPDATE), self._sg_changed),
@@ -345,8 +347,10 @@ class CalicoMechanismDriver(api.MechanismDriver):
                 except Exception as exc:  # the port may be gone already
                     log.info("calico: status of port %s: %s", port_id, exc)
         self._status_seen = now
-        for host in hosts:
-            _agent_heartbeat(plugin, ctx, host)
+        if time.monotonic() >= self._next_heartbeat:  # as often as Neutron's own agents report
+            self._next_heartbeat = time.monotonic() + AGENT_REPORT_INTERVAL
+            for host in hosts:
+                _agent_heartbeat(plugin, ctx, host)
 
 
 def _endpoint_key(port: Mapping[str, Any]) -> tuple[str, str]:
