@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 MODES = {"bench_felix": [["latency"], ["latency", "--datastore", "etcd"], ["coldstart"], ["throughput"]],
          # no namespaces, but four allocator processes + etcd want the cores the lock keeps quiet
          "bench_ipam": [[]],
-         "bench_network": [["latency"], ["block"], ["scale"], ["throughput"]]}
+         "bench_network": [["latency"], ["block"], ["scale"], ["throughput"]],
+         "bench_openstack": [["resync"], ["resync", "--backend", "etcd"], ["rule"], ["boot"]]}
 LOCK = ["flock", "/tmp/calico-netns.lock"]
 
 
