@@ -170,3 +170,39 @@ def test_live_migration_keeps_the_vm_reachable(cloud: tuple[Lab, OpenStackCLI]) 
     # web's rule still decides for VMs outside vm1's other (default) group: 8080 in, 9090 not
     assert eventually(lambda: lab.can("sps", "vm1"))
     assert not lab.can("sps", "vm1", port=9090)
+
+
+FIP_POOL = """\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: openstack-floating
+spec:
+  cidr: 198.19.128.0/24
+  disabled: true
+  natOutgoing: false
+"""
+
+
+def test_floating_ip_through_neutrons_l3_api(cloud: tuple[Lab, OpenStackCLI], net: dict) -> None:
+    lab, os_cli = cloud
+    lab.apply(FIP_POOL)
+    ext = os_cli("network", "create", "ext", "--external", "--provider-network-type", "flat",
+                 "--provider-physical-network", "physnet-ext")
+    os_cli("subnet", "create", "ext-sub", "--network", ext["id"], "--subnet-range", "198.19.128.0/24", "--no-dhcp")
+    router = os_cli("router", "create", "r1")
+    os_cli.quiet("router", "set", router["id"], "--external-gateway", ext["id"])
+    os_cli.quiet("router", "add", "subnet", router["id"], "sub2")
+    web = os_cli("security", "group", "show", "web")
+    f = os_cli("port", "create", "fip-port", "--network", net["id"], "--security-group", web["id"])
+    lab.cli("vm", "boot", "fvm", "--host", "h1", "--port", f["id"], "--static", timeout=120)
+    fip = os_cli("floating", "ip", "create", ext["id"], "--port", f["id"])
+    address = fip["floating_ip_address"]
+    st = lab.state
+    fixed = st.workloads["fvm"].ipv4
+    # vm2 on h2 reaches fvm on h1 through its floating IP (DNAT on h1, the /32 advertised by h1's BIRD)
+    assert eventually(lambda: probe_to(lab, "vm2", "fvm", address, listen=(fixed, 8080)), 20.0)
+    # policy still applies to the fixed address behind it: web allows 8080 only
+    assert not probe_to(lab, "vm2", "fvm", address, port=9090, listen=(fixed, 9090))
+    os_cli.quiet("floating", "ip", "unset", "--port", fip["id"])
+    assert eventually(lambda: not probe_to(lab, "vm2", "fvm", address, listen=(fixed, 8080)), 10.0)
