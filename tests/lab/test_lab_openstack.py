@@ -150,6 +150,22 @@ def test_anti_spoofing_and_allowed_address_pairs(cloud: tuple[Lab, OpenStackCLI]
     lab.in_host("ip", "route", "del", f"{spoofed}/32", host="h1")
 
 
+def test_vm_gets_its_address_by_dhcp(cloud: tuple[Lab, OpenStackCLI], net: dict) -> None:
+    lab, os_cli = cloud
+    web = os_cli("security", "group", "show", "web")
+    port = os_cli("port", "create", "dhcp-port", "--network", net["id"], "--security-group", web["id"])
+    lab.cli("vm", "boot", "dvm", "--host", "h2", "--port", port["id"], timeout=120)  # no --static: DHCP
+    fixed = port["fixed_ips"][0]["ip_address"]
+    assert f"inet {fixed}/24" in lab.cli("exec", "dvm", "ip", "-4", "addr", "show", "dev", "eth0").stdout
+    assert "default via 198.19.65.1" in lab.cli("exec", "dvm", "ip", "-4", "route").stdout
+    assert eventually(lambda: lab.can("vm2", "dvm"))
+    # a second VM later: the first one's lease is untouched, the new one gets its own address
+    port2 = os_cli("port", "create", "dhcp-port2", "--network", net["id"], "--security-group", web["id"])
+    lab.cli("vm", "boot", "dvm2", "--host", "h2", "--port", port2["id"], timeout=120)
+    fixed2 = port2["fixed_ips"][0]["ip_address"]
+    assert f"inet {fixed2}/24" in lab.cli("exec", "dvm2", "ip", "-4", "addr", "show", "dev", "eth0").stdout
+
+
 def test_metadata_address_reaches_the_nova_metadata_port(cloud: tuple[Lab, OpenStackCLI]) -> None:
     lab, _ = cloud
     st = lab.state

@@ -467,6 +467,12 @@ def openstack_up(lab: str) -> None:
         if state.openstack:
             fail(f"OpenStack is up in lab {lab!r} already")
         st = oslab.up(d, nodes.datastore_env(state, inside=False))
+        try:
+            oslab.start_dhcp_agents(st, {h.name: (h.netns, d / h.name) for h in state.hosts.values()},
+                                    nodes.datastore_env(state, inside=True), plan.workload_mtu(state.encap))
+        except BaseException:
+            oslab.down(st)
+            raise
         state.openstack = dataclasses.asdict(st)
         save(d, state)
     click.echo(f"Neutron API at {st.endpoint} (noauth); eval \"$(calico-lab env --name {lab})\" for the CLI")
@@ -493,7 +499,7 @@ def vm() -> None:
 @click.argument("name")
 @host_option
 @click.option("--port", "port_id", required=True, help="The Neutron port to plug.")
-@click.option("--static", is_flag=True, help="Configure the fixed IPs directly instead of by DHCP.")
+@click.option("--static", is_flag=True, help="Configure the fixed IPs directly (a config drive) instead of by DHCP.")
 @name_option
 def vm_boot(name: str, host_name: str, port_id: str, static: bool, lab: str) -> None:
     with locked(lab) as d:

@@ -14,13 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from calico.lab import daemons
-from calico.lab.netns import LabError
+from calico.lab.netns import LabError, exec_argv
 
 DB_MARKER = "mariadbd"
+DHCP_MARKER = "calico-dhcp-agent"
 API_MARKER = "neutron.wsgi.api"
 
 
@@ -31,6 +32,7 @@ class OpenStack:
     api_port: int = 0
     db_pid: int = 0
     api_pid: int = 0
+    dhcp_pids: dict[str, int] = field(default_factory=dict)  # host → its calico-dhcp-agent
 
     @property
     def endpoint(self) -> str:
@@ -141,7 +143,17 @@ def up(lab_dir: Path, datastore: dict[str, str]) -> OpenStack:
     return st
 
 
+def start_dhcp_agents(st: OpenStack, hosts: dict[str, tuple[str, Path]], ds_env: dict[str, str], mtu: int) -> None:
+    """One `calico-dhcp-agent` per compute host (name → (netns, its directory)), inside the host's namespace."""
+    agent = str(Path(sys.executable).parent / "calico-dhcp-agent")
+    for name, (netns, host_dir) in hosts.items():
+        argv = exec_argv(netns, [agent, "--hostname", name, "--state-dir", str(host_dir / "dhcp"), "--mtu", str(mtu)])
+        st.dhcp_pids[name] = daemons.spawn(argv, host_dir / "dhcp-agent.log", env={**os.environ, **ds_env})
+
+
 def down(st: OpenStack) -> None:
+    for pid in st.dhcp_pids.values():
+        daemons.stop(pid, DHCP_MARKER, timeout=10)
     daemons.stop(st.api_pid, API_MARKER, timeout=10)
     daemons.stop(st.db_pid, DB_MARKER, timeout=20)
 
