@@ -13,7 +13,7 @@ In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host
     nat-postrouting         natOutgoing: from a natOutgoing pool to outside every pool, masquerade (`nat`)
     from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
     to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
-    wl-to-host              ct, DHCP, DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
+    wl-to-host              ct, DHCP(v6), DNS, IPv6 ND accepted first; jump from-wl-dispatch (egress policy);
                             then DefaultEndpointToHostAction (drop / accept / return)
     fw-/tw-<iface>, pg*-    workload endpoints (`endpoints`); pi-/po-, pri-/pro- policies and profiles
                             (`rules`); s4-/s6-/n4-/n6- sets (`sets`); host endpoint chains (`hep_chains`)
@@ -53,6 +53,7 @@ def base_chains(
         "ct state invalid drop",
         *meta,
         "udp dport { 67, 68 } accept",  # DHCP
+        "meta nfproto ipv6 udp dport { 546, 547 } accept",  # DHCPv6 (the iptables backend's ip6tables rule)
         "meta l4proto { tcp, udp } th dport 53 accept",  # DNS
         "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
         "jump from-wl-dispatch",  # the endpoint's egress policy; unknown interfaces drop there
