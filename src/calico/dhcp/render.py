@@ -17,6 +17,7 @@ the tap. Per subnet, by Neutron's modes:
                                 route via the gateway (a client given 121 ignores the router option), MTU
     IPv6 dhcpv6-stateful / none static range (DHCPv6 fixed address) + RA with M bit
     IPv6 dhcpv6-stateless       ra-stateless: RA with A and O bits (SLAAC address), DHCPv6 for DNS servers
+                                (only while one IPv6 subnet is served: see `_host_lines`)
     IPv6 slaac                  ra-only: RA with A bit (SLAAC address)
 
 Every IPv6 prefix is advertised `off-link`: the VM sends everything to its router (the host), which routes
