@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client openssl nftables iptables ipset conntrack iproute2 iputils-ping procps \
-	python3-venv python3-dev bird2 iperf3 util-linux mariadb-server busybox
+	python3-venv python3-dev bird2 iperf3 util-linux mariadb-server busybox \
+	dnsmasq-base isc-dhcp-client
 # Tests that use network namespaces share this lock with `make bench` and other checkouts' suites.
 NETNS_LOCK := flock /tmp/calico-netns.lock
 STAMP := $(VENV)/.installed

@@ -147,7 +147,9 @@ def start_dhcp_agents(st: OpenStack, hosts: dict[str, tuple[str, Path]], ds_env:
     """One `calico-dhcp-agent` per compute host (name → (netns, its directory)), inside the host's namespace."""
     agent = str(Path(sys.executable).parent / "calico-dhcp-agent")
     for name, (netns, host_dir) in hosts.items():
-        argv = exec_argv(netns, [agent, "--hostname", name, "--state-dir", str(host_dir / "dhcp"), "--mtu", str(mtu)])
+        # dnsmasq as root: the lab's directories may be private to root (a test's temporary directory)
+        argv = exec_argv(netns, [agent, "--hostname", name, "--state-dir", str(host_dir / "dhcp"), "--mtu", str(mtu),
+                                 "--dnsmasq-user", "root"])
         st.dhcp_pids[name] = daemons.spawn(argv, host_dir / "dhcp-agent.log", env={**os.environ, **ds_env})
 
 

@@ -51,6 +51,7 @@ DEFAULT_EXCLUDED_INTERFACES: tuple[str, ...] = (
     r"^cali.*", r"^tunl.*", r"^flannel.*", r"^kube-ipvs.*", r"^cni.*",
     r"^vxlan\.calico.*", r"^vxlan-v6\.calico.*", r"^wireguard\.cali.*", r"^wg-v6\.cali.*",
     r"^nodelocaldns.*",
+    r"^dhcp\.calico$",  # calico-dhcp-agent's bridge: it holds OpenStack subnets' gateway addresses
 )
 
 

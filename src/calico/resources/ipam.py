@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from calico.resources.records import json_object
+
 __all__ = [
     "AFFINITY_STATES",
     "AllocationAttribute",
@@ -66,13 +68,7 @@ def host_affinity(node: str) -> str:
 
 
 def _decode(key: str, value: bytes | str) -> dict[str, Any]:
-    try:
-        data = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise IPAMRecordError(f"{key}: stored value is not JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise IPAMRecordError(f"{key}: stored value is not a JSON object")
-    return data
+    return json_object(key, value, IPAMRecordError)
 
 
 def _dump(data: Mapping[str, Any]) -> bytes:

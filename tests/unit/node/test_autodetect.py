@@ -32,6 +32,7 @@ HOST = [
     iface("docker0", 4, "198.18.99.1/24"),
     iface("cali1234567890a", 5, "169.254.1.1/32"),
     iface("vxlan.calico", 6, "198.18.5.1/32"),
+    iface("dhcp.calico", 7, "198.18.40.1/24", "fd00:40::1/64"),  # calico-dhcp-agent's gateway addresses
 ]
 
 
@@ -41,7 +42,7 @@ def pick(method: str, version: int = 4, interfaces: list[HostInterface] = HOST, 
 
 
 def test_first_found_scans_from_the_highest_index_and_skips_calicos_exclusions() -> None:
-    # docker0, cali*, vxlan.calico are excluded; of eth0/eth1 Calico scans the higher index first.
+    # docker0, cali*, vxlan.calico, dhcp.calico are excluded; of eth0/eth1 Calico scans the higher index first.
     assert pick("first-found") == "198.19.2.3/24"
     assert pick("") == "198.19.2.3/24"  # unset is first-found
     assert pick("first-found", 6) == "fd00:1:3::3/64"

@@ -14,7 +14,7 @@ In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host
                             every pool)
     from-wl-dispatch        iifname vmap @fw-dispatch  (iface : goto fw-<iface>); drop   <- fail closed
     to-wl-dispatch          oifname vmap @tw-dispatch  (iface : goto tw-<iface>); drop
-    wl-to-host              ct, OpenStack metadata (when on), DHCP, DNS, IPv6 ND accepted first;
+    wl-to-host              ct, OpenStack metadata (when on), DHCP(v6), DNS, IPv6 ND accepted first;
                             jump from-wl-dispatch (egress policy); then DefaultEndpointToHostAction (drop /
                             accept / return)
     fw-/tw-<iface>, pg*-    workload endpoints (`endpoints`); pi-/po-, pri-/pro- policies and profiles
@@ -54,6 +54,7 @@ def base_chains(
         "ct state invalid drop",
         *meta,
         "udp dport { 67, 68 } accept",  # DHCP
+        "meta nfproto ipv6 udp dport { 546, 547 } accept",  # DHCPv6 (the iptables backend's ip6tables rule)
         "meta l4proto { tcp, udp } th dport 53 accept",  # DNS
         "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
         "jump from-wl-dispatch",  # the endpoint's egress policy; unknown interfaces drop there
