@@ -10,8 +10,11 @@ so `probe`, `matrix` and `exec` work on it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from calico.lab import plan
@@ -81,6 +84,19 @@ def _plug(state: LabState, vm_ns: str, host_name: str, port: dict[str, Any], cre
     return tap
 
 
+def _wait_served(state: LabState, host_name: str, mac: str, timeout: float = 5.0) -> None:
+    """Nova starts a guest once Neutron says its port is plugged; the lab's stand-in: the host's DHCP agent lists
+    the port's MAC (else the guest's first DISCOVER can beat the agent and wait a whole retransmit, 1 s). After
+    `timeout` the VM boots anyway, as Nova does when vif_plugging_is_fatal is off."""
+    hosts_file = Path(state.openstack.get("dir", "")).parent / host_name / "dhcp" / "hosts"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if mac.lower() in hosts_file.read_text().lower():
+                return
+        time.sleep(0.01)
+
+
 def boot(state: LabState, name: str, host_name: str, port_id: str, dhcp: Any = None) -> Workload:
     """Bind, wire and configure one VM; `dhcp(vm_ns)` runs a DHCP client (None: static configuration)."""
     if name in state.workloads:
@@ -93,6 +109,7 @@ def boot(state: LabState, name: str, host_name: str, port_id: str, dhcp: Any = N
         if dhcp is None:
             iputil.ip_batch(vm_ns, _static_config(state, port))
         else:
+            _wait_served(state, host_name, port["mac_address"])
             dhcp(vm_ns)
     except BaseException:
         unwire_workload(vm_ns)
