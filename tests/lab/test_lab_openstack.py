@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -222,3 +223,46 @@ def test_floating_ip_through_neutrons_l3_api(cloud: tuple[Lab, OpenStackCLI], ne
     assert not probe_to(lab, "vm2", "fvm", address, port=9090, listen=(fixed, 9090))
     os_cli.quiet("floating", "ip", "unset", "--port", fip["id"])
     assert eventually(lambda: not probe_to(lab, "vm2", "fvm", address, listen=(fixed, 8080)), 10.0)
+
+
+UDP_RECEIVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 7777)); s.settimeout(3)
+print("ready", flush=True)
+try:
+    print(s.recvfrom(64)[0].decode(), flush=True)
+except OSError:
+    print("nothing", flush=True)
+"""
+
+
+def one_way_udp(lab: Lab, src: str, dst: str) -> bool:
+    """Whether a datagram from `src` arrives at `dst` at all (no reply needed: after a MAC change the host's
+    neighbour entry still names the old MAC, so a round trip would fail whatever Felix does)."""
+    st = lab.state
+    d = st.workloads[dst]
+    recv = subprocess.Popen(["ip", "netns", "exec", d.netns, sys.executable, "-c", UDP_RECEIVER, d.ipv4],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
+        send = "import socket,sys,time\nfor _ in range(5):\n  socket.socket(socket.AF_INET,socket.SOCK_DGRAM)" \
+               ".sendto(b'hello',(sys.argv[1],7777)); time.sleep(0.1)"
+        subprocess.run(["ip", "netns", "exec", st.workloads[src].netns, sys.executable, "-c", send, d.ipv4],
+                       check=True, timeout=10)
+        return recv.stdout.readline().strip() == "hello"
+    finally:
+        recv.kill()
+        recv.wait(timeout=5)
+
+
+def test_a_vm_that_changes_its_mac_is_blocked(cloud: tuple[Lab, OpenStackCLI]) -> None:
+    lab, _ = cloud
+    # sps (egress open) to psb (port security off: takes anything)
+    assert eventually(lambda: one_way_udp(lab, "sps", "psb"), 10.0)
+    own = json.loads(lab.cli("exec", "sps", "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+    lab.cli("exec", "sps", "ip", "link", "set", "eth0", "address", "fa:16:3e:de:ad:01")
+    try:
+        assert not one_way_udp(lab, "sps", "psb")
+    finally:
+        lab.cli("exec", "sps", "ip", "link", "set", "eth0", "address", own)
+    assert eventually(lambda: one_way_udp(lab, "sps", "psb"), 10.0)

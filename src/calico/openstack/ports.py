@@ -3,8 +3,9 @@
 Only VM ports are endpoints (`device_owner` `compute:*`) bound to a host. What filters a port:
 - security groups: the port carries each group's label; each group's policy selects it;
 - no group, or `admin_state_up` false: no group labels and no profile, so Felix drops all its traffic;
-- `port_security_enabled` false: no group labels, every source address allowed (no anti-spoofing) and the
-  allow-all profile;
+- `port_security_enabled` false: no group labels, every source address and MAC allowed (no anti-spoofing) and
+  the allow-all profile;
+- otherwise the endpoint's `mac` is the port's: Felix drops frames from any other MAC;
 - `allowed_address_pairs`: their addresses pass anti-spoofing, and a NetworkSet with the port's group labels
   puts them in remote-group rules (selectors match network sets as they match endpoints).
 """
@@ -56,6 +57,14 @@ def group_labels(port: Mapping[str, Any]) -> dict[str, str]:
     return {names.sg_label(sg): "" for sg in port.get("security_groups") or ()}
 
 
+def _mac_checked(port: Mapping[str, Any]) -> bool:
+    """Felix drops frames from another MAC than the endpoint's `mac`: given unless port security is off or an
+    allowed address pair brings a MAC of its own (Felix knows one MAC per endpoint)."""
+    mac = str(port.get("mac_address") or "").lower()
+    pair_macs = {str(p.get("mac_address") or mac).lower() for p in port.get("allowed_address_pairs") or ()}
+    return bool(mac) and _security_on(port) and pair_macs <= {mac}
+
+
 def _pair_nets(port: Mapping[str, Any]) -> list[str]:
     return sorted({str(ipaddress.ip_network(p["ip_address"], strict=False))
                    for p in port.get("allowed_address_pairs") or () if p.get("ip_address")})
@@ -80,9 +89,10 @@ def endpoint(port: Mapping[str, Any], ctx: PortContext | None = None) -> Doc:
     spec: Doc = {
         "orchestrator": names.ORCHESTRATOR, "node": host, "workload": port.get("device_id") or port["id"],
         "endpoint": port["id"], "interfaceName": names.tap_name(port["id"]),
-        "ipNetworks": sorted({_host_net(a) for a in fixed}), "mac": port["mac_address"].lower(),
-        "profiles": [],
+        "ipNetworks": sorted({_host_net(a) for a in fixed}), "profiles": [],
     }
+    if _mac_checked(port):
+        spec["mac"] = port["mac_address"].lower()
     for f in port.get("fixed_ips") or ():
         gw = (ctx.subnets.get(f.get("subnet_id", "")) or {}).get("gateway_ip")
         if gw:

@@ -45,6 +45,8 @@ def endpoint_chains(
         for inbound in (False, True)
     )
     fw = [clear(MARK_BOTH)]
+    if ep.mac:  # the endpoint names its MAC (OpenStack ports): a workload that changes it is dropped
+        fw.append(Rule(f"-m mac ! --mac-source {ep.mac.upper()}", "-j DROP"))
     own = own_nets([*(ep.ipv4_nets if fam == 4 else ep.ipv6_nets), *ep.allow_spoofed_source_prefixes], fam)
     if own:
         fw.append(Rule(" ".join(not_nets("-s", own, plain_ok=True)), "-j DROP"))  # anti-spoofing

@@ -38,6 +38,8 @@ def endpoint_chains(
         for inbound in (False, True)
     ]
     fw = [CLEAR_MARKS]
+    if ep.mac:  # the endpoint names its MAC (OpenStack ports): a workload that changes it is dropped
+        fw.append(f"ether saddr != {ep.mac.lower()} drop")
     for fam, ip in ((4, "ip"), (6, "ip6")):
         own = _own_nets(ep, fam)
         if own:
