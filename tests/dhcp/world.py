@@ -154,6 +154,7 @@ class ComputeHost:
         self._spawn("felix", [str(BIN / "calico-felix")], {
             **self.env, "FELIX_FELIXHOSTNAME": HOSTNAME, "FELIX_HEALTHENABLED": "true",
             "FELIX_DATAPLANEBACKEND": self.backend, "FELIX_LOGSEVERITYSCREEN": "info",
+            "FELIX_MTUFILEPATH": str(self.dir / "mtu"),  # never the machine's /var/lib/calico
         })
         daemons.wait_felix_ready(self.netns, HEALTH_PORT, 30)
 

@@ -47,6 +47,8 @@ def node_env(state: LabState, host: Host, lab_dir: Path) -> dict[str, str]:
         "CALICO_LOG_DIR": str(lab_dir / host.name), "CALICO_NODENAME_FILE": "none",
         "FELIX_DATAPLANEBACKEND": state.dataplane, "FELIX_HEALTHENABLED": "true",
         "FELIX_HEALTHPORT": str(HEALTH_PORT), "FELIX_IPTABLESREFRESHINTERVAL": refresh,
+        # Each host its own MTU file (Felix's default, /var/lib/calico/mtu, is the machine's, shared by all hosts).
+        "FELIX_MTUFILEPATH": str(lab_dir / host.name / "mtu"),
         "FELIX_IPSETSREFRESHINTERVAL": refresh,
     }
 
