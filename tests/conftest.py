@@ -1,7 +1,9 @@
 """Shared pytest fixtures.
 
 * `root_namespace_guard` (session, autouse): snapshots the root network namespace (nft ruleset, routes, link
-  names, forwarding/rp_filter sysctls) before the whole suite and fails the run if anything changed.
+  names, forwarding/rp_filter sysctls) before the whole suite and fails the run if anything changed, or if
+  the machine's MTU file (Felix's default path) was written; every Felix inherits FELIX_MTUFILEPATH in a
+  temporary directory.
 
 * `etcd_server` (session): one plain-HTTP etcd on 127.0.0.1 for the whole run, started on first use
   (so runs that never touch etcd never start it); killed at the end, also on failure.
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -28,12 +31,26 @@ from calico.datastore.kv import KVStore
 from tests.helpers.etcd_server import ETCD_BIN, EtcdServer
 from tests.helpers.root_guard import RootSnapshot
 
+MACHINE_MTU_FILE = Path("/var/lib/calico/mtu")  # Felix's default MTUFilePath: the machine's, never a test's
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
 
 @pytest.fixture(scope="session", autouse=True)
-def root_namespace_guard() -> Iterator[None]:
-    before = RootSnapshot.take()
+def root_namespace_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Every Felix a test starts inherits this unless it names its own file.
+    os.environ.setdefault("FELIX_MTUFILEPATH", str(tmp_path_factory.mktemp("felix") / "mtu"))
+    before, mtu_before = RootSnapshot.take(), _stat(MACHINE_MTU_FILE)
     yield
     problems = before.diff(RootSnapshot.take())
+    if _stat(MACHINE_MTU_FILE) != mtu_before:
+        problems.append(f"{MACHINE_MTU_FILE} was written")
     assert not problems, "the test suite changed the root network namespace:\n" + "\n".join(problems)
 
 

@@ -19,6 +19,7 @@ namespace (also registered with atexit); every process started here is bounded i
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import subprocess
 import sys
@@ -50,11 +51,14 @@ _ASKER = """
 import socket, sys
 fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_DGRAM)
+s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", int(sys.argv[4])))
 s.settimeout(float(sys.argv[3]))
 s.sendto(b"who", (sys.argv[1], int(sys.argv[2])))
 print(s.recvfrom(64)[0].decode())
 """
 
+
+_SOURCE_PORTS = itertools.cycle(range(40000, 60000))
 
 _TCP_SERVER = """
 import socket, sys
@@ -169,7 +173,10 @@ class Fabric:
         """The source address a UDP datagram from `src_ns` to `dst_ip` arrived with in `dst_ns`, or None when
         it did not arrive. (Whether the reply made it back does not matter: an outside host cannot answer a
         pool address that was not NATed.)"""
-        seen, _ = self._one_shot(_RESPONDER, dst_ns, dst_ip, port, _ASKER, src_ns, dst_ip, port, timeout)
+        # A fresh source port each time: a conntrack entry left by an earlier probe (NAT decided then) is never
+        # reused by a later one, whatever port the kernel would have picked.
+        sport = str(next(_SOURCE_PORTS))
+        seen, _ = self._one_shot(_RESPONDER, dst_ns, dst_ip, port, _ASKER, src_ns, dst_ip, port, timeout, sport)
         return seen.strip() or None
 
     def connect_seen(self, src_ns: str, dst_ns: str, dst_ip: str, port: int = 9001, via: str | None = None,
@@ -185,7 +192,7 @@ class Fabric:
         return client.stdout.strip() or None
 
     def _one_shot(self, server_script: str, dst_ns: str, dst_ip: str, port: int, client_script: str, src_ns: str,
-                  to: str, to_port: int, timeout: float) -> tuple[str, subprocess.CompletedProcess[str]]:
+                  to: str, to_port: int, timeout: float, *extra: str) -> tuple[str, subprocess.CompletedProcess[str]]:
         """A one-shot server (it prints "ready" once bound to `dst_ip`:`port` in `dst_ns`), then a client in
         `src_ns` towards `to`:`to_port`. Returns what the server printed after "ready", and the client's run."""
         server = subprocess.Popen(["ip", "netns", "exec", dst_ns, sys.executable, "-c", server_script, dst_ip,
@@ -195,7 +202,7 @@ class Fabric:
             if server.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"server on {dst_ip}:{port} in {dst_ns} did not start")
             client = subprocess.run(["ip", "netns", "exec", src_ns, sys.executable, "-c", client_script, to,
-                                     str(to_port), str(timeout)], capture_output=True, text=True,
+                                     str(to_port), str(timeout), *extra], capture_output=True, text=True,
                                     timeout=timeout + 10, check=False)
         finally:
             server.kill()

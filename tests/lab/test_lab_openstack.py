@@ -85,6 +85,8 @@ def test_security_groups_decide_what_reaches_vms(cloud: tuple[Lab, OpenStackCLI]
     lab.cli("vm", "boot", "vm1", "--host", "h1", "--port", p1["id"], "--static", timeout=120)
     lab.cli("vm", "boot", "vm2", "--host", "h2", "--port", p2["id"], "--static", timeout=120)
     lab.cli("wait", "--timeout", "60", timeout=90)
+    # Felix reports the endpoints up; the driver's leader makes the ports ACTIVE
+    assert eventually(lambda: all(os_cli("port", "show", p["id"])["status"] == "ACTIVE" for p in (p1, p2)))
     # web allows tcp 8080 in from anywhere, nothing else
     assert eventually(lambda: lab.can("vm2", "vm1", port=8080))
     assert not lab.can("vm2", "vm1", port=9090)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -170,8 +172,9 @@ class DriverTests(CalicoDriverCase):
         self.assertEqual((0, 0, 0), (again.created, again.updated, again.deleted), str(again))
         self.assertIn(names.NO_PORT_SECURITY_PROFILE, self.stored("Profile"))
         felix = self.stored("FelixConfiguration")["default"]["spec"]
-        self.assertEqual(("cali,tap", "127.0.0.1", 8775),
-                         (felix["interfacePrefix"], felix["metadataAddr"], felix["metadataPort"]))
+        self.assertEqual(("cali,tap", "127.0.0.1", 8775, True),
+                         (felix["interfacePrefix"], felix["metadataAddr"], felix["metadataPort"],
+                          felix["endpointReportingEnabled"]))
 
     def test_scoped_resync_touches_only_its_port(self) -> None:
         from calico.openstack.resync import Scope
@@ -207,6 +210,25 @@ class DriverTests(CalicoDriverCase):
         agents = self.plugin.get_agents(self.context, filters={"host": ["h1"]})
         self.assertEqual(["Calico per-host agent (felix)"], [a["agent_type"] for a in agents])
         self.assertTrue(agents[0]["alive"])
+
+    def test_felix_status_is_watched_while_leading(self) -> None:
+        net, _, _ = self.make_net()
+        port = self.make_vm_port(net)
+        key = (f"/calico/felix/v2/no-region/host/h1/workload/openstack/vm-1/endpoint/{port['id']}")
+        self.mech._follow_status()
+        try:
+            for state, expected in (("down", "DOWN"), ("up", "ACTIVE")):
+                self.kv_run(lambda kv, state=state: kv.put(key, json.dumps({"status": state}).encode()))
+                deadline = time.monotonic() + 10
+                while (port["id"] not in {p for _, p in self.mech._status.untold()}
+                       and time.monotonic() < deadline):
+                    time.sleep(0.05)  # the watch folds on the datastore thread
+                self.assertFalse(self.mech._status_watch.done())  # a watch, not the one-off list
+                self.mech._report_status()
+                self.assertEqual(expected, self.call("GET", "ports", id=port["id"])["port"]["status"])
+                self.assertEqual({}, self.mech._status.untold())  # told once
+        finally:
+            self.mech._unfollow_status()
 
 
 class TestDriverEmbedded(DriverTests):

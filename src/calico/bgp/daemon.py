@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,8 @@ from calico.bgp.secrets import DEFAULT_SECRETS_DIR, SecretsDir, SecretSource
 from calico.bgp.state import BGPState
 from calico.bgp.writer import ConfigWriter, Outcome
 from calico.datastore import config as dsconfig
-from calico.datastore.kv import KVError, KVStore
+from calico.datastore.daemon import serve
+from calico.datastore.kv import KVStore
 from calico.datastore.syncer import StatusUpdate, Syncer, SyncStatus
 
 __all__ = ["BGPRenderer", "DaemonConfig", "main"]
@@ -185,30 +185,17 @@ class BGPRenderer:
 
 
 async def _serve(cfg: DaemonConfig, ds: dsconfig.DatastoreConfig, once: bool) -> int:
-    try:
-        kv = await dsconfig.open_kv(ds)
-    except (KVError, OSError) as e:
-        log.error("cannot open the datastore (%s): %s", ds.describe(), e)
-        return 1
-    writer = ConfigWriter(cfg.config_path, BirdSocket(cfg.socket_path))
-    renderer = BGPRenderer(kv, cfg.node_name, writer, SecretsDir(cfg.secrets_dir), cfg.interface_prefixes)
-    log.info("node %s: %s -> %s (BIRD at %s)", cfg.node_name, ds.describe(), cfg.config_path, cfg.socket_path)
-    try:
+    async def body(kv: KVStore) -> int:
+        writer = ConfigWriter(cfg.config_path, BirdSocket(cfg.socket_path))
+        renderer = BGPRenderer(kv, cfg.node_name, writer, SecretsDir(cfg.secrets_dir), cfg.interface_prefixes)
+        log.info("node %s: %s -> %s (BIRD at %s)", cfg.node_name, ds.describe(), cfg.config_path, cfg.socket_path)
         if once:
             outcome = await renderer.run_once()
             return 0 if outcome in (Outcome.UNCHANGED, Outcome.RELOADED, Outcome.WRITTEN) else 1
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await renderer.run()
-        except asyncio.CancelledError:
-            log.info("stopping")
+        await renderer.run()
         return 0
-    finally:
-        await kv.close()
+
+    return await serve(ds, body, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

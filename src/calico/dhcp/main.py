@@ -18,14 +18,14 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from calico.datastore import config as dsconfig
-from calico.datastore.kv import KVError
+from calico.datastore.daemon import serve
+from calico.datastore.kv import KVStore
 from calico.dhcp.agent import DhcpAgent
 from calico.dhcp.dnsmasq import DnsmasqProcess
 from calico.dhcp.interface import NetlinkGatewayInterface
@@ -85,30 +85,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings, ds: dsconfig.DatastoreConfig) -> int:
-    try:
-        kv = await dsconfig.open_kv(ds)
-    except (KVError, OSError) as e:
-        log.error("cannot open the datastore (%s): %s", ds.describe(), e)
-        return 1
-    paths = Paths(Path(args.state_dir))
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
-    paths.state_dir.chmod(0o755)  # dnsmasq rereads its files after dropping privileges
-    agent = DhcpAgent(kv, args.hostname, args.region, settings, paths, NetlinkGatewayInterface(settings.interface),
-                      DnsmasqProcess(paths), binary=args.dnsmasq)
-    log.info("host %s, region %s: %s; dnsmasq files in %s, gateway addresses on %s", args.hostname, args.region,
-             ds.describe(), paths.state_dir, settings.interface)
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
+    async def body(kv: KVStore) -> int:
+        paths = Paths(Path(args.state_dir))
+        paths.state_dir.mkdir(parents=True, exist_ok=True)
+        paths.state_dir.chmod(0o755)  # dnsmasq rereads its files after dropping privileges
+        agent = DhcpAgent(kv, args.hostname, args.region, settings, paths,
+                          NetlinkGatewayInterface(settings.interface), DnsmasqProcess(paths), binary=args.dnsmasq)
+        log.info("host %s, region %s: %s; dnsmasq files in %s, gateway addresses on %s", args.hostname,
+                 args.region, ds.describe(), paths.state_dir, settings.interface)
         await agent.run()
-    except asyncio.CancelledError:
-        log.info("stopping")
-    finally:
-        await kv.close()
-    return 0
+        return 0
+
+    return await serve(ds, body, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

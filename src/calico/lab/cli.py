@@ -513,15 +513,20 @@ def vm_boot(name: str, host_name: str, port_id: str, static: bool, lab: str) -> 
     click.echo(f"vm {name}: {got.ipv4} {got.ipv6} on {host_name} ({got.iface}, port {port_id})")
 
 
+def _vm(state: LabState, name: str) -> Workload:
+    got = state.workloads.get(name)
+    if got is None or not got.port_id:
+        fail(f"no VM {name!r}")
+    return got
+
+
 @vm.command("delete")
 @click.argument("name")
 @name_option
 def vm_delete(name: str, lab: str) -> None:
     with locked(lab) as d:
         state = load(d)
-        got = state.workloads.get(name)
-        if got is None or not got.port_id:
-            fail(f"no VM {name!r}")
+        got = _vm(state, name)
         try:
             vms.delete(state, got)
         except LabError as e:
@@ -538,9 +543,7 @@ def vm_delete(name: str, lab: str) -> None:
 def vm_migrate(name: str, host_name: str, lab: str) -> None:
     with locked(lab) as d:
         state = load(d)
-        got = state.workloads.get(name)
-        if got is None or not got.port_id:
-            fail(f"no VM {name!r}")
+        got = _vm(state, name)
         try:
             state.workloads[name] = vms.migrate(state, got, host_name)
         except (LabError, WiringError) as e:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,10 +94,10 @@ def _run(argv: list[str], log: Path, what: str, timeout: float = 120, env: dict[
         raise LabError(f"{what} failed (exit {res.returncode}); see {log}")
 
 
-def _wait(check: object, timeout: float, what: str) -> None:
+def _wait(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.05)
     raise LabError(f"{what} not ready within {timeout:.0f}s")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import time
 import uuid
 from pathlib import Path
@@ -134,18 +135,17 @@ def migrate(state: LabState, vm: Workload, host_name: str) -> Workload:
     if host_name == vm.host:
         raise LabError(f"VM {vm.name} is on {host_name} already")
     old_host = state.hosts[vm.host]
-    saved_addrs = iputil.run("ip", "-n", vm.netns, "-o", "addr", "show", "dev", "eth0", "scope", "global").stdout
+    [link] = json.loads(iputil.run("ip", "-n", vm.netns, "-j", "addr", "show", "dev", "eth0").stdout)
+    saved_addrs = [(a["family"], f"{a['local']}/{a['prefixlen']}") for a in link.get("addr_info", [])
+                   if a.get("scope") == "global"]
     saved_routes = [iputil.run("ip", "-n", vm.netns, *fam, "route", "show", "dev", "eth0").stdout
                     for fam in ((), ("-6",))]
     port = client(state).port(vm.port_id)
     iputil.ip(old_host.netns, "link", "del", vm.iface)  # the VM's side goes with it
     _plug(state, vm.netns, host_name, port, create=False)
     cmds = []
-    for line in saved_addrs.splitlines():
-        parts = line.split()
-        if "inet" in parts or "inet6" in parts:
-            i = parts.index("inet") if "inet" in parts else parts.index("inet6")
-            cmds.append(f"addr add {parts[i + 1]} dev eth0" + (" nodad" if "inet6" in parts else ""))
+    for family, cidr in saved_addrs:
+        cmds.append(f"addr add {cidr} dev eth0" + (" nodad" if family == "inet6" else ""))
     for text in saved_routes:  # the family follows from the gateway's address
         cmds += [f"route add {line.strip()} dev eth0" for line in text.splitlines()
                  if (line.startswith("default") or " via " in line) and "proto kernel" not in line]

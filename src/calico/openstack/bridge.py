@@ -1,12 +1,14 @@
 """A private asyncio loop in a thread, so Neutron's synchronous driver code can use the async datastore.
 
 Enters: coroutine functions taking the `Writer`. Leaves: their results, or their exceptions, in the calling
-thread, within a timeout. The connection is opened lazily and reopened after a failure.
+thread, within a timeout (`call`), or a future to cancel (`submit`, for watches). The connection is opened
+lazily and reopened after a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -53,7 +55,11 @@ class DatastoreThread:
                 await kv.close()
 
     def call(self, fn: Callable[[Writer], Awaitable[T]], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(self._run(fn), self._loop).result(timeout)
+        return self.submit(fn).result(timeout)
+
+    def submit(self, fn: Callable[[Writer], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start `fn` (long-running, such as a watch) without waiting; cancel the future to stop it."""
+        return asyncio.run_coroutine_threadsafe(self._run(fn), self._loop)
 
     def close(self) -> None:
         if self._loop.is_running():

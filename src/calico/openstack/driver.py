@@ -11,8 +11,8 @@ after a failure (never on the request's critical path for long).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -31,7 +31,7 @@ from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
 
 from calico.datastore.keys import FELIX_STATUS_PREFIX, dhcp_subnet_prefix
-from calico.openstack import names, options, ports, resync, secgroups, subnets
+from calico.openstack import names, options, ports, resync, secgroups, status, subnets
 from calico.openstack.bridge import DatastoreThread
 from calico.openstack.election import Election
 from calico.openstack.writer import Stats, Writer
@@ -61,7 +61,9 @@ class CalicoMechanismDriver(api.MechanismDriver):
         self._resync_needed = threading.Event()
         self._stop = threading.Event()
         self._leader = False
-        self._status_seen: dict[str, str] = {}
+        self._wake = threading.Event()  # the leader's loop: stop, or Felix's status changed
+        self._status = status.StatusFold(f"{FELIX_STATUS_PREFIX}{self.conf.openstack_region}/host/")
+        self._status_watch: concurrent.futures.Future[None] | None = None
         self._next_heartbeat = 0.0
         self._worker: threading.Thread | None = None
         for res, evs, cb in (
@@ -264,20 +266,27 @@ class CalicoMechanismDriver(api.MechanismDriver):
 
     def stop_background(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._worker is not None:
             self._worker.join(30)
+        self._unfollow_status()
         with contextlib.suppress(Exception):  # the lease runs out on its own
             self.ds.call(lambda w: self.election.resign(w.store.kv), timeout=5)
 
     def _background(self) -> None:
+        """Campaign every third of the lease; as leader resync when asked or due, and pass Felix's status on
+        as soon as the watch sees it change."""
         next_full = 0.0
+        next_campaign = 0.0
         period = max(1.0, self.conf.election_ttl / 3)
         while not self._stop.is_set():
-            try:
-                self._leader = self.ds.call(lambda w: self.election.campaign(w.store.kv), timeout=10)
-            except Exception as exc:
-                log.warning("calico: election: %s", exc)
-                self._leader = False
+            if time.monotonic() >= next_campaign:
+                next_campaign = time.monotonic() + period
+                try:
+                    self._leader = self.ds.call(lambda w: self.election.campaign(w.store.kv), timeout=10)
+                except Exception as exc:
+                    log.warning("calico: election: %s", exc)
+                    self._leader = False
             if self._leader:
                 if self._resync_needed.is_set() or (self.conf.resync_interval and time.time() >= next_full):
                     self._resync_needed.clear()
@@ -288,8 +297,27 @@ class CalicoMechanismDriver(api.MechanismDriver):
                         log.error("calico: resync failed, retrying: %s", exc)
                         self._resync_needed.set()
                     next_full = time.time() + (self.conf.resync_interval or 1e12)
+                self._follow_status()
                 self._report_status()
-            self._stop.wait(0.5 if self._leader else period)
+            else:
+                self._unfollow_status()
+            self._wake.wait(max(0.0, next_campaign - time.monotonic()))
+            self._wake.clear()
+
+    def _follow_status(self) -> None:
+        """The status watch runs while this process leads; a failed one (connection lost) starts again."""
+        if self._status_watch is not None and self._status_watch.done():
+            with contextlib.suppress(BaseException):
+                log.warning("calico: Felix status watch ended: %s", self._status_watch.exception())
+            self._status_watch = None
+        if self._status_watch is None:
+            fold, wake = self._status, self._wake
+            self._status_watch = self.ds.submit(lambda w: status.follow(w.store.kv, fold, wake))
+
+    def _unfollow_status(self) -> None:
+        if self._status_watch is not None:
+            self._status_watch.cancel()
+            self._status_watch = None
 
     def resync(self, scope: resync.Scope | None = None) -> Stats:
         """Compare Neutron's database with the datastore and make the datastore match (in `scope`)."""
@@ -320,36 +348,27 @@ class CalicoMechanismDriver(api.MechanismDriver):
         return stats
 
     def _report_status(self) -> None:
-        prefix = f"{FELIX_STATUS_PREFIX}{self.conf.openstack_region}/host/"
-        try:
-            kvs, _ = self.ds.call(lambda w: w.store.kv.list(prefix), timeout=10)
-        except Exception as exc:
-            log.warning("calico: reading Felix status: %s", exc)
-            return
-        now: dict[str, str] = {}
-        hosts: set[str] = set()
-        for kv in kvs:
-            rest = kv.key[len(prefix):].split("/")
-            if len(rest) == 2 and rest[1] == "status":
-                hosts.add(rest[0])
-            elif len(rest) == 6 and rest[1] == "workload" and rest[2] == names.ORCHESTRATOR:
-                try:
-                    now[f"{rest[0]}/{rest[5]}"] = json.loads(kv.value)["status"]
-                except (ValueError, KeyError, TypeError):
-                    continue
+        """Tell Neutron what changed in Felix's endpoint status; heartbeat the agents of live Felixes. Without a
+        running watch (not leader yet, or it failed), read the status keys once."""
+        if self._status_watch is None or self._status_watch.done():
+            try:
+                kvs, _ = self.ds.call(lambda w: w.store.kv.list(self._status.prefix), timeout=10)
+            except Exception as exc:
+                log.warning("calico: reading Felix status: %s", exc)
+                return
+            self._status.reset(kvs)
         plugin = directory.get_plugin()
         ctx = _admin()
-        for key, status in now.items():
-            if self._status_seen.get(key) != status and status in STATUS_MAP:
-                host, port_id = key.split("/", 1)
+        for (host, port_id), state in self._status.untold().items():
+            if state in STATUS_MAP:
                 try:
-                    plugin.update_port_status(ctx, port_id, STATUS_MAP[status], host)
+                    plugin.update_port_status(ctx, port_id, STATUS_MAP[state], host)
                 except Exception as exc:  # the port may be gone already
                     log.info("calico: status of port %s: %s", port_id, exc)
-        self._status_seen = now
+            self._status.told((host, port_id), state)
         if time.monotonic() >= self._next_heartbeat:  # as often as Neutron's own agents report
             self._next_heartbeat = time.monotonic() + AGENT_REPORT_INTERVAL
-            for host in hosts:
+            for host in self._status.hosts():
                 _agent_heartbeat(plugin, ctx, host)
 
 
@@ -374,9 +393,10 @@ def read_neutron(ctx: Any) -> resync.NeutronView:
 
 
 def felix_settings(conf: Any) -> dict[str, Any]:
-    """What Felix needs for OpenStack: tap interfaces and the metadata DNAT."""
+    """What Felix needs for OpenStack: tap interfaces, the metadata DNAT, and endpoint status reports (the
+    leader turns them into the ports' status)."""
     spec: dict[str, Any] = {"interfacePrefix": names.IFACE_PREFIX, "metadataAddr": conf.metadata_addr,
-                            "metadataPort": conf.metadata_port}
+                            "metadataPort": conf.metadata_port, "endpointReportingEnabled": True}
     return {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration", "metadata": {"name": "default"},
             "spec": spec}
 
