@@ -7,7 +7,9 @@ leaves the policy state it found, so a failure in one does not cascade into the 
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -302,3 +304,50 @@ def test_host_endpoint_policy_from_the_datastore(world: Lab) -> None:
     finally:
         world.delete(manifest)
     world.wait_for(lambda: all(from_fabric(p) for p in (7777, 7778, 7779)), CONVERGE, "host endpoint gone")
+
+
+STAGED_DENY_WEB = """\
+apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata:
+  name: web-from-client
+  namespace: default
+spec:
+  stagedAction: Set
+  selector: app == 'web'
+  types:
+  - Ingress
+  ingress:
+  - action: Deny
+"""
+
+
+def test_explain_agrees_with_probes_and_a_staged_deny_drops_nothing(world: Lab) -> None:
+    """`calico-lab explain` (the datastore's answer) against real probes; a staged deny shows as pending only."""
+    world.apply(GNP_EGRESS + "---\n" + NP_WEB)
+    world.wait_for(lambda: world.can("client", "web"), CONVERGE, "client -> web allowed")
+    flows = [("client", "web", "tcp", 8080), ("other", "web", "tcp", 8080), ("client", "web", "tcp", 8081),
+             ("client", "web", "udp", 8080), ("client", "web", "icmp", 0), ("web", "client", "tcp", 8080)]
+    for src, dst, proto, port in flows:
+        for ipv6 in (False, True):
+            opts = ["--protocol", proto] + (["--icmp-type", "128" if ipv6 else "8"] if proto == "icmp"
+                                           else ["--port", str(port)])
+            told = world.cli("explain", src, dst, *opts, *(["--ipv6"] if ipv6 else []), ok=None)
+            assert told.returncode in (0, 1), told.stderr
+            assert (told.returncode == 0) == world.can(src, dst, proto, port, ipv6=ipv6), (src, dst, proto, ipv6,
+                                                                                            told.stdout)
+    denied = world.cli("explain", "other", "web", "--port", "8080", ok=False)
+    assert "ingress of default/" in denied.stdout and "policies applied but none decided" in denied.stdout
+
+    world.apply(STAGED_DENY_WEB)
+    try:
+        told = world.cli("explain", "client", "web", "--port", "8080", "-o", "json")
+        verdict = json.loads(told.stdout)
+        assert (verdict["verdict"], verdict["pendingVerdict"]) == ("allow", "deny")
+        assert "web-from-client rule 0" in verdict["pendingReason"]
+        time.sleep(1.0)  # Felix had its chance to (wrongly) enforce it
+        assert world.can("client", "web") and world.can("client", "web", ipv6=True)
+    finally:
+        world.ctl("delete", "stagednetworkpolicy", "web-from-client", "-n", "default")
+    world.ctl("delete", "networkpolicy", "web-from-client", "-n", "default")
+    world.ctl("delete", "globalnetworkpolicy", "apps-egress")

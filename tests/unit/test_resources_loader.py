@@ -327,6 +327,8 @@ EXPECTED_PLURALS = {
     "Tier": "tiers",
     "NetworkPolicy": "networkpolicies",
     "GlobalNetworkPolicy": "globalnetworkpolicies",
+    "StagedNetworkPolicy": "stagednetworkpolicies",
+    "StagedGlobalNetworkPolicy": "stagedglobalnetworkpolicies",
     "NetworkSet": "networksets",
     "GlobalNetworkSet": "globalnetworksets",
     "IPPool": "ippools",
@@ -340,7 +342,8 @@ EXPECTED_PLURALS = {
 
 def test_kinds_table() -> None:
     assert {k: c.PLURAL for k, c in KINDS.items()} == EXPECTED_PLURALS
-    assert {k for k, c in KINDS.items() if c.NAMESPACED} == {"NetworkPolicy", "NetworkSet", "WorkloadEndpoint"}
+    assert {k for k, c in KINDS.items() if c.NAMESPACED} == {"NetworkPolicy", "StagedNetworkPolicy", "NetworkSet",
+                                                             "WorkloadEndpoint"}
     for kind, cls in KINDS.items():
         assert kind == cls.KIND and kind.lower() in cls.SHORT_NAMES
 

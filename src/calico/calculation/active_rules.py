@@ -155,3 +155,10 @@ class ActiveRules:
 
     def active_profiles(self) -> frozenset[str]:
         return frozenset(self._profile_refs)
+
+    def policy_rules(self, pid: PolicyID) -> PolicyRules | None:
+        """The policy's rules as written (what its rendering came from)."""
+        return self._policies.get(pid)
+
+    def profile_rules(self, name: str) -> ProfileRules | None:
+        return self._profiles.get(name)

@@ -24,7 +24,7 @@ Effective labels (what selectors see), built here and merged by the label indexe
 from __future__ import annotations
 
 import sys
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Protocol
 
 from calico.calculation.events import NATInfo, WorkloadEndpointID
@@ -193,8 +193,11 @@ def netset_labels(
 class EndpointTracker:
     """Fans endpoint, network set and profile-label changes out to IP sets and (local only) the resolver."""
 
-    def __init__(self, hostname: str, members: ItemSink, resolver: LocalEndpointSink) -> None:
+    def __init__(self, hostname: str, members: ItemSink, resolver: LocalEndpointSink,
+                 is_local: Callable[[str | None, EndpointKey], bool] | None = None) -> None:
         self.hostname = hostname
+        # Felix: the endpoints of its host. A flow explanation: the endpoints it explains, wherever they are.
+        self._is_local = is_local or (lambda node, _key: node == hostname)
         self._members = members
         self._resolver = resolver
         self._local: set[EndpointKey] = set()
@@ -210,7 +213,7 @@ class EndpointTracker:
             return
         labels, parents = workload_labels(key.namespace, res)
         self._members.update_item(item_id(key), labels, parents, workload_item(res))
-        if res.spec.node == self.hostname:
+        if self._is_local(res.spec.node, key):
             self._local.add(key)
             self._resolver.update_endpoint(key, workload_info(res), labels, parents)
         else:
@@ -225,7 +228,7 @@ class EndpointTracker:
             return
         labels, parents = host_labels(res)
         self._members.update_item(item_id(key), labels, parents, host_item(res))
-        if res.spec.node == self.hostname:
+        if self._is_local(res.spec.node, key):
             self._local.add(key)
             self._last_host[name] = res
             self._resolver.update_endpoint(key, host_info(res), labels, parents)

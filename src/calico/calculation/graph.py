@@ -96,7 +96,7 @@ from calico.calculation.routes import RouteResolver
 from calico.calculation.rule_scanner import RuleScanner
 from calico.calculation.selectors import policy_selector
 from calico.calculation.sequencer import Sequencer
-from calico.calculation.types import HostEndpointKey, NetworkSetKey, PolicyRules, ProfileRules
+from calico.calculation.types import EndpointKey, HostEndpointKey, NetworkSetKey, PolicyRules, ProfileRules
 from calico.datastore.keys import ResourceKey
 from calico.resources import (
     FelixConfiguration,
@@ -125,7 +125,8 @@ _PolicyIdent = tuple[str | None, str]  # (namespace or None for global, name)
 class CalcGraph:
     """This host's calculation graph; see the module docstring. Pure: no I/O, no threads."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, is_local: Callable[[str | None, EndpointKey], bool] | None = None) -> None:
+        """`is_local(node, key)`: which endpoints get policy (default: those on `hostname`)."""
         self.hostname = hostname
         # The wiring of the diagram above, built bottom-up: each stage gets the stages it feeds.
         self._sequencer = Sequencer()
@@ -133,7 +134,7 @@ class CalcGraph:
         self._scanner = RuleScanner(self._ipsets)
         self._active = ActiveRules(self._scanner, self._sequencer)
         self._resolver = PolicyResolver(self._active, self._sequencer)
-        self._endpoints = EndpointTracker(hostname, self._ipsets, self._resolver)
+        self._endpoints = EndpointTracker(hostname, self._ipsets, self._resolver, is_local)
         self._routes = RouteResolver(hostname, self._sequencer)
         self._nodes = NodeTracker(self._sequencer, self._routes)
         self._pools = PoolTracker(self._sequencer, self._routes)

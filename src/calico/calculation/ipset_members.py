@@ -180,6 +180,10 @@ class IPSetMembers:
         ipset = self._sets.get(set_id)
         return frozenset(ipset.members) if ipset is not None else frozenset()
 
+    def spec(self, set_id: str) -> IPSetSpec | None:
+        ipset = self._sets.get(set_id)
+        return ipset.spec if ipset is not None else None
+
     def set_ids(self) -> frozenset[str]:
         """Sets the dataplane has or is about to get (parked sets are not among them)."""
         return frozenset(self._sets)

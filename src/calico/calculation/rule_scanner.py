@@ -50,7 +50,10 @@ __all__ = [
     "SetSink",
     "named_port_set",
     "nets_set",
+    "policy_owner",
+    "profile_owner",
     "render_rules",
+    "rendered_rule_id",
     "selector_set",
 ]
 
@@ -102,7 +105,7 @@ def render_rules(
     out: list[RenderedRule] = []
     specs: set[IPSetSpec] = set()
     for index, rule in enumerate(rules):
-        rule_id = _digest(f"{owner}\0{direction}\0{index}\0{rule.model_dump_json(exclude_none=True)}", 16)
+        rule_id = rendered_rule_id(owner, direction, index, rule)
         used: set[IPSetSpec] = set()
         try:
             rendered = _render_rule(rule, namespace, rule_id, used)
@@ -122,6 +125,19 @@ def render_rules(
         specs |= used
         out.append(rendered)
     return tuple(out), frozenset(specs)
+
+
+def rendered_rule_id(owner: str, direction: str, index: int, rule: Rule) -> str:
+    """The `rule_id` of the rendering of `rule`, the `index`th of `owner`'s rules in `direction`."""
+    return _digest(f"{owner}\0{direction}\0{index}\0{rule.model_dump_json(exclude_none=True)}", 16)
+
+
+def policy_owner(pid: PolicyID) -> str:
+    return f"policy:{pid.tier}/{pid.namespace or ''}/{pid.name}"
+
+
+def profile_owner(name: str) -> str:
+    return f"profile:{name}"
 
 
 def _deny_all(owner: str, direction: str) -> tuple[RenderedRule, ...]:
@@ -235,7 +251,7 @@ class RuleScanner:
         self._refs: dict[str, int] = {}
 
     def render_policy(self, pid: PolicyID, rules: PolicyRules) -> tuple[PolicyUpdate, frozenset[IPSetSpec]]:
-        owner = f"policy:{pid.tier}/{pid.namespace or ''}/{pid.name}"
+        owner = policy_owner(pid)
         specs: frozenset[IPSetSpec] = frozenset()
         inbound: tuple[RenderedRule, ...] = ()
         outbound: tuple[RenderedRule, ...] = ()
@@ -262,7 +278,7 @@ class RuleScanner:
     def render_profile(self, name: str, rules: ProfileRules | None) -> tuple[ProfileUpdate, frozenset[IPSetSpec]]:
         """A profile that a local endpoint lists but that does not exist renders with no rules: it allows
         nothing, so traffic falls through to the final drop (and the dataplane still finds the profile)."""
-        owner = f"profile:{name}"
+        owner = profile_owner(name)
         if rules is None:
             return ProfileUpdate(name, (), ()), frozenset()
         if rules.broken:

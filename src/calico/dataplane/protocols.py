@@ -67,3 +67,9 @@ def port_protocol(text: str) -> str | None:
     """The kernel name of a port protocol written any case ("TCP", "udp"), or None when it carries no ports."""
     name = text.strip().lower()
     return name if name in PORT_PROTOCOL_NAMES else None
+
+
+def name_of(protocol_number: int) -> str:
+    """The kernel name of a protocol number Calico names ("tcp" for 6), else the number as text."""
+    name = _NAMES_BY_NUMBER.get(protocol_number)
+    return kernel_name(name) if name is not None else str(protocol_number)

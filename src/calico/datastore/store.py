@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIER = "default"
 DEFAULT_TIER_ORDER = 1_000_000.0
-POLICY_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy")
+POLICY_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy")
 
 
 class StoreError(Exception):

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from calico.datastore.config import open_kv
+from calico.explain import cli as explain_cli
 from calico.lab import build, dhcp_client, nodes, plan, status, vms
 from calico.lab import openstack as oslab
 from calico.lab.netns import LabError, exec_argv
@@ -257,6 +258,28 @@ def probe_cmd(src: str, dst: str, proto: str, port: int, ipv6: bool, timeout: fl
         click.echo(f"{src} -> {dst} {result.dst_ip} {proto}{'' if proto == 'icmp' else f':{port}'}: "
                    f"{'allowed' if result.ok else 'blocked'}{seen}")
     sys.exit(0 if result.ok else 1)
+
+
+@cli.command("explain")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--ipv6", is_flag=True, help="The workloads' IPv6 addresses (default IPv4).")
+@explain_cli.flow_options
+@name_option
+def explain_cmd(src: str, dst: str, ipv6: bool, lab: str, **kw: Any) -> None:
+    """Why a flow from SRC to DST (workloads, VMs or `outside`) is allowed or denied, from the lab's datastore
+    (as `calicoctl explain`; exit 0 allow, 1 deny, 2 error)."""
+    state = load(lab_dir(lab))
+    ends = []
+    for name in (src, dst):
+        if name != OUTSIDE and name not in state.workloads:
+            fail(f"no workload {name!r} (or `outside`)")
+        _, ip = destination(state, name, ipv6)
+        if not ip:
+            fail(f"{name} has no IPv{'6' if ipv6 else '4'} address")
+        ends.append(ip)
+    opts = explain_cli.options(**kw)
+    sys.exit(asyncio.run(_with_kv(state, lambda kv: explain_cli.run(kv, ends[0], ends[1], opts))))
 
 
 @cli.command()

@@ -25,7 +25,15 @@ from calico.resources.loader import dump_documents, load_documents, parse_resour
 from calico.resources.meta import API_VERSION, ObjectMeta, Resource
 from calico.resources.netset import GlobalNetworkSet, NetworkSet
 from calico.resources.node import Node
-from calico.resources.policy import DEFAULT_TIER, GlobalNetworkPolicy, NetworkPolicy, Tier
+from calico.resources.policy import (
+    DEFAULT_TIER,
+    STAGED_KINDS,
+    GlobalNetworkPolicy,
+    NetworkPolicy,
+    StagedGlobalNetworkPolicy,
+    StagedNetworkPolicy,
+    Tier,
+)
 from calico.resources.profile import Profile
 from calico.resources.registry import KINDS, kind_for
 from calico.resources.rules import EntityRule, ICMPFields, Rule
@@ -34,6 +42,7 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_TIER",
     "KINDS",
+    "STAGED_KINDS",
     "BGPConfiguration",
     "BGPPeer",
     "ClusterInformation",
@@ -54,6 +63,8 @@ __all__ = [
     "Resource",
     "ResourceError",
     "Rule",
+    "StagedGlobalNetworkPolicy",
+    "StagedNetworkPolicy",
     "Tier",
     "WorkloadEndpoint",
     "dump_documents",

@@ -26,11 +26,14 @@ from calico.resources.rules import Rule
 
 __all__ = [
     "DEFAULT_TIER",
+    "STAGED_KINDS",
     "GlobalNetworkPolicy",
     "GlobalNetworkPolicySpec",
     "NetworkPolicy",
     "NetworkPolicySpec",
     "PolicyType",
+    "StagedGlobalNetworkPolicy",
+    "StagedNetworkPolicy",
     "Tier",
     "TierSpec",
 ]
@@ -229,3 +232,60 @@ class Tier(Resource):
     def check_name(cls, value: Any) -> str:
         # Tier names become policy-name prefixes, so they are single DNS labels (no dots).
         return _tier_name(value)
+
+
+# --- staged policies: evaluated (explain, flow logs), never enforced ---------------------------------------------
+
+StagedAction = Literal["Set", "Delete"]
+
+
+class StagedNetworkPolicySpec(NetworkPolicySpec):
+    # Set: the policy of the same name would be created or replaced by this one; Delete: it would be removed.
+    stagedAction: StagedAction = "Set"
+
+
+class StagedGlobalNetworkPolicySpec(GlobalNetworkPolicySpec):
+    stagedAction: StagedAction = "Set"
+
+
+class StagedNetworkPolicy(Resource):
+    KIND: ClassVar[str] = "StagedNetworkPolicy"
+    PLURAL: ClassVar[str] = "stagednetworkpolicies"
+    NAMESPACED: ClassVar[bool] = True
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("stagednetworkpolicy", "snp", "snps")
+    ENFORCED_KIND: ClassVar[str] = NetworkPolicy.KIND
+
+    kind: Literal["StagedNetworkPolicy"] = "StagedNetworkPolicy"
+    spec: StagedNetworkPolicySpec = Field(default_factory=empty_spec(StagedNetworkPolicySpec))
+
+    @classmethod
+    def check_name(cls, value: Any) -> str:
+        return _policy_name(value, _NP_NAME, k8s_prefixes=True)
+
+    @model_validator(mode="after")
+    def _tiered_name(self) -> StagedNetworkPolicy:
+        _check_tier_prefix(self.metadata.name, self.spec.tier)
+        return self
+
+
+class StagedGlobalNetworkPolicy(Resource):
+    KIND: ClassVar[str] = "StagedGlobalNetworkPolicy"
+    PLURAL: ClassVar[str] = "stagedglobalnetworkpolicies"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("stagedglobalnetworkpolicy", "sgnp", "sgnps")
+    ENFORCED_KIND: ClassVar[str] = GlobalNetworkPolicy.KIND
+
+    kind: Literal["StagedGlobalNetworkPolicy"] = "StagedGlobalNetworkPolicy"
+    spec: StagedGlobalNetworkPolicySpec = Field(default_factory=empty_spec(StagedGlobalNetworkPolicySpec))
+
+    @classmethod
+    def check_name(cls, value: Any) -> str:
+        return _policy_name(value, _GNP_NAME, k8s_prefixes=False)
+
+    @model_validator(mode="after")
+    def _tiered_name(self) -> StagedGlobalNetworkPolicy:
+        _check_tier_prefix(self.metadata.name, self.spec.tier)
+        return self
+
+
+STAGED_KINDS: tuple[type[StagedNetworkPolicy] | type[StagedGlobalNetworkPolicy], ...] = (
+    StagedNetworkPolicy, StagedGlobalNetworkPolicy)

@@ -15,7 +15,13 @@ from calico.resources.ipreservation import IPReservation
 from calico.resources.meta import Resource
 from calico.resources.netset import GlobalNetworkSet, NetworkSet
 from calico.resources.node import Node
-from calico.resources.policy import GlobalNetworkPolicy, NetworkPolicy, Tier
+from calico.resources.policy import (
+    GlobalNetworkPolicy,
+    NetworkPolicy,
+    StagedGlobalNetworkPolicy,
+    StagedNetworkPolicy,
+    Tier,
+)
 from calico.resources.profile import Profile
 
 __all__ = ["KINDS", "kind_for"]
@@ -30,6 +36,8 @@ KINDS: dict[str, type[Resource]] = {
         Tier,
         NetworkPolicy,
         GlobalNetworkPolicy,
+        StagedNetworkPolicy,
+        StagedGlobalNetworkPolicy,
         NetworkSet,
         GlobalNetworkSet,
         IPPool,

@@ -1,0 +1,88 @@
+"""One flow explained: resolve its ends, pick its addresses, walk it in the enforced and the pending world.
+
+Enters: a `Snapshot`, the two `Party`s and the `Headers`. Leaves: an `Explanation`; `ValueError` for a flow
+that cannot be formed (no common address family), `LookupError` for an end not in the datastore. Pure.
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+
+from calico.explain.flow import ICMP_NUMBERS, Flow, Headers, Party, PartyKind
+from calico.explain.snapshot import Snapshot
+from calico.explain.trace import Explanation, Verdict
+from calico.explain.walk import explain_flow
+from calico.explain.world import Endpoint, World, resolve
+
+
+def explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Explanation:
+    # The snapshot holds every key (tens of thousands of objects); the collector walking them again and again
+    # while the graph allocates would double the time. Nothing here makes cycles worth collecting early.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _explain(snapshot, src, dst, headers)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Explanation:
+    src_ep, dst_ep = resolve(snapshot, src), resolve(snapshot, dst)
+    src_ip, dst_ip = _addresses(src, src_ep, dst, dst_ep)
+    notes: list[str] = []
+    protocol = headers.protocol
+    version = ipaddress.ip_address(src_ip).version
+    if protocol == ICMP_NUMBERS[4] and version == 6:
+        protocol = ICMP_NUMBERS[6]
+        notes.append("an IPv6 flow: ICMP taken as ICMPv6")
+    flow = Flow(src_ip, dst_ip, protocol, headers.src_port, headers.dst_port, headers.icmp_type, headers.icmp_code)
+    for end, party in ((src_ep, src), (dst_ep, dst)):
+        if end is not None and party.kind is PartyKind.ADDRESS:
+            notes.append(f"{party.name} is {end.label}'s address")
+        if end is not None and end.kind is PartyKind.HOST:
+            notes.append(f"{end.label}: assumed the flow crosses its interface (not forwarded through the host); "
+                         "untracked and preDNAT policies are not shown; failsafe ports are Felix's defaults")
+    ends = [e for e in (src_ep, dst_ep) if e is not None]
+    enforced = explain_flow(World(snapshot, ends, (src_ip, dst_ip)), flow, src_ep, dst_ep)
+    pending = None
+    if snapshot.has_staged:
+        staged, problems = snapshot.pending()
+        notes += [f"staged policies: {p}" for p in problems]
+        pending = explain_flow(World(staged, ends, (src_ip, dst_ip)), flow, src_ep, dst_ep)
+    if flow.port_protocol and flow.src_port is None and _uses_source_ports(enforced, pending):
+        notes.append("no --src-port: rules matching on source ports were taken as not matching")
+    return Explanation(flow.describe(), _label(src, src_ep), _label(dst, dst_ep), snapshot.revision, enforced,
+                       pending, notes)
+
+
+def _label(party: Party, end: Endpoint | None) -> str:
+    return end.label if end is not None else party.name
+
+
+def _addresses(src: Party, src_ep: Endpoint | None, dst: Party, dst_ep: Endpoint | None) -> tuple[str, str]:
+    """The flow's addresses: an address as given; an endpoint's own of the family both ends have (IPv4 first)."""
+    fixed = {p.name for p in (src, dst) if p.kind is PartyKind.ADDRESS}
+    versions = {ipaddress.ip_address(a).version for a in fixed}
+    if len(versions) > 1:
+        raise ValueError("--src and --dst are addresses of different families")
+    for version in sorted(versions) or [4, 6]:
+        picked = [_pick(p, e, version) for p, e in ((src, src_ep), (dst, dst_ep))]
+        if picked[0] is not None and picked[1] is not None:
+            return picked[0], picked[1]
+    raise ValueError(f"{_label(src, src_ep)} and {_label(dst, dst_ep)} have no address family in common")
+
+
+def _pick(party: Party, end: Endpoint | None, version: int) -> str | None:
+    if party.kind is PartyKind.ADDRESS:
+        return party.name
+    assert end is not None
+    return next((a for a in end.addresses if ipaddress.ip_address(a).version == version), None)
+
+
+def _uses_source_ports(*verdicts: Verdict | None) -> bool:
+    return any(("ports" in src or "notPorts" in src)
+               for v in verdicts if v is not None for s in v.stages
+               for t in [*(p for tier in s.tiers for p in tier.policies), *s.profiles] for r in t.rules
+               if r.rule and isinstance(src := r.rule.get("source"), dict))

@@ -1,0 +1,65 @@
+"""An `Explanation` for people: a tree on the terminal (rich). JSON is `Explanation.to_json`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.tree import Tree
+
+from calico.explain.trace import Explanation, PolicyTrace, StageTrace, Verdict
+
+_STYLE = {"allow": "green", "deny": "red", "pass": "yellow", "end-deny": "red", "end-pass": "yellow",
+          "no-match": "dim", "skipped": "dim", "missing": "red"}
+
+
+def _style(outcome: str) -> str:
+    return _STYLE.get(outcome, "")
+
+
+def _rule_text(rule: dict[str, Any] | None) -> str:
+    if rule is None:
+        return ""
+    return " " + json.dumps({k: v for k, v in rule.items() if k != "action"}, separators=(",", ":"))
+
+
+def _policy(node: Tree, p: PolicyTrace) -> None:
+    branch = node.add(f"{p.kind} [bold]{p.name}[/]: [{_style(p.outcome)}]{p.outcome}[/]")
+    for r in p.rules:
+        index = "rule ?" if r.index is None else f"rule {r.index}"
+        if r.matched:
+            branch.add(f"[bold]{index}[/] {r.action}{_rule_text(r.rule)}: [bold]matched[/]")
+        else:
+            branch.add(f"[dim]{index} {r.action}{_rule_text(r.rule)}: no ({'; '.join(r.why_not)})[/]")
+
+
+def _stage(node: Tree, s: StageTrace) -> None:
+    where = f" on {s.node}" if s.node else ""
+    branch = node.add(f"{s.stage} of [bold]{s.endpoint}[/]{where}: [{_style(s.verdict)}]{s.verdict}[/] ({s.reason})")
+    for check in s.checks:
+        branch.add(f"[dim]{check}[/]")
+    for t in s.tiers:
+        tier = branch.add(f"tier [bold]{t.name}[/] (default {t.default_action}): [{_style(t.outcome)}]{t.outcome}[/]")
+        for p in t.policies:
+            _policy(tier, p)
+    if s.profiles:
+        profiles = branch.add("profiles")
+        for p in s.profiles:
+            _policy(profiles, p)
+
+
+def _verdict(title: str, v: Verdict) -> Tree:
+    tree = Tree(f"{title}: [bold {_style(v.verdict)}]{v.verdict.upper()}[/] ({v.reason})")
+    for s in v.stages:
+        _stage(tree, s)
+    return tree
+
+
+def print_explanation(e: Explanation, console: Console) -> None:
+    console.print(f"[bold]{e.flow}[/]  ({e.source} -> {e.destination}, datastore revision {e.revision})")
+    console.print(_verdict("verdict", e.enforced))
+    if e.pending is not None:
+        console.print(_verdict("pending (staged policies in force)", e.pending))
+    for note in e.notes:
+        console.print(f"[dim]note: {note}[/]")

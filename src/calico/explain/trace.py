@@ -1,0 +1,79 @@
+"""What an explanation says: plain data, built by `walk`, shown by `render` (terminal tree, JSON). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RuleTrace:
+    index: int | None  # the rule's position as written; None for a rule the graph put there (fail closed)
+    action: str
+    matched: bool
+    why_not: list[str]  # the fields that did not match (empty when it matched)
+    rule: dict[str, Any] | None  # the rule as written
+
+
+@dataclass
+class PolicyTrace:
+    kind: str  # "policy" or "profile"
+    name: str  # policy: its name (namespace/name for a namespaced one); profile: its name
+    outcome: str  # allow, deny, pass, no-match, skipped (a Pass earlier in the tier), missing (fail closed)
+    rules: list[RuleTrace] = field(default_factory=list)
+    decided_by: int | None = None  # index into `rules` of the rule that decided, if one did
+
+
+@dataclass
+class TierTrace:
+    name: str
+    default_action: str
+    policies: list[PolicyTrace] = field(default_factory=list)
+    outcome: str = "no-match"  # allow, deny, pass (a Pass rule), end-deny / end-pass (the default action)
+
+
+@dataclass
+class StageTrace:
+    stage: str  # "egress" (from the source) or "ingress" (to the destination)
+    endpoint: str
+    node: str | None
+    checks: list[str] = field(default_factory=list)  # what passed before policy (anti-spoofing, failsafes)
+    tiers: list[TierTrace] = field(default_factory=list)
+    profiles: list[PolicyTrace] = field(default_factory=list)
+    verdict: str = "deny"
+    reason: str = ""
+
+
+@dataclass
+class Verdict:
+    stages: list[StageTrace]
+    verdict: str  # "allow" or "deny"
+    reason: str
+
+
+@dataclass
+class Explanation:
+    flow: str
+    source: str
+    destination: str
+    revision: int
+    enforced: Verdict
+    pending: Verdict | None = None  # with staged policies in force, when there are any
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return self.enforced.verdict
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verdict": self.verdict, "reason": self.enforced.reason}
+        if self.pending is not None:
+            out["pendingVerdict"] = self.pending.verdict
+            out["pendingReason"] = self.pending.reason
+        out.update(flow=self.flow, source=self.source, destination=self.destination, revision=self.revision,
+                   stages=[asdict(s) for s in self.enforced.stages])
+        if self.pending is not None:
+            out["pendingStages"] = [asdict(s) for s in self.pending.stages]
+        if self.notes:
+            out["notes"] = self.notes
+        return out

@@ -1,0 +1,37 @@
+"""Snapshots built from YAML, for explanation tests without a datastore."""
+
+from __future__ import annotations
+
+from calico.datastore.store import encode, key_of
+from calico.explain.explain import explain
+from calico.explain.flow import parse_headers, parse_party
+from calico.explain.snapshot import Snapshot
+from calico.explain.trace import Explanation
+from calico.resources import load_documents
+
+
+def snapshot(*yaml_docs: str) -> Snapshot:
+    values = {}
+    for res in load_documents("\n---\n".join(yaml_docs)):
+        values[key_of(res).path()] = encode(res)
+    return Snapshot(7, values)
+
+
+def run(snap: Snapshot, src: str, dst: str, protocol: str = "tcp", port: int | None = 80,
+        src_port: int | None = None, icmp_type: int | None = None, icmp_code: int | None = None) -> Explanation:
+    if protocol.lower() not in ("tcp", "udp", "sctp", "6", "17", "132"):
+        port = None if port == 80 else port
+    return explain(snap, parse_party(src, "--src"), parse_party(dst, "--dst"),
+                   parse_headers(protocol, port, src_port, icmp_type, icmp_code))
+
+
+def wep(name: str, ip: str, node: str = "h1", labels: str = "{}", ns: str = "ns1", extra: str = "") -> str:
+    return f"""
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {{name: {name}, namespace: {ns}, labels: {labels}}}
+spec:
+  node: {node}
+  interfaceName: cali{name}
+  ipNetworks: [{ip}]
+{extra}"""
