@@ -134,5 +134,5 @@ def _port_mismatches(flow: Flow, rule: ev.RenderedRule, sets: Sets, src: Address
             why.append(f"{side} notPorts: {port} is in {_show_ranges(not_ports)}")
         for s in not_named:
             if _in_named(addr, proto, port, sets.members(s)):
-                why.append(f"{side} notPorts: {port} is {sets.describe(s)}")
+                why.append(f"{side} notPorts: {port} is in {sets.describe(s)}")
     return why

@@ -17,7 +17,7 @@ from typing import Any
 from calico.calculation import events as ev
 from calico.dataplane.config import DataplaneConfig, FailsafePort
 from calico.dataplane.hostendpoints import HEP_ROLES
-from calico.dataplane.tiers import Policed, StepKind, endpoint_steps
+from calico.dataplane.tiers import Policed, Step, StepKind, endpoint_steps
 from calico.explain.flow import Flow, PartyKind
 from calico.explain.match import mismatches
 from calico.explain.trace import PolicyTrace, RuleTrace, StageTrace, TierTrace, Verdict
@@ -69,7 +69,7 @@ def _stage(world: World, flow: Flow, end: Endpoint, inbound: bool) -> StageTrace
     return _walk(world, flow, stage, steps, {t.name: t for t in tiers}, inbound)
 
 
-def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Any], tiers: dict[str, ev.TierInfo],
+def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers: dict[str, ev.TierInfo],
           inbound: bool) -> StageTrace:
     passed = False
     tier: TierTrace | None = None
@@ -78,7 +78,8 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Any], tiers: 
         if kind is StepKind.NEXT_TIER:
             passed = False
         elif kind in (StepKind.POLICY, StepKind.MISSING_POLICY):
-            pid: ev.PolicyID = step.target
+            pid = step.target
+            assert isinstance(pid, ev.PolicyID)
             if tier is None or tier.name != pid.tier:
                 info = tiers.get(pid.tier)
                 tier = TierTrace(pid.tier, info.default_action if info else "Deny")
@@ -108,7 +109,7 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Any], tiers: 
                                     "action is Deny")
         elif kind in (StepKind.PROFILE, StepKind.MISSING_PROFILE):
             _end_tiers(stage)
-            name = step.target
+            name = str(step.target)
             if kind is StepKind.MISSING_PROFILE:
                 stage.profiles.append(PolicyTrace("profile", name, "missing"))
                 return _deny(stage, f"profile {name} is not known to Felix: dropped (fail closed)")
