@@ -203,3 +203,14 @@ spec:
     assert run(snap, "ns1/client", "hep:h1-eth0", port=22).enforced.stages[1].reason.startswith("a failsafe port")
     assert run(snap, "ns1/client", "198.19.1.1", port=443).verdict == "allow"
     assert run(snap, "ns1/client", "hep:h1-eth0", port=444).verdict == "deny"
+
+
+def test_pending_verdicts_of_many_flows() -> None:
+    from calico.explain.flow import Flow
+    from calico.explain.pending import pending_verdicts
+
+    flows = [Flow("198.18.0.3", "198.18.0.2", 6, 40000, 80), Flow("198.18.0.3", "198.18.0.2", 6, 40001, 22)]
+    assert pending_verdicts(world(), flows) == {}  # nothing staged
+    got = pending_verdicts(world(STAGED_DENY), flows)
+    assert [got[f].verdict for f in flows] == ["deny", "deny"]
+    assert "ns1/allow-http rule 0" in got[flows[0]].reason
