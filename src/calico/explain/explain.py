@@ -32,6 +32,9 @@ def _explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Ex
     src_ep, dst_ep = resolve(snapshot, src), resolve(snapshot, dst)
     src_ip, dst_ip = _addresses(src, src_ep, dst, dst_ep)
     notes: list[str] = []
+    if dst_ep is not None and (internal := dict(dst_ep.nats).get(dst_ip)) is not None:
+        notes.append(f"{dst_ip} is {dst_ep.label}'s floating IP: DNATed to {internal} before policy")
+        dst_ip = internal
     protocol = headers.protocol
     version = ipaddress.ip_address(src_ip).version
     if protocol == ICMP_NUMBERS[4] and version == 6:
@@ -39,7 +42,7 @@ def _explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Ex
         notes.append("an IPv6 flow: ICMP taken as ICMPv6")
     flow = Flow(src_ip, dst_ip, protocol, headers.src_port, headers.dst_port, headers.icmp_type, headers.icmp_code)
     for end, party in ((src_ep, src), (dst_ep, dst)):
-        if end is not None and party.kind is PartyKind.ADDRESS:
+        if end is not None and party.kind is PartyKind.ADDRESS and party.name in end.addresses:
             notes.append(f"{party.name} is {end.label}'s address")
         if end is not None and end.kind is PartyKind.HOST:
             notes.append(f"{end.label}: assumed the flow crosses its interface (not forwarded through the host); "

@@ -32,6 +32,7 @@ class Endpoint:
     node: str | None
     addresses: tuple[str, ...]  # without prefix length
     key: EndpointKey
+    nats: tuple[tuple[str, str], ...] = ()  # (external, internal): its 1:1 NATs (floating IPs)
 
     @property
     def label(self) -> str:
@@ -49,7 +50,9 @@ def _decode(value: bytes, what: str) -> WorkloadEndpoint | HostEndpoint:
 
 def _workload(ns: str, name: str, res: WorkloadEndpoint) -> Endpoint:
     addrs = tuple(str(ipaddress.ip_interface(n).ip) for n in res.spec.ipNetworks or ())
-    return Endpoint(PartyKind.WORKLOAD, f"{ns}/{name}", res.spec.node, addrs, ev.WorkloadEndpointID(ns, name))
+    nats = tuple((str(ipaddress.ip_address(n.externalIP)), str(ipaddress.ip_address(n.internalIP)))
+                 for n in res.spec.ipNATs or ())
+    return Endpoint(PartyKind.WORKLOAD, f"{ns}/{name}", res.spec.node, addrs, ev.WorkloadEndpointID(ns, name), nats)
 
 
 def _host(name: str, res: HostEndpoint) -> Endpoint:
@@ -89,7 +92,8 @@ def _by_address(snapshot: Snapshot, address: str) -> Endpoint | None:
         except LookupError:
             continue
         if isinstance(res, WorkloadEndpoint):
-            if any(ipaddress.ip_interface(n).ip == addr for n in res.spec.ipNetworks or ()):
+            if any(ipaddress.ip_interface(n).ip == addr for n in res.spec.ipNetworks or ()) or any(
+                    ipaddress.ip_address(n.externalIP) == addr for n in res.spec.ipNATs or ()):
                 return _workload(res.metadata.namespace or "", res.metadata.name, res)
         elif any(ipaddress.ip_address(a) == addr for a in res.spec.expectedIPs or ()):
             return _host(res.metadata.name, res)

@@ -214,3 +214,11 @@ def test_pending_verdicts_of_many_flows() -> None:
     got = pending_verdicts(world(STAGED_DENY), flows)
     assert [got[f].verdict for f in flows] == ["deny", "deny"]
     assert "ns1/allow-http rule 0" in got[flows[0]].reason
+
+
+def test_a_floating_ip_is_its_endpoints_address_after_dnat() -> None:
+    fip_web = WEB.replace("  ports:", "  ipNATs: [{internalIP: 198.18.0.2, externalIP: 198.19.128.5}]\n  ports:")
+    e = run(snapshot(TIER, PASS_WEB, ALLOW_HTTP, fip_web, CLIENT, OPEN), "ns1/client", "198.19.128.5", port=80)
+    assert (e.destination, e.verdict) == ("ns1/web", "allow")
+    assert e.flow == "tcp 198.18.0.3:* -> 198.18.0.2:80"
+    assert "floating IP" in e.notes[0]
