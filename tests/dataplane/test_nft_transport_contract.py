@@ -48,7 +48,7 @@ def normalised(doc: dict[str, Any] | None) -> Any:
     sets / chains / elements (rule order inside a chain is kept)."""
     if doc is None:
         return None
-    out: dict[str, Any] = {"set": {}, "map": {}, "chain": {}, "rules": {}}
+    out: dict[str, Any] = {"set": {}, "map": {}, "chain": {}, "rules": {}, "counter": {}}
     for item in doc["nftables"]:
         kind, body = next(iter(item.items()))
         if kind in ("metainfo", "table"):
@@ -136,6 +136,9 @@ def refusals() -> dict[str, list[ops.Op]]:
         "NAT map key with another address": [ops.AddMapElements(FIP_DNAT[4], (("198.19.250.9", "198.18.1.77"),))],
         "missing NAT map key": [ops.DeleteMapElements(FIP_HAIRPIN[4], ("198.18.1.77 . 198.18.1.77",))],
         "hook on a regular chain": [ops.AddChain("wl-to-host", "type filter hook input priority filter; policy accept;")],
+        "counter that is not there": [ops.AddChain("x"), ops.AddRule("x", 'counter name "NIX/w" drop')],
+        "delete a counter still counted into": [ops.DeleteCounter("UED/w")],
+        "delete a missing counter": [ops.AddCounter("NIX/w"), ops.DeleteCounter("NIX/w"), ops.DeleteCounter("NIX/w")],
     }
 
 
@@ -153,6 +156,8 @@ async def test_fake_and_real_transports_agree(real: NftTransport) -> None:
         await fake.run(plan.ops)
         planner.commit(plan)
         assert normalised(await real.list_table()) == normalised(await fake.list_table()), batch
+        assert normalised(await real.list_counters()) == normalised(await fake.list_counters()), batch
+    assert normalised(await real.list_table())["counter"].keys() == planner.applied.counters  # type: ignore[union-attr]
     before = normalised(await real.list_table())
     for what, txn in refusals().items():
         txn = [ops.AddChain("harmless"), *txn]
@@ -161,6 +166,12 @@ async def test_fake_and_real_transports_agree(real: NftTransport) -> None:
         with pytest.raises(NftError):
             await fake.run(txn)
         assert normalised(await real.list_table()) == before == normalised(await fake.list_table()), what
+    # A counter declared again keeps its values; a whole-table replacement starts them where it is told.
+    await real.run([ops.ReplaceTable(planner.applied, {"UED/w": (5, 500)})])  # type: ignore[arg-type]
+    await fake.run([ops.ReplaceTable(planner.applied, {"UED/w": (5, 500)})])  # type: ignore[arg-type]
+    for t in (real, fake):
+        await t.run([ops.AddCounter("UED/w")])
+        assert normalised(await t.list_counters())["counter"]["UED/w"]["packets"] == 5
     # What both accept again without a change: a set re-declared with an element it has, a map entry it has.
     kept = NftSet(set_name("kept", 4), "ipv4_addr", True, frozenset({"198.18.0.0/24"}))
     for txn in ([ops.AddSet(kept)], [ops.AddSet(kept), ops.AddMapElements(FW_MAP, (("cali00000000003",

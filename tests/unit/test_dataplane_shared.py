@@ -67,7 +67,7 @@ def test_endpoint_walk_order_and_fail_closed() -> None:
     assert [(s.kind, s.target) for s in steps] == [
         (StepKind.POLICY, P1),  # t1: defaultAction Pass, so no tier drop
         (StepKind.NEXT_TIER, None),  # t0 applies only to egress: skipped
-        (StepKind.POLICY, P2), (StepKind.MISSING_POLICY, P3), (StepKind.TIER_DROP, None),
+        (StepKind.POLICY, P2), (StepKind.MISSING_POLICY, P3), (StepKind.TIER_DROP, "t2"),
         (StepKind.PROFILE, "prof"), (StepKind.MISSING_PROFILE, "missing"),  # the walk ends at a missing profile
         (StepKind.DROP, None),
     ]

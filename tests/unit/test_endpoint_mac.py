@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from calico.calculation import events as ev
+from calico.dataplane.iptables import model as ipt_model
 from calico.dataplane.iptables.endpoints import endpoint_chains as ipt_chains
 from calico.dataplane.nftables.endpoints import endpoint_chains as nft_chains
 from calico.openstack import ports
@@ -16,14 +17,14 @@ EP = ev.WorkloadEndpointUpdate(ev.WorkloadEndpointID("openstack", "vm"), "tap012
 def test_nft_checks_the_source_mac_only_when_the_endpoint_names_one() -> None:
     with_mac = dataclasses.replace(EP, mac="FA:16:3E:00:00:01")
     fw = nft_chains(with_mac, (), ())[0]
-    assert fw.rules[1] == "ether saddr != fa:16:3e:00:00:01 drop"  # before the address checks
+    assert fw.rules[1] == 'ether saddr != fa:16:3e:00:00:01 counter name "SED/w" drop'  # before the address checks
     assert not any("ether saddr" in r for r in nft_chains(EP, (), ())[0].rules)
 
 
 def test_iptables_checks_the_source_mac_only_when_the_endpoint_names_one() -> None:
     with_mac = dataclasses.replace(EP, mac="fa:16:3e:00:00:01")
     fw = ipt_chains(with_mac, 4, (), ())[0]
-    assert any(r.match == "-m mac ! --mac-source FA:16:3E:00:00:01" and r.target == "-j DROP" for r in fw.rules)
+    assert ipt_model.Rule("-m mac ! --mac-source FA:16:3E:00:00:01", "-j DROP", "SED/w") in fw.rules
     assert not any("--mac-source" in r.match for r in ipt_chains(EP, 4, (), ())[0].rules)
 
 

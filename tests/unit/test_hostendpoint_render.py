@@ -81,12 +81,15 @@ def test_nft_host_endpoint_chains() -> None:
     assert hep_in[:2] == ('iifname "cali*" return', 'iifname "lo" return')
     assert hep_in[2:] == ('iifname "eth1" goto fh-eth1', "goto fh-/all")
     fh = model.chains["fh-eth1"].rules
-    assert fh[:3] == ("ct state established,related accept", "ct state invalid drop", "jump failsafe-in")
-    assert "jump pi-default/hp" in " ".join(fh) and fh[-1] == "drop"
-    assert model.chains["failsafe-in"].rules == ("meta l4proto tcp th dport { 22, 179 } accept",)
+    assert fh[:3] == ("ct state established,related accept", 'ct state invalid counter name "IID/h" drop',
+                      "jump failsafe-in")
+    assert "jump pi-default/hp" in " ".join(fh) and fh[-1] == 'counter name "NID/h" drop'
+    assert model.chains["failsafe-in"].rules == ('meta l4proto tcp th dport { 22, 179 } counter name "FIA/h" accept',)
     assert model.chains["thf-eth1"].rules == ("return",)  # no egress applyOnForward policy: left alone
     assert "jump pi-default/hp" in " ".join(model.chains["fhf-eth1"].rules)
-    assert model.chains["fh-/all"].rules[-1] == "drop"  # no policy, no profile: drop (after failsafes)
+    assert model.chains["fh-/all"].rules[-1] == 'counter name "NID/h" drop'  # no policy, no profile: drop
+    assert 'ct state invalid counter name "IID/f" drop' in model.chains["fhf-eth1"].rules
+    assert {"IID/h", "NID/h", "FIA/h", "TID/f//default", "PIA//0/default//hp"} <= model.counters
     assert not any("169.254.169.254" in r for r in model.chains["nat-prerouting"].rules)  # no metadata DNAT
     assert model.chains["input"].rules[-1] == f"jump {nft_names.HEP_IN}"
 
@@ -124,12 +127,14 @@ def test_iptables_host_endpoint_chains_and_failsafes() -> None:
     assert disp[:2] == (ipt_model.Rule("-i cali+", "-j RETURN"), ipt_model.Rule("-i lo", "-j RETURN"))
     assert disp[2:] == (ipt_model.Rule("-i eth1", "-g cali-fh-eth1"), ipt_model.Rule("", "-g cali-fh-/all"))
     assert m4[ipt_names.FAILSAFE_IN].rules == (
-        ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),
-        ipt_model.Rule("-p udp -s 10.0.0.0/8 -m multiport --dports 68", "-j ACCEPT"),
+        ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT", "FIA/h"),
+        ipt_model.Rule("-p udp -s 10.0.0.0/8 -m multiport --dports 68", "-j ACCEPT", "FIA/h"),
     )
-    assert m6[ipt_names.FAILSAFE_IN].rules == (ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT"),)
+    assert m6[ipt_names.FAILSAFE_IN].rules == (ipt_model.Rule("-p tcp -m multiport --dports 22", "-j ACCEPT", "FIA/h"),)
     fh = m4["cali-fh-eth1"].rules
-    assert fh[2] == ipt_model.Rule("", f"-j {ipt_names.FAILSAFE_IN}") and fh[-1] == ipt_model.Rule("", "-j DROP")
+    assert fh[2] == ipt_model.Rule("", f"-j {ipt_names.FAILSAFE_IN}") and fh[-1] == ipt_model.Rule("", "-j DROP", "NID/h")
+    assert ipt_model.Rule("-m conntrack --ctstate INVALID", "-j DROP", "IID/h") in fh
+    assert ipt_model.Rule("-m mark --mark 0x0/0x20000", "-j DROP", "TID/h//default") in fh
     assert m4["cali-fhfw-eth1"].rules == (ipt_model.Rule("", "-j RETURN"),)
     assert m4[ipt_names.INPUT].rules[-1] == ipt_model.Rule("", f"-j {ipt_names.FROM_HEP}")
     assert all(len(n) <= ipt_names.MAX_CHAIN for n in m4)

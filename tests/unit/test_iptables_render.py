@@ -151,7 +151,7 @@ def test_sets_and_named_ports() -> None:
 def test_unrenderable_rule_fails_closed() -> None:
     pol = ev.PolicyUpdate(PID, (rule("Allow", protocol="bogus"), rule()), ())
     chain = ipt_rules.policy_chains(pol, 4)[0]
-    assert chain.rules == (ipt_model.Rule("", "-j DROP"),)
+    assert chain.rules == (ipt_model.Rule("", "-j DROP", "BID//0/default/ns1/p1"),)
 
 
 # --- endpoints and base chains -----------------------------------------------------------------------------
@@ -163,6 +163,7 @@ def test_endpoint_chain_tiers_profiles_and_anti_spoof() -> None:
         endpoint(tiers=[tier], profiles=["prof"]), 4, {PID: object()}, {"prof": object()})
     fw_text = [f"{x.match} {x.target}".strip() for x in fw.rules]
     assert fw_text == ["-j MARK --set-xmark 0x0/0x30000", "! -s 198.18.1.2 -j DROP", f"-g {out_group.name}"]
+    assert fw.rules[1].counter == "SED/w"  # anti-spoofing
     assert [f"{x.match} {x.target}".strip() for x in tw.rules] == [
         "-j MARK --set-xmark 0x0/0x30000", f"-g {in_group.name}"]
     assert in_group.name.startswith("cali-pgi-") and len(in_group.name) <= ipt_names.MAX_CHAIN
@@ -180,8 +181,10 @@ def test_endpoint_chain_tiers_profiles_and_anti_spoof() -> None:
         "-m mark --mark 0x10000/0x10000 -j RETURN",
         "-j DROP",
     ]
+    assert [x.counter for x in in_group.rules] == [
+        None, None, "MID/w//default/ns1/missing", "TID/w//default", None, None, "NID/w"]
     ep6 = ev.WorkloadEndpointUpdate(EID, "cali1", None, ("198.18.1.2/32",), (), (), ())
-    assert ipt_endpoints.endpoint_chains(ep6, 6, {}, {})[0].rules[1] == ipt_model.Rule("", "-j DROP")  # no v6 address
+    assert ipt_endpoints.endpoint_chains(ep6, 6, {}, {})[0].rules[1] == ipt_model.Rule("", "-j DROP", "SED/w")
 
 
 def test_dispatch_and_base_chains() -> None:
@@ -191,9 +194,10 @@ def test_dispatch_and_base_chains() -> None:
     assert [(x.match, x.target) for x in fw.rules] == [
         ("-i cali", "-g cali-fw-cali"), ("-i calia+", "-g cali-fwd-calia"), ("-i calib+", "-g cali-fwd-calib"),
         ("-i tap7+", "-g cali-fwd-tap7"), ("-i cali+", "-j DROP"), ("-i tap+", "-j DROP")]
-    assert [(x.match, x.target) for x in chains["cali-fwd-calia"].rules] == [
-        ("-i calia1", "-g cali-fw-calia1"), ("-i calia2", "-g cali-fw-calia2"), ("", "-j DROP")]
-    assert tw.rules[-1] == ipt_model.Rule("-o tap+", "-j DROP") and "cali-twd-calib" in chains
+    assert [x.counter for x in fw.rules] == [None] * 4 + ["UED/w"] * 2  # fail closed: unknown interface
+    assert [(x.match, x.target, x.counter) for x in chains["cali-fwd-calia"].rules] == [
+        ("-i calia1", "-g cali-fw-calia1", None), ("-i calia2", "-g cali-fw-calia2", None), ("", "-j DROP", "UED/w")]
+    assert tw.rules[-1] == ipt_model.Rule("-o tap+", "-j DROP", "UID/w") and "cali-twd-calib" in chains
     chains = {c.name: c for c in ipt_table.base_chains(6, ("cali",), "Accept")}
     to_host = [f"{x.match} {x.target}" for x in chains[ipt_names.WL_TO_HOST].rules]
     assert any("--dport 53" in t and "udp" in t for t in to_host) and to_host[-1].endswith("-j ACCEPT")

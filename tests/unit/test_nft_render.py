@@ -64,7 +64,12 @@ def full_state() -> DesiredState:
 def test_empty_model_fails_closed() -> None:
     text = nft_text.render_replace(nft_table.empty_model())
     assert text.startswith("add table inet calico\ndelete table inet calico\ntable inet calico {")
-    assert f'iifname vmap @fw-dispatch comment "{nft_names.rule_tag("iifname vmap @fw-dispatch")}"\n\t\tdrop' in text
+    assert f'iifname vmap @fw-dispatch comment "{nft_names.rule_tag("iifname vmap @fw-dispatch")}"\n\t\t' \
+           'counter name "UED/w" drop' in text
+    assert "\tcounter UED/w { packets 0 bytes 0; }\n" in text  # declared before the rules counting into it
+    # A replacement starts its counters where the replaced table's were.
+    assert "counter UID/w { packets 7 bytes 700; }" in nft_text.render_replace(nft_table.empty_model(),
+                                                                                {"UID/w": (7, 700)})
     assert 'iifname "cali*" jump from-wl-dispatch' in text
     assert "type filter hook forward priority filter; policy accept;" in text
 
@@ -117,15 +122,15 @@ def test_rule_matches() -> None:
 
 def test_unrenderable_rule_fails_closed() -> None:
     chain = nft_rules.policy_chains(ev.PolicyUpdate(PID, inbound=(rule(protocol="nonsense"), rule()), outbound=()))[0]
-    assert chain.rules == ("drop",)  # rules after the bad one are not rendered
+    assert chain.rules == ('counter name "BID//0/default/ns1/web" drop',)  # rules after the bad one are not rendered
 
 
 def test_endpoint_chain_structure() -> None:
     s = full_state()
     fw, tw, g_out, g_in = nft_endpoints.endpoint_chains(s.endpoints[ev.WorkloadEndpointID("ns1", "a")], s.policies, s.profiles)
     assert fw.name == "fw-cali0123456789a" and tw.name == "tw-cali0123456789a"
-    assert fw.rules[1] == "meta nfproto ipv4 ip saddr != { 198.18.1.2 } drop"
-    assert fw.rules[2] == "meta nfproto ipv6 ip6 saddr != { fd00:c411::2 } drop"
+    assert fw.rules[1] == 'meta nfproto ipv4 ip saddr != { 198.18.1.2 } counter name "SED/w" drop'
+    assert fw.rules[2] == 'meta nfproto ipv6 ip6 saddr != { fd00:c411::2 } counter name "SED/w" drop'
     assert fw.rules[-1] == f"goto {g_out.name}" and tw.rules == ("meta mark set meta mark & 0xfffcffff", f"goto {g_in.name}")
     # The policy group is shared by content: another endpoint with the same policies names the same chains.
     a = s.endpoints[ev.WorkloadEndpointID("ns1", "a")]
@@ -138,14 +143,15 @@ def test_endpoint_chain_structure() -> None:
         "meta mark set meta mark & 0xfffcffff",
         "meta mark & 0x00020000 == 0 jump pi-default/ns1/web",
         "meta mark & 0x00010000 != 0 return",
-        "meta mark & 0x00020000 == 0 drop",
+        'meta mark & 0x00020000 == 0 counter name "TID/w//default" drop',
         "jump pri-kns.ns1",
         "meta mark & 0x00010000 != 0 return",
-        "drop",
+        'counter name "NID/w" drop',
     )
     # Unknown policy: fail closed.
     _, _, _, g_in2 = nft_endpoints.endpoint_chains(ep(tiers=[ev.TierInfo("default", "Deny", (GPID,))]), {}, {})
-    assert "meta mark & 0x00020000 == 0 drop" in g_in2.rules and "jump" not in " ".join(g_in2.rules)
+    assert 'meta mark & 0x00020000 == 0 counter name "MID/w//security//deny-bad" drop' in g_in2.rules
+    assert "jump" not in " ".join(g_in2.rules)
 
 
 def test_unsafe_names_are_hashed() -> None:

@@ -6,6 +6,7 @@ chosen backend renders and plans transactions (pure: `nftables`, or `iptables` +
 `backend` module is the only I/O of its tool; the nat table's metadata DNAT, floating IPs from the settled
 tables of `ipnat`, and natOutgoing included); `netlink` keeps workload routes (floating IPs' too) and watches
 host addresses; `network` keeps the network between hosts (VXLAN and IP-in-IP devices, FDB and neighbour
-entries, routes to other hosts' blocks, blackholes, the MTU file).
-Out: one network namespace's Calico table, routes, tunnels and sysctls.
+entries, routes to other hosts' blocks, blackholes, the MTU file). Every verdict rule either backend renders
+carries its identity (`ruleids`), and its kernel counter is read back as `counters.RawCount`s.
+Out: one network namespace's Calico table, routes, tunnels and sysctls; the verdict rules' counters.
 """

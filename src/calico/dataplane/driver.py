@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from calico.calculation import events as ev
 from calico.dataplane.config import DataplaneConfig
+from calico.dataplane.counters import RawCount
 from calico.dataplane.state import DesiredState
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class FirewallBackend(Protocol):
     async def apply(self, state: DesiredState) -> Any: ...
     async def read_back(self) -> Any: ...
     async def check_and_repair(self, state: DesiredState) -> bool: ...
+    async def read_counters(self) -> list[RawCount]: ...
 
 
 class RouteBackend(Protocol):
@@ -149,6 +151,11 @@ class KernelDriver:
 
     def endpoint_status(self) -> Mapping[ev.WorkloadEndpointID, str]:
         return {} if self.routes is None else self.routes.endpoint_status()
+
+    async def read_counters(self) -> list[RawCount]:
+        """The kernel counters of every verdict rule (`calico.dataplane.counters`). Not under the apply lock: a
+        read between two transactions sees one or the other, and never delays a workload's programming."""
+        return await self.firewall.read_counters()
 
     async def stop(self) -> None:
         """Leave every rule and route in place: the kernel keeps enforcing while the agent is away."""

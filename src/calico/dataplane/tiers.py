@@ -12,6 +12,9 @@ then drop. A policy or profile named before the dataplane knows it drops (fail c
 
 The untracked and pre-DNAT stages walk their tiers the same way, but there nothing decided goes on
 (`stage_steps`): no tier-end drop, no profiles, and a `RETURN` at the end.
+
+Each step that drops has one identity (`step_id`, from `calico.dataplane.ruleids`): both renderers put it on
+the rule's kernel counter, so the two backends count the same drops under the same names.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from enum import Enum, auto
 from typing import NamedTuple
 
 from calico.calculation import events as ev
+from calico.dataplane import ruleids as rid
 
 
 class StepKind(Enum):
@@ -29,7 +33,7 @@ class StepKind(Enum):
     STAGE_TIER = auto()  # a stage's tier begins: clear every verdict bit
     POLICY = auto()  # run policy `target` unless passed; accepted: stop
     MISSING_POLICY = auto()  # named but not known: drop unless passed
-    TIER_DROP = auto()  # the tier applied and did not decide (defaultAction Deny): drop unless passed
+    TIER_DROP = auto()  # the tier (`target`) applied and did not decide (defaultAction Deny): drop unless passed
     PROFILE = auto()  # run profile `target`; accepted: stop
     MISSING_PROFILE = auto()  # named but not known: drop
     DROP = auto()  # nothing allowed the packet
@@ -71,7 +75,7 @@ def endpoint_steps(
         for pid in pids:
             steps.append(Step(StepKind.POLICY if pid in known_policies else StepKind.MISSING_POLICY, pid))
         if tier.default_action.lower() != "pass":
-            steps.append(Step(StepKind.TIER_DROP))
+            steps.append(Step(StepKind.TIER_DROP, tier.name))
     for prof in policed.profile_ids:
         if prof not in known_profiles:
             steps.append(Step(StepKind.MISSING_PROFILE, prof))
@@ -90,3 +94,17 @@ def stage_steps(tiers: Iterable[ev.TierInfo], inbound: bool, known_policies: Col
             steps += [Step(StepKind.POLICY if pid in known_policies else StepKind.MISSING_POLICY, pid) for pid in pids]
     steps.append(Step(StepKind.RETURN))
     return steps
+
+
+def step_id(step: Step, inbound: bool, stage: rid.Stage) -> rid.RuleID | None:
+    """The identity of a step's drop (None for a step that decides nothing itself)."""
+    match step.kind:
+        case StepKind.TIER_DROP:
+            assert isinstance(step.target, str)
+            return rid.tier_default(step.target, inbound, stage)
+        case StepKind.MISSING_POLICY | StepKind.MISSING_PROFILE:
+            assert step.target is not None
+            return rid.not_programmed(step.target, inbound, stage)
+        case StepKind.DROP:
+            return rid.verdict(rid.Kind.NO_MATCH, inbound, stage)
+    return None

@@ -393,6 +393,10 @@ class FelixConfig:
     endpoint_reporting_delay_secs: float = _param(
         "EndpointReportingDelaySecs", _p_duration, 1.0, spec="endpointReportingDelay", restart=False
     )
+    # Ours (local only): how often the verdict rules' counters are written to the datastore (0: never).
+    counters_reporting_interval_secs: float = _param(
+        "CountersReportingIntervalSecs", _p_duration, 5.0, spec=False, restart=False
+    )
 
     # Health and metrics servers.
     health_enabled: bool = _param("HealthEnabled", _p_bool, False)

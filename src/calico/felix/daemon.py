@@ -9,6 +9,8 @@ datastore, health and Prometheus endpoints, and an exit code from `run()`.
                                                 ├─► CalcGraph.flush() ──► driver.apply(batch)  (one per batch)
                                                 └─► driver.refresh() every IptablesRefreshInterval
     StatusReporter (own task): status key with a lease; endpoint status from driver.endpoint_status()
+    PolicyCounters: the verdict rules' kernel counters (driver.read_counters()), read at every refresh, before a
+    scrape (cached SCRAPE_MAX_AGE) and by the CounterPublisher (own task: .../policy_counters, leased)
     HTTP servers (own tasks):  /liveness, /readiness (HealthAggregator); /metrics (FelixMetrics)
 
 Batching: the main loop takes everything the syncer has queued, feeds it all to the graph, then makes one
@@ -49,16 +51,21 @@ from calico.calculation.events import (
     HostEndpointUpdate,
     IPSetRemove,
     IPSetUpdate,
+    PolicyID,
     PolicyRemove,
     PolicyUpdate,
+    ProfileRemove,
+    ProfileUpdate,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.dataplane.ruleids import OwnerIndex
 from calico.datastore.keys import IPAM_HOST_PREFIX, RESOURCE_PREFIX, parse_key
 from calico.datastore.kv import KVError, KVStore
 from calico.datastore.syncer import StatusUpdate, Syncer, SyncerEvent, SyncStatus, Update
 from calico.felix.config import FelixConfig, diff, parse_datastore_value, restart_needed
+from calico.felix.counters import SCRAPE_MAX_AGE, CounterPublisher, PolicyCounters
 from calico.felix.driver import DataplaneDriver, DriverFactory
 from calico.felix.health import HealthAggregator, health_server
 from calico.felix.httpserver import HttpServer
@@ -165,6 +172,8 @@ class FelixDaemon:
         self.graph: CalcGraphLike | None = None
         self.driver: DataplaneDriver | None = None
         self.reporter: StatusReporter | None = None
+        self.counters: PolicyCounters | None = None
+        self.counter_publisher: CounterPublisher | None = None
         self.health_server: HttpServer | None = None
         self.metrics_server: HttpServer | None = None
 
@@ -182,6 +191,7 @@ class FelixDaemon:
         # What the dataplane has been told is active (metrics).
         self._active_eps: set[object] = set()
         self._active_policies: set[object] = set()
+        self._active_profiles: set[str] = set()
         self._active_ipsets: set[str] = set()
 
     # --- public -----------------------------------------------------------------------------------
@@ -219,6 +229,11 @@ class FelixDaemon:
                 return EXIT_FATAL
             self.reporter = self._make_reporter()
             tasks.append(asyncio.create_task(self.reporter.run(), name="felix-status"))
+            self.counters = PolicyCounters(self.driver.read_counters, self._owner_index)
+            self.metrics.rule_counters.attach(self.counters)
+            self.metrics.scrape_hooks.append(self._scrape_counters)
+            self.counter_publisher = self._make_counter_publisher(self.counters)
+            tasks.append(asyncio.create_task(self.counter_publisher.run(), name="felix-counters"))
             self._report_health()
             if not await self._start_driver():
                 return EXIT_OK
@@ -284,6 +299,19 @@ class FelixDaemon:
             endpoint_delay=cfg.endpoint_reporting_delay_secs,
             endpoint_source=self._endpoint_statuses,
         )
+
+    def _make_counter_publisher(self, counters: PolicyCounters) -> CounterPublisher:
+        cfg = self.config
+        return CounterPublisher(self.kv, self.hostname, counters, region=cfg.status_region,
+                                interval=cfg.counters_reporting_interval_secs, ttl=cfg.reporting_ttl_secs)
+
+    async def _scrape_counters(self) -> None:
+        if self.counters is not None:
+            await self.counters.refresh(max_age=SCRAPE_MAX_AGE)
+
+    def _owner_index(self) -> OwnerIndex:
+        """Names for hashed rule identities: the policies and profiles the dataplane was given."""
+        return OwnerIndex([p for p in self._active_policies if isinstance(p, PolicyID)], self._active_profiles)
 
     async def _start_driver(self) -> bool:
         assert self.driver is not None
@@ -483,6 +511,9 @@ class FelixDaemon:
                 endpoint_reporting=new.endpoint_reporting_enabled,
                 endpoint_delay=new.endpoint_reporting_delay_secs,
             )
+        if self.counter_publisher is not None:
+            self.counter_publisher.reconfigure(interval=new.counters_reporting_interval_secs,
+                                               ttl=new.reporting_ttl_secs)
         if self._next_refresh is not None:
             self._next_refresh = time.monotonic() + new.iptables_refresh_interval
 
@@ -559,6 +590,10 @@ class FelixDaemon:
                 self._active_policies.add(ev.policy_id)
             elif isinstance(ev, PolicyRemove):
                 self._active_policies.discard(ev.policy_id)
+            elif isinstance(ev, ProfileUpdate):
+                self._active_profiles.add(ev.profile_id)
+            elif isinstance(ev, ProfileRemove):
+                self._active_profiles.discard(ev.profile_id)
             elif isinstance(ev, IPSetUpdate):
                 self._active_ipsets.add(ev.set_id)
             elif isinstance(ev, IPSetRemove):
@@ -584,6 +619,8 @@ class FelixDaemon:
         except Exception as e:
             self.metrics.int_dataplane_failures.inc()
             log.error("dataplane refresh failed (%s); next try in %.0fs", e, interval, exc_info=True)
+        if self.counters is not None:
+            await self.counters.refresh()  # never raises: a failed read keeps the last values
         self._next_refresh = time.monotonic() + interval
 
     def _endpoint_statuses(self) -> Mapping[EndpointStatusID, str] | None:

@@ -14,6 +14,8 @@ Contract the daemon relies on:
   must be harmless (every event is a whole-object update, a remove, or a set delta).
 - `refresh()` reads the kernel back and repairs drift (someone else changed our table).
 - `endpoint_status()` is cheap and synchronous: "up", "down" or "error" per local workload endpoint.
+- `read_counters()` reads the verdict rules' kernel counters (`calico.dataplane.counters.RawCount`s), never
+  under the apply lock.
 - `stop()` releases resources and leaves the kernel state in place.
 
 `kernel_driver` is the daemon's default factory: `calico.dataplane.factory.create_driver` for
@@ -32,6 +34,7 @@ from calico.calculation.events import (
     WorkloadEndpointRemove,
     WorkloadEndpointUpdate,
 )
+from calico.dataplane.counters import RawCount
 from calico.dataplane.factory import create_driver
 from calico.felix.config import FelixConfig
 from calico.felix.metrics import FelixMetrics
@@ -48,6 +51,8 @@ class DataplaneDriver(Protocol):
     async def refresh(self) -> None: ...
 
     def endpoint_status(self) -> Mapping[WorkloadEndpointID, str]: ...
+
+    async def read_counters(self) -> list[RawCount]: ...
 
     async def stop(self) -> None: ...
 
@@ -66,7 +71,8 @@ class RecordingDriver:
     """A driver that keeps everything it is asked to do, for tests (and dry runs).
 
     `fail_applies` makes the next N `apply` calls raise (after recording the attempt in `attempts`);
-    `batches` holds only the batches that succeeded. Endpoints it has been told about report "up"."""
+    `batches` holds only the batches that succeeded. Endpoints it has been told about report "up". `counts` is
+    what `read_counters` returns (tests set it; `fail_reads` makes the next N reads raise)."""
 
     def __init__(self, fail_applies: int = 0, fail_refreshes: int = 0) -> None:
         self.fail_applies = fail_applies
@@ -77,6 +83,9 @@ class RecordingDriver:
         self.stopped = 0
         self.refreshes = 0
         self.endpoints: dict[WorkloadEndpointID, str] = {}
+        self.counts: list[RawCount] = []
+        self.fail_reads = 0
+        self.counter_reads = 0
 
     async def start(self) -> None:
         self.started += 1
@@ -101,6 +110,13 @@ class RecordingDriver:
 
     def endpoint_status(self) -> Mapping[WorkloadEndpointID, str]:
         return dict(self.endpoints)
+
+    async def read_counters(self) -> list[RawCount]:
+        self.counter_reads += 1
+        if self.fail_reads > 0:
+            self.fail_reads -= 1
+            raise RuntimeError("injected counter read failure")
+        return list(self.counts)
 
     async def stop(self) -> None:
         self.stopped += 1

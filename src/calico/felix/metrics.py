@@ -1,9 +1,21 @@
 """Felix's Prometheus metrics, with Calico's `felix_*` names, in a registry of their own.
 
 Enters: observations from the daemon (calc graph timings, datastore state, active local objects) and from
-the dataplane driver (process calls, errors, exec times), through the attributes of `FelixMetrics`.
+the dataplane driver (process calls, errors, exec times), through the attributes of `FelixMetrics`; the
+verdict rules' counters (`calico.felix.counters.PolicyCounters`, attached with `rule_counters.attach`), read
+again by a scrape hook before each scrape (at most once per SCRAPE_MAX_AGE).
 Leaves: the Prometheus text exposition (`generate_latest` of this registry, never the global one), served
 at `/metrics` on PrometheusMetricsHost:PrometheusMetricsPort by `metrics_server()`.
+
+Rule counters (ours; Prometheus counters with `_total`; labels bounded by the policies on the host, never an
+address):
+    felix_policy_rule_packets_total / _bytes_total   {tier, policy, direction, rule, action}
+    felix_profile_rule_packets_total / _bytes_total  {profile, direction, rule, action}
+    felix_dropped_packets_total / _bytes_total       {reason, tier, direction}  reason: tier_default (tier set),
+        profile_fallthrough, fail_closed (unknown interface), anti_spoofing, conntrack_invalid, endpoint_to_host,
+        not_programmed, bad_rule
+    felix_accepted_packets_total / _bytes_total      {reason, direction}  reason: failsafe, endpoint_to_host
+    felix_rule_counter_read_errors                   failed kernel reads
 
 Counters keep Calico's exact names (`felix_iptables_restore_calls`, not `..._total`): prometheus_client
 always appends `_total` to its counter type, so these are exposed as `untyped` samples that only ever
@@ -13,16 +25,25 @@ expose `_count` and `_sum` (no quantiles).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Summary, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from calico.dataplane import ruleids as rid
 from calico.felix.httpserver import HttpServer, Response
 
-__all__ = ["CalicoCounter", "FelixMetrics", "metrics_server"]
+if TYPE_CHECKING:
+    from calico.felix.counters import PolicyCounters
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CalicoCounter", "FelixMetrics", "RuleCounters", "metrics_server"]
 
 # felix_resync_state values, as Calico numbers them.
 RESYNC_STATE = {"wait-for-datastore": 1, "resync": 2, "in-sync": 3}
@@ -62,6 +83,65 @@ class CalicoCounter(Collector):
         for key, val in sorted(self._values.items()):
             m.add_sample(self.name, dict(zip(self.labelnames, key, strict=True)), val)
         yield m
+
+
+class RuleCounters(Collector):
+    """The verdict rules' counters, from the attached `PolicyCounters`' last snapshot, summed per label set."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.counters: PolicyCounters | None = None
+        if registry is not None:
+            registry.register(self)
+
+    def attach(self, counters: PolicyCounters | None) -> None:
+        self.counters = counters
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        snapshot = self.counters.snapshot if self.counters is not None else {}
+        # families: packets, bytes of policy rules (0, 1), profile rules (2, 3), drops (4, 5), accepts (6, 7)
+        sums: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+        for r, (packets, nbytes) in snapshot.items():
+            direction, action = rid.DIRECTION_NAMES[r.direction], rid.ACTION_NAMES[r.action]
+            if r.kind is rid.Kind.POLICY:
+                at, labels = 0, (r.tier, r.policy, direction, str(r.index), action)
+            elif r.kind is rid.Kind.PROFILE:
+                at, labels = 2, (r.name, direction, str(r.index), action)
+            elif r.action is rid.Action.DENY:
+                at, labels = 4, (rid.REASON_NAMES[r.kind], r.tier, direction)
+            else:
+                at, labels = 6, (rid.REASON_NAMES[r.kind], direction)
+            acc = sums.setdefault((at, labels), [0, 0])
+            acc[0] += packets
+            acc[1] += nbytes
+        for (at, labels), (packets, nbytes) in sorted(sums.items()):
+            families[at].add_metric(list(labels), packets)
+            families[at + 1].add_metric(list(labels), nbytes)
+        families[8].add_metric([], self.counters.errors if self.counters is not None else 0)
+        return iter(families)
+
+    @staticmethod
+    def _families() -> list[CounterMetricFamily]:
+        rule = ["direction", "rule", "action"]
+        out = []
+        for name, what, labels in (
+            ("felix_policy_rule", "a policy's rule matched on this host", ["tier", "policy", *rule]),
+            ("felix_profile_rule", "a profile's rule matched on this host", ["profile", *rule]),
+            ("felix_dropped", "Felix's own drops (not a policy's Deny), by reason", ["reason", "tier", "direction"]),
+            ("felix_accepted", "Felix's own accepts (failsafe ports, endpoint-to-host), by reason",
+             ["reason", "direction"]),
+        ):
+            out.append(CounterMetricFamily(f"{name}_packets", f"Packets {what}.", labels=labels))
+            out.append(CounterMetricFamily(f"{name}_bytes", f"Bytes {what}.", labels=labels))
+        out.append(CounterMetricFamily("felix_rule_counter_read_errors",
+                                       "Failed reads of the verdict rules' kernel counters.", labels=[]))
+        return out
+
+
+ScrapeHook = Callable[[], Awaitable[object]]
 
 
 class FelixMetrics:
@@ -149,6 +229,10 @@ class FelixMetrics:
             "felix_exec_time_micros", "Summary of time taken to fork/exec child processes", registry=r
         )
 
+        # The verdict rules' kernel counters (`calico.felix.counters`), refreshed by a scrape hook.
+        self.rule_counters = RuleCounters(registry=r)
+        self.scrape_hooks: list[ScrapeHook] = []
+
     def observe_tool(self, tool: str, seconds: float, ok: bool) -> None:
         """A kernel tool call reported by `calico.dataplane.process` (spawned, or libnftables as "nft")."""
         if tool.endswith("-restore") and "tables" in tool:  # iptables-restore, ip6tables-nft-restore, ...
@@ -173,6 +257,16 @@ class FelixMetrics:
     def response(self) -> Response:
         return Response(200, self.exposition(), CONTENT_TYPE_LATEST)
 
+    async def scrape(self) -> Response:
+        """A scrape: the hooks refresh what they feed (bounded: a failed or slow hook is logged, and the
+        metrics are served as they are), then the exposition."""
+        for hook in list(self.scrape_hooks):
+            try:
+                await asyncio.wait_for(hook(), 25.0)
+            except Exception:
+                log.warning("a metrics scrape hook failed; serving the last values", exc_info=True)
+        return self.response()
+
 
 def metrics_server(metrics: FelixMetrics, host: str, port: int) -> HttpServer:
-    return HttpServer("prometheus", host, port, {"/metrics": metrics.response})
+    return HttpServer("prometheus", host, port, {"/metrics": metrics.scrape})

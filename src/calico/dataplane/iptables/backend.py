@@ -22,6 +22,9 @@ FORWARD / INPUT / OUTPUT chains only get one jump each, inserted when absent.
 - `install_fail_closed(prefixes)`: before the first sync, if our chains are absent, base chains whose
   dispatch drops every workload interface. Existing chains (an agent restart) are left to keep traffic
   flowing until the first full apply.
+- `read_counters()`: the kernel counters of every verdict rule (`iptables-save -c` of filter, and of raw and
+  mangle while the stages are there), per rule, with the identity its comment carries. A rewritten chain's
+  rules start again from zero: `calico.dataplane.counters` keeps the totals monotonic.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 from calico.dataplane.config import DataplaneConfig
+from calico.dataplane.counters import RawCount
 from calico.dataplane.ipnat import nat_tables
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables import side
@@ -40,7 +44,7 @@ from calico.dataplane.iptables.names import BUILTIN_JUMPS, FORWARD
 from calico.dataplane.iptables.nat import nat_chains
 from calico.dataplane.iptables.plan import FAMILIES, Plan, Planner, plan_full
 from calico.dataplane.iptables.table import fail_closed_chains
-from calico.dataplane.iptables.text import SavedTable, parse_save, restore_text
+from calico.dataplane.iptables.text import SavedTable, parse_counts, parse_save, restore_text
 from calico.dataplane.process import ToolError, run_tool
 from calico.dataplane.state import DesiredState
 
@@ -182,6 +186,12 @@ class IptablesBackend:
         saves = await asyncio.gather(*(self._run(self.save_cmd[f], "-t", "filter") for f in FAMILIES))
         sets = ips.parse_list_terse(await self._run(self.ipset, "list", "-t"))
         return Readback({f: parse_save(text) for f, text in zip(FAMILIES, saves, strict=True)}, sets)
+
+    async def read_counters(self) -> list[RawCount]:
+        tables = ("filter", *(stg.STAGE_TABLES if self._stages_written else ()))
+        keys = [(f, t) for f in FAMILIES for t in tables]
+        saves = await asyncio.gather(*(self._run(self.save_cmd[f], "-c", "-t", t) for f, t in keys))
+        return [c for (f, t), text in zip(keys, saves, strict=True) for c in parse_counts(text, f"{f}/{t}")]
 
     def expected(self) -> Readback | None:
         """What read-back should find, from the last committed plan."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from calico.calculation import events as ev
+from calico.dataplane import ruleids as rid
 from calico.dataplane.iptables.model import Chain, Rule, b64hash
 from calico.dataplane.iptables.names import (
     DISPATCH_BUCKET_PREFIXES,
@@ -32,6 +33,9 @@ from calico.dataplane.iptables.walk import clear, walk_rules
 from calico.dataplane.marks import MARK_BOTH
 from calico.dataplane.tiers import endpoint_steps
 
+SPOOFED = rid.verdict(rid.Kind.SPOOFED, False, rid.Stage.WORKLOAD).text
+UNKNOWN = {inbound: rid.verdict(rid.Kind.UNKNOWN_IFACE, inbound, rid.Stage.WORKLOAD).text for inbound in (False, True)}
+
 
 def endpoint_chains(
     ep: ev.WorkloadEndpointUpdate, fam: int, known_policies: Collection[ev.PolicyID], known_profiles: Collection[str],
@@ -41,17 +45,18 @@ def endpoint_chains(
     direction, named by its content and shared by every endpoint with the same policies (as in the nftables
     backend), so a new endpoint writes a few rules instead of hundreds. A goto keeps RETURN semantics."""
     out_group, in_group = (
-        group_chain(walk_rules(endpoint_steps(ep, inbound, known_policies, known_profiles), inbound), inbound)
+        group_chain(walk_rules(endpoint_steps(ep, inbound, known_policies, known_profiles), inbound,
+                               rid.Stage.WORKLOAD), inbound)
         for inbound in (False, True)
     )
     fw = [clear(MARK_BOTH)]
     if ep.mac:  # the endpoint names its MAC (OpenStack ports): a workload that changes it is dropped
-        fw.append(Rule(f"-m mac ! --mac-source {ep.mac.upper()}", "-j DROP"))
+        fw.append(Rule(f"-m mac ! --mac-source {ep.mac.upper()}", "-j DROP", SPOOFED))
     own = own_nets([*(ep.ipv4_nets if fam == 4 else ep.ipv6_nets), *ep.allow_spoofed_source_prefixes], fam)
     if own:
-        fw.append(Rule(" ".join(not_nets("-s", own, plain_ok=True)), "-j DROP"))  # anti-spoofing
+        fw.append(Rule(" ".join(not_nets("-s", own, plain_ok=True)), "-j DROP", SPOOFED))  # anti-spoofing
     else:
-        fw.append(Rule("", "-j DROP"))  # no address of this family: nothing of it may leave
+        fw.append(Rule("", "-j DROP", SPOOFED))  # no address of this family: nothing of it may leave
     fw.append(Rule("", f"-g {out_group.name}"))
     tw = [clear(MARK_BOTH), Rule("", f"-g {in_group.name}")]
     return [Chain(fw_chain(ep.iface), tuple(fw)), Chain(tw_chain(ep.iface), tuple(tw)), out_group, in_group]
@@ -85,16 +90,16 @@ def dispatch_chains(ifaces: Iterable[str], prefixes: tuple[str, ...]) -> list[Ch
         else:
             direct.append(name)
     out = []
-    for flag, bucket_prefix, top, chain_of in (
-        ("-i", DISPATCH_BUCKET_PREFIXES[0], FROM_WL, fw_chain),
-        ("-o", DISPATCH_BUCKET_PREFIXES[1], TO_WL, tw_chain),
+    for flag, bucket_prefix, top, chain_of, unknown in (
+        ("-i", DISPATCH_BUCKET_PREFIXES[0], FROM_WL, fw_chain, UNKNOWN[False]),
+        ("-o", DISPATCH_BUCKET_PREFIXES[1], TO_WL, tw_chain, UNKNOWN[True]),
     ):
         rules = [Rule(f"{flag} {n}", f"-g {chain_of(n)}") for n in direct]
         for key, names in sorted(buckets.items()):
             bucket = chain_id(bucket_prefix, key)
             rules.append(Rule(f"{flag} {key}+", f"-g {bucket}"))
             out.append(Chain(bucket, (*(Rule(f"{flag} {n}", f"-g {chain_of(n)}") for n in names),
-                                      Rule("", "-j DROP"))))
-        rules += [Rule(f"{flag} {p}+", "-j DROP") for p in prefixes]
+                                      Rule("", "-j DROP", unknown))))
+        rules += [Rule(f"{flag} {p}+", "-j DROP", unknown) for p in prefixes]
         out.append(Chain(top, tuple(rules)))
     return out

@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
+from calico.dataplane import ruleids as rid
 from calico.dataplane.config import FailsafePort
 from calico.dataplane.iptables.model import Chain, Rule
 from calico.dataplane.iptables.names import FAILSAFE_IN, FAILSAFE_OUT, HEP_ROLE_CHAINS, HEP_ROLE_DISPATCH, hep_chain
@@ -29,11 +30,13 @@ _CT = "-m conntrack --ctstate"
 
 
 def failsafe_rules(failsafes: Iterable[FailsafePort], fam: int, inbound: bool) -> list[Rule]:
+    """The failsafe chains' rules (their copies in raw and mangle too: every stage counts as stage h)."""
     flag = "-s" if inbound else "-d"
+    counted = rid.verdict(rid.Kind.FAILSAFE, inbound, rid.Stage.HOST, rid.Action.ALLOW).text
     out = []
     for proto, net, ports in hepm.grouped_ports(failsafes, fam):
         where = f" {flag} {net}" if net is not None else ""
-        out += [Rule(f"-p {proto}{where} -m multiport --dports {c}", "-j ACCEPT")
+        out += [Rule(f"-p {proto}{where} -m multiport --dports {c}", "-j ACCEPT", counted)
                 for c in port_chunks((p, p) for p in ports)]
     return out
 
@@ -55,14 +58,15 @@ def _policy_chain(hep: ev.HostEndpointUpdate, role: hepm.HepChainRole, skip: tup
     name = hep_chain(HEP_ROLE_CHAINS[role.key], hep.iface or "")
     if role.left_alone(hep):
         return Chain(name, (Rule("", "-j RETURN"),))
+    stage = rid.Stage.FORWARD if role.forward else rid.Stage.HOST
+    invalid = Rule(f"{_CT} INVALID", "-j DROP", rid.verdict(rid.Kind.INVALID, role.inbound, stage).text)
     if role.forward:
-        head: tuple[Rule, ...] = (*skip, Rule(f"{_CT} INVALID", "-j DROP"))
+        head: tuple[Rule, ...] = (*skip, invalid)
     else:
         failsafe = FAILSAFE_IN if role.inbound else FAILSAFE_OUT
-        head = (*skip, Rule(f"{_CT} RELATED,ESTABLISHED", "-j ACCEPT"), Rule(f"{_CT} INVALID", "-j DROP"),
-                Rule("", f"-j {failsafe}"))
+        head = (*skip, Rule(f"{_CT} RELATED,ESTABLISHED", "-j ACCEPT"), invalid, Rule("", f"-j {failsafe}"))
     steps = endpoint_steps(role.policed(hep), role.inbound, known_policies, known_profiles)
-    return Chain(name, (*head, clear(MARK_BOTH), *walk_rules(steps, role.inbound)))
+    return Chain(name, (*head, clear(MARK_BOTH), *walk_rules(steps, role.inbound, stage)))
 
 
 def host_endpoint_chains(

@@ -1,8 +1,10 @@
 """What Calico's iptables chains hold, as plain values, and the rule hashes read-back compares.
 
-A `Rule` is iptables match and target text; a `Chain` is a name, its rules and the ipsets they name. Every
-rule's comment carries `cali:<hash>`, where the hash chains over the rule's text and the previous rule's
-hash, so read-back can tell a chain is exactly as written by comparing its comment hashes in order. Pure.
+A `Rule` is iptables match and target text, and for a verdict rule its identity (`calico.dataplane.ruleids`
+text), which its comment carries after the hash so the rule's kernel counters can be read back per identity;
+a `Chain` is a name, its rules and the ipsets they name. Every rule's comment carries `cali:<hash>`, where
+the hash chains over the rule's text (identity included) and the previous rule's hash, so read-back can tell
+a chain is exactly as written by comparing its comment hashes in order. Pure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 class Rule:
     match: str  # iptables match text, "" for none
     target: str  # "-j DROP", "-g cali-fw-x", ...
+    counter: str | None = None  # a verdict rule's identity (`ruleids.encode`), in its comment
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,8 @@ def rule_hashes(chain: str, rules: Iterable[Rule]) -> tuple[str, ...]:
     out = []
     prev = chain
     for rule in rules:
-        prev = b64hash(f"{prev}\x00{rule.match}\x00{rule.target}", 16)
+        text = f"{prev}\x00{rule.match}\x00{rule.target}"
+        prev = b64hash(text if rule.counter is None else f"{text}\x00{rule.counter}", 16)
         out.append(prev)
     return tuple(out)
 

@@ -4,7 +4,8 @@ In: `RenderedRule`s of a policy or profile (selectors already resolved to IP set
 Out: `Chain`s `cali-pi-`/`cali-po-<policy>` and `cali-pri-`/`cali-pro-<profile>` with the ipsets they name.
 Allow sets MARK_ACCEPT and returns, Pass sets MARK_PASS and returns (an iptables rule has one target, so the
 return is a second rule, `-m mark --mark X/X -j RETURN`; in a profile Pass just returns), Deny drops, Log
-logs and goes on. A rule that cannot be rendered ends its chain with a drop (fail closed). Pure.
+logs and goes on. A rule that cannot be rendered ends its chain with a drop (fail closed). The rules that
+decide carry their identity (`calico.dataplane.ruleids`) in their comment: their kernel counters are its. Pure.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 
 from calico.calculation import events as ev
 from calico.dataplane import matches
+from calico.dataplane import ruleids as rid
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables.model import Chain, Rule
 from calico.dataplane.iptables.names import policy_chain, profile_chain, quote
@@ -74,10 +76,13 @@ def _action(rule: ev.RenderedRule, chain: str, profile: bool) -> tuple[str, Rule
     raise ValueError(f"unknown action {rule.action!r}")
 
 
-def render_rule(rule: ev.RenderedRule, fam: int, chain: str, profile: bool = False) -> tuple[list[Rule], set[str]]:
-    """One Calico rule -> iptables rules of one family (one per OR-ed alternative) and the ipsets named.
-    Empty when the rule cannot match this family. Raises ValueError when it cannot be rendered."""
+def render_rule(rule: ev.RenderedRule, fam: int, chain: str, profile: bool = False,
+                counter: rid.RuleID | None = None) -> tuple[list[Rule], set[str]]:
+    """One Calico rule -> iptables rules of one family (one per OR-ed alternative) and the ipsets named; the
+    matching ones carry `counter`. Empty when the rule cannot match this family. Raises ValueError when it
+    cannot be rendered."""
     target, follow = _action(rule, chain, profile)
+    counted = None if counter is None else counter.text
     if fam not in matches.families(rule):
         return [], set()
     refs: set[str] = set()
@@ -153,21 +158,22 @@ def render_rule(rule: ev.RenderedRule, fam: int, chain: str, profile: bool = Fal
     for p in protos:
         head = [f"-p {p}"] if p else []
         for alt in alternatives:
-            out.append(Rule(" ".join([*head, *base, *port_base, *alt]), target))
+            out.append(Rule(" ".join([*head, *base, *port_base, *alt]), target, counted))
     if follow is not None:
         out.append(follow)
     return out, refs
 
 
-def _rules_chain(name: str, rules: tuple[ev.RenderedRule, ...], fam: int, profile: bool) -> Chain:
+def _rules_chain(name: str, owner: ev.PolicyID | str, inbound: bool, rules: tuple[ev.RenderedRule, ...], fam: int,
+                 profile: bool) -> Chain:
     out: list[Rule] = []
     refs: set[str] = set()
-    for rule in rules:
+    for index, rule in enumerate(rules):
         try:
-            rl, rr = render_rule(rule, fam, name, profile)
+            rl, rr = render_rule(rule, fam, name, profile, rid.of_rule(owner, inbound, index, rule.action))
         except (ValueError, TypeError):
             # Fail closed: an unrenderable rule ends the chain with a drop, never a silent skip.
-            out.append(Rule("", "-j DROP"))
+            out.append(Rule("", "-j DROP", rid.bad_rule(owner, inbound, index).text))
             break
         out.extend(rl)
         refs |= rr
@@ -177,13 +183,14 @@ def _rules_chain(name: str, rules: tuple[ev.RenderedRule, ...], fam: int, profil
 def policy_chains(policy: ev.PolicyUpdate, fam: int) -> list[Chain]:
     pid = policy.policy_id
     return [
-        _rules_chain(policy_chain(pid, True), policy.inbound, fam, False),
-        _rules_chain(policy_chain(pid, False), policy.outbound, fam, False),
+        _rules_chain(policy_chain(pid, True), pid, True, policy.inbound, fam, False),
+        _rules_chain(policy_chain(pid, False), pid, False, policy.outbound, fam, False),
     ]
 
 
 def profile_chains(profile: ev.ProfileUpdate, fam: int) -> list[Chain]:
+    prof = profile.profile_id
     return [
-        _rules_chain(profile_chain(profile.profile_id, True), profile.inbound, fam, True),
-        _rules_chain(profile_chain(profile.profile_id, False), profile.outbound, fam, True),
+        _rules_chain(profile_chain(prof, True), prof, True, profile.inbound, fam, True),
+        _rules_chain(profile_chain(prof, False), prof, False, profile.outbound, fam, True),
     ]

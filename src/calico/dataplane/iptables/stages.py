@@ -19,6 +19,7 @@ from collections.abc import Collection
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
+from calico.dataplane import ruleids as rid
 from calico.dataplane.iptables.hep_chains import failsafe_rules, hep_dispatch
 from calico.dataplane.iptables.model import Chain, Rule
 from calico.dataplane.iptables.names import FAILSAFE_IN, FAILSAFE_OUT, hep_chain
@@ -40,10 +41,11 @@ def stages_needed(state: DesiredState) -> bool:
 
 
 def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known: Collection[ev.PolicyID],
-                 allow_chain: str) -> list[Rule]:
+                 allow_chain: str, stage: rid.Stage) -> list[Rule]:
     """Untracked / pre-DNAT tiers: Allow -> allow_chain, Deny drops (in the policy chain), Pass skips the
     tier's rest, no match goes on (RETURN)."""
-    return walk_rules(stage_steps(tiers, inbound, known), inbound, accepted=Rule(ACCEPTED, f"-g {allow_chain}"))
+    return walk_rules(stage_steps(tiers, inbound, known), inbound, stage,
+                      accepted=Rule(ACCEPTED, f"-g {allow_chain}"))
 
 
 def _policies(heps: list[ev.HostEndpointUpdate], attr: str, state: DesiredState, fam: int) -> list[Chain]:
@@ -75,7 +77,7 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[Chain]]:
         for hep in untracked:
             for kind, inbound, fs in (("cali-ui-", True, fs_in), ("cali-uo-", False, fs_out)):
                 rules = [Rule("", f"-j {fs.name}"),
-                         *_stage_rules(hep.untracked_tiers, inbound, known, UNTRACKED_ALLOW)]
+                         *_stage_rules(hep.untracked_tiers, inbound, known, UNTRACKED_ALLOW, rid.Stage.UNTRACKED)]
                 raw.append(Chain(hep_chain(kind, hep.iface or ""), tuple(rules)))
         out["raw"] = raw + _policies(untracked, "untracked_tiers", state, fam)
     if pre_dnat:
@@ -89,7 +91,8 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[Chain]]:
             fs_in,
         ]
         for hep in pre_dnat:
-            rules = [Rule("", f"-j {fs_in.name}"), *_stage_rules(hep.pre_dnat_tiers, True, known, PRE_DNAT_ALLOW)]
+            rules = [Rule("", f"-j {fs_in.name}"),
+                     *_stage_rules(hep.pre_dnat_tiers, True, known, PRE_DNAT_ALLOW, rid.Stage.PRE_DNAT)]
             mangle.append(Chain(hep_chain("cali-pd-", hep.iface or ""), tuple(rules)))
         out["mangle"] = mangle + _policies(pre_dnat, "pre_dnat_tiers", state, fam)
     return out

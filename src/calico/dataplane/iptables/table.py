@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from calico.dataplane import ruleids as rid
 from calico.dataplane.config import MetadataTarget
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables.endpoints import dispatch_chains, endpoint_chains
@@ -49,9 +50,11 @@ def base_chains(
 ) -> list[Chain]:
     """The fixed chains; they depend only on config (interface prefixes, endpoint-to-host action, metadata)."""
     ct = "-m conntrack --ctstate"
+    wl = rid.Stage.WORKLOAD
+    invalid_from, invalid_to = (rid.verdict(rid.Kind.INVALID, inbound, wl).text for inbound in (False, True))
     forward = [Rule(f"{ct} RELATED,ESTABLISHED", "-j ACCEPT")]
-    forward += [Rule(f"-i {p}+ {ct} INVALID", "-j DROP") for p in prefixes]
-    forward += [Rule(f"-o {p}+ {ct} INVALID", "-j DROP") for p in prefixes]
+    forward += [Rule(f"-i {p}+ {ct} INVALID", "-j DROP", invalid_from) for p in prefixes]
+    forward += [Rule(f"-o {p}+ {ct} INVALID", "-j DROP", invalid_to) for p in prefixes]
     forward.append(clear(MARK_BOTH))  # only policy may set our bits
     forward.append(Rule("", f"-j {FROM_HEP_FWD}"))
     forward += [Rule(f"-i {p}+", f"-j {FROM_WL}") for p in prefixes]
@@ -61,7 +64,7 @@ def base_chains(
     dhcp = "67,68" if fam == 4 else "546,547"
     to_host = [
         Rule(f"{ct} RELATED,ESTABLISHED", "-j ACCEPT"),
-        Rule(f"{ct} INVALID", "-j DROP"),
+        Rule(f"{ct} INVALID", "-j DROP", invalid_from),
     ]
     if metadata and fam == 4:  # OpenStack metadata (DNATed in nat PREROUTING) before the egress policy
         to_host.append(Rule(f"-p tcp -d {metadata.addr}/32 --dport {metadata.port}", "-j ACCEPT"))
@@ -74,7 +77,9 @@ def base_chains(
         to_host += [Rule(f"-p ipv6-icmp -m icmp6 --icmpv6-type {t}", "-j ACCEPT") for t in (133, 134, 135, 136)]
     to_host += [clear(MARK_BOTH), Rule("", f"-j {FROM_WL}")]  # egress policy; unknown interfaces drop there
     action = {"accept": "-j ACCEPT", "return": "-j RETURN"}.get(endpoint_to_host.lower(), "-j DROP")
-    to_host.append(Rule("", action))
+    verdict = {"-j ACCEPT": rid.Action.ALLOW, "-j DROP": rid.Action.DENY}.get(action)  # RETURN decides nothing
+    counted = None if verdict is None else rid.verdict(rid.Kind.TO_HOST, False, wl, verdict).text
+    to_host.append(Rule("", action, counted))
     return [
         Chain(FORWARD, tuple(forward)),
         Chain(INPUT, (*(Rule(f"-i {p}+", f"-j {WL_TO_HOST}") for p in prefixes), Rule("", f"-j {FROM_HEP}"))),

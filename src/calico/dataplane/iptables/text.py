@@ -2,7 +2,8 @@
 
 In: `Chain`s to write, chain names to delete, built-in jumps to insert; or `iptables-save` output. Out: one
 restore transaction for the filter table; `SavedTable`, the chains' comment hashes and our built-in jumps,
-which read-back compares with what was written. Pure.
+which read-back compares with what was written; from `iptables-save -c`, the counters of every rule that
+carries an identity (`parse_counts`). Pure.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from calico.dataplane.counters import RawCount
 from calico.dataplane.iptables.model import Chain, Rule, jump_hash
 from calico.dataplane.iptables.names import BUILTIN_JUMPS, CHAIN_PREFIX
 
@@ -19,7 +21,8 @@ def rule_line(chain: str, rule: Rule, h: str) -> str:
     parts = ["-A", chain]
     if rule.match:
         parts.append(rule.match)
-    parts += ["-m comment --comment", f'"cali:{h}"', rule.target]
+    comment = f"cali:{h}" if rule.counter is None else f"cali:{h} {rule.counter}"
+    parts += ["-m comment --comment", f'"{comment}"', rule.target]
     return " ".join(parts)
 
 
@@ -85,3 +88,19 @@ def parse_save(text: str) -> SavedTable:
                         saved.jumps.add((builtin, target))
     saved.chains = {k: tuple(v) for k, v in hashes.items()}
     return saved
+
+
+_COUNTED = re.compile(r'^\[(\d+):(\d+)\] -A (\S+) .*--comment "?cali:([A-Za-z0-9_\-]+) ([A-Za-z][A-Za-z0-9_./\-]*)"?')
+
+
+def parse_counts(text: str, where: str) -> list[RawCount]:
+    """`iptables-save -c` output -> a RawCount per rule of ours that carries an identity, keyed by `where` (the
+    family and table), its chain and its hash (which changes when the chain is rewritten differently)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("[") and "cali:" in line:
+            m = _COUNTED.match(line)
+            if m is not None and m.group(3).startswith(CHAIN_PREFIX):
+                packets, nbytes, chain, h, rule = m.groups()
+                out.append(RawCount(f"{where}/{chain}/{h}", rule, int(packets), int(nbytes)))
+    return out

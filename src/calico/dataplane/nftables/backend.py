@@ -12,6 +12,9 @@ touches any other table.
   hash each rule carries as its comment) and reapplies the whole table when they differ (someone deleted the
   table, flushed a chain, replaced or inserted a rule, removed an element).
 - `install_fail_closed(prefixes)`: before the first sync, a table whose dispatch drops every workload iface.
+- `read_counters()`: the named counters of every verdict rule (one `list counters` call). A whole-table
+  replacement (start of day, repair) first reads them and starts the new table's counters from those values,
+  so the counts go on across agent restarts and repairs (`calico.dataplane.counters`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico.dataplane.config import DataplaneConfig
+from calico.dataplane.counters import RawCount
 from calico.dataplane.nftables.diff import Plan, Planner
 from calico.dataplane.nftables.model import TableModel
 from calico.dataplane.nftables.names import rule_tag
@@ -38,11 +42,12 @@ __all__ = ["NftBackend", "NftError", "Shape", "create_firewall", "json_shape", "
 @dataclass(frozen=True, slots=True)
 class Shape:
     """What read-back compares, cheap to compute from both the model and `nft -j` output: each set's and map's
-    element count, and each chain's rules by their comment tags (every rule, in order)."""
+    element count, each chain's rules by their comment tags (every rule, in order), and the counters' names."""
 
     sets: dict[str, int]
     maps: dict[str, int]
     chains: dict[str, tuple[str | None, ...]]
+    counters: frozenset[str] = frozenset()
 
 
 def model_shape(model: TableModel) -> Shape:
@@ -50,6 +55,7 @@ def model_shape(model: TableModel) -> Shape:
         sets={n: len(s.elements) for n, s in model.sets.items()},
         maps={n: len(m) for n, m in model.maps.items()},
         chains={n: tuple(rule_tag(x) for x in c.rules) for n, c in model.chains.items()},
+        counters=frozenset(model.counters),
     )
 
 
@@ -57,8 +63,11 @@ def json_shape(doc: dict[str, Any]) -> Shape:
     sets: dict[str, int] = {}
     maps: dict[str, int] = {}
     chains: dict[str, list[str | None]] = {}
+    counters: set[str] = set()
     for item in doc.get("nftables", []):
-        if "set" in item:
+        if "counter" in item:
+            counters.add(item["counter"]["name"])
+        elif "set" in item:
             sets[item["set"]["name"]] = len(item["set"].get("elem", []))
         elif "map" in item:
             maps[item["map"]["name"]] = len(item["map"].get("elem", []))
@@ -66,7 +75,17 @@ def json_shape(doc: dict[str, Any]) -> Shape:
             chains.setdefault(item["chain"]["name"], [])
         elif "rule" in item:
             chains.setdefault(item["rule"]["chain"], []).append(item["rule"].get("comment"))
-    return Shape(sets, maps, {n: tuple(v) for n, v in chains.items()})
+    return Shape(sets, maps, {n: tuple(v) for n, v in chains.items()}, frozenset(counters))
+
+
+def json_counts(doc: dict[str, Any] | None) -> list[RawCount]:
+    """`nft -j list counters` -> one RawCount per counter (its name is the identity it counts for)."""
+    out = []
+    for item in (doc or {}).get("nftables", []):
+        c = item.get("counter")
+        if c is not None:
+            out.append(RawCount(c["name"], c["name"], int(c.get("packets", 0)), int(c.get("bytes", 0))))
+    return out
 
 
 class NftBackend:
@@ -100,14 +119,14 @@ class NftBackend:
         start = time.perf_counter()
         try:
             try:
-                await self.transport.run(plan.ops)
+                await self._run_plan(plan)
             except NftError:
                 if plan.full:
                     raise
                 # The kernel disagreed with what we think it holds: replace the whole table instead.
                 log.warning("incremental nft update failed; reapplying the whole table", exc_info=True)
                 plan = self.planner.plan(state, Dirty(config=True))
-                await self.transport.run(plan.ops)
+                await self._run_plan(plan)
         except NftError:
             self.planner.forget()  # what the kernel holds is unknown: the next apply replaces the whole table
             raise
@@ -120,7 +139,18 @@ class NftBackend:
             self.incremental_applies += 1
         return plan
 
+    async def _run_plan(self, plan: Plan) -> None:
+        if plan.full:
+            # The replaced table's counts carry over to the new one (a counter starts where the old one was).
+            counts = {r.key: (r.packets, r.bytes) for r in await self.read_counters() if r.key in plan.model.counters}
+            plan.ops = (ReplaceTable(plan.model, counts),)
+        await self.transport.run(plan.ops)
+
     # --- read-back ----------------------------------------------------------------------------------
+
+    async def read_counters(self) -> list[RawCount]:
+        """Every named counter of the table (none when there is no table)."""
+        return json_counts(await self.transport.list_counters())
 
     async def read_back(self) -> Shape | None:
         """The table's shape as the kernel has it, or None when the table does not exist."""

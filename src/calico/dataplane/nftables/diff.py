@@ -5,9 +5,10 @@ In: a `DesiredState` and the `Dirty` record taken from it. Out: ONE transaction 
 succeeds (the planner adopts it only on `commit()`).
 
 Pure: no I/O. The incremental plan touches only the dirty keys (work proportional to the change), in the
-order nftables needs inside one transaction: sets and their elements first, then new (empty) chains, then
-rules of new and changed chains, then map elements (dispatch; floating IP NATs), then removed chains, then sets
-nothing uses.
+order nftables needs inside one transaction: sets, their elements and new counters first, then new (empty)
+chains, then rules of new and changed chains, then map elements (dispatch; floating IP NATs), then removed
+chains, then sets and counters nothing uses. A counter (a rule identity, `calico.dataplane.ruleids`) lives as
+long as some rule counts into it, so rewriting a chain keeps its counts.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Plan:
     full: bool
     refs: Counter[str] = field(default_factory=Counter)  # set name -> number of chains using it
     stats: dict[str, int] = field(default_factory=dict)
+    counter_refs: Counter[str] = field(default_factory=Counter)  # counter name -> number of chains using it
 
     @property
     def text(self) -> str:
@@ -61,9 +63,12 @@ HEP_KEY = ("host-endpoints",)  # all host endpoint chains, dispatch included, re
 def plan_full(state: DesiredState) -> Plan:
     model = render_model(state)
     refs: Counter[str] = Counter()
+    counters: Counter[str] = Counter()
     for chain in model.chains.values():
         refs.update(chain.set_refs)
-    return Plan((ops.ReplaceTable(model),), model, _owned_full(state), True, refs, {"chains": len(model.chains)})
+        counters.update(chain.counter_refs)
+    return Plan((ops.ReplaceTable(model),), model, _owned_full(state), True, refs, {"chains": len(model.chains)},
+                counters)
 
 
 class Planner:
@@ -73,6 +78,7 @@ class Planner:
         self.applied: TableModel | None = None
         self._owned: dict[object, tuple[str, ...]] = {}  # state key -> chain names it rendered
         self._refs: Counter[str] = Counter()  # set name -> number of chains using it
+        self._counter_refs: Counter[str] = Counter()  # counter name -> number of chains using it
         # set name -> (the NftSet last seen, whether deltas may update it: see _delta_ok); keyed by the object
         # too, so a set replaced since is looked at afresh.
         self._hosts: dict[str, tuple[NftSet, bool]] = {}
@@ -81,6 +87,7 @@ class Planner:
         self.applied = plan.model
         self._owned = plan.owned
         self._refs = plan.refs
+        self._counter_refs = plan.counter_refs
 
     def forget(self) -> None:
         """After a failure or detected drift: the next plan is a full replacement."""
@@ -138,6 +145,7 @@ class Planner:
         model = old.copy()
         owned = dict(self._owned)
         refs = Counter(self._refs)
+        counter_refs = Counter(self._counter_refs)
         set_ops: list[ops.Op] = []
         add_chain_ops: list[ops.Op] = []
         rule_ops: list[ops.Op] = []
@@ -185,8 +193,10 @@ class Planner:
                 else:
                     rule_ops.append(ops.FlushChain(chain.name))
                     refs.subtract(prev.set_refs)
+                    counter_refs.subtract(prev.counter_refs)
                 rule_ops.extend(ops.AddRule(chain.name, line) for line in chain.rules)
                 refs.update(chain.set_refs)
+                counter_refs.update(chain.counter_refs)
                 model.chains[chain.name] = chain
                 removed_chains.discard(chain.name)
             if chains:
@@ -229,6 +239,7 @@ class Planner:
             if prev is None:
                 continue
             refs.subtract(prev.set_refs)
+            counter_refs.subtract(prev.counter_refs)
             del_chain_ops.append(ops.FlushChain(name))
             del_chain_tail.append(ops.DeleteChain(name))
 
@@ -299,6 +310,14 @@ class Planner:
             del model.sets[name]
         refs = Counter({k: v for k, v in refs.items() if v > 0})
 
+        # --- counters: declared before the first rule counting into them, deleted after the last one went ---
+        counter_refs = Counter({k: v for k, v in counter_refs.items() if v > 0})
+        new_counters = sorted(set(counter_refs) - model.counters)
+        gone_counters = sorted(model.counters - set(counter_refs))
+        set_ops += [ops.AddCounter(n) for n in new_counters]
+        set_tail += [ops.DeleteCounter(n) for n in gone_counters]
+        model.counters = set(counter_refs)
+
         txn = (*set_ops, *add_chain_ops, *rule_ops, *map_del, *map_add, *del_chain_ops, *del_chain_tail, *set_tail)
         stats = {"commands": len(txn), "sets_changed": len(changed_sets), "chains_removed": len(removed_chains)}
-        return Plan(txn, model, owned, False, refs, stats)
+        return Plan(txn, model, owned, False, refs, stats, counter_refs)

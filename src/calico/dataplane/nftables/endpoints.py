@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from calico.calculation import events as ev
+from calico.dataplane import ruleids as rid
 from calico.dataplane.nftables.model import NftChain
-from calico.dataplane.nftables.names import fw_chain, short_hash, tw_chain
+from calico.dataplane.nftables.names import count, fw_chain, short_hash, tw_chain
 from calico.dataplane.nftables.rules import nets_expr
 from calico.dataplane.nftables.sets import collapse
 from calico.dataplane.nftables.walk import CLEAR_MARKS, walk_rules
 from calico.dataplane.tiers import endpoint_steps
+
+SPOOFED = count(rid.verdict(rid.Kind.SPOOFED, False, rid.Stage.WORKLOAD))
 
 
 def _own_nets(ep: ev.WorkloadEndpointUpdate, fam: int) -> list[str]:
@@ -34,18 +37,19 @@ def endpoint_chains(
     """fw-<iface> (traffic from the workload: anti-spoofing, then its egress policy) and tw-<iface> (its ingress
     policy), each ending in a `goto` to a policy-group chain; then the two groups (egress, ingress)."""
     groups = [
-        _group_chain(walk_rules(endpoint_steps(ep, inbound, known_policies, known_profiles), inbound), inbound)
+        _group_chain(walk_rules(endpoint_steps(ep, inbound, known_policies, known_profiles), inbound,
+                                rid.Stage.WORKLOAD), inbound)
         for inbound in (False, True)
     ]
     fw = [CLEAR_MARKS]
     if ep.mac:  # the endpoint names its MAC (OpenStack ports): a workload that changes it is dropped
-        fw.append(f"ether saddr != {ep.mac.lower()} drop")
+        fw.append(f"ether saddr != {ep.mac.lower()} {SPOOFED} drop")
     for fam, ip in ((4, "ip"), (6, "ip6")):
         own = _own_nets(ep, fam)
         if own:
-            fw.append(f"meta nfproto ipv{fam} {ip} saddr != {nets_expr(own)} drop")
+            fw.append(f"meta nfproto ipv{fam} {ip} saddr != {nets_expr(own)} {SPOOFED} drop")
         else:
-            fw.append(f"meta nfproto ipv{fam} drop")
+            fw.append(f"meta nfproto ipv{fam} {SPOOFED} drop")
     fw.append(f"goto {groups[0].name}")
     tw = [CLEAR_MARKS, f"goto {groups[1].name}"]
     return [NftChain(fw_chain(ep.iface), tuple(fw)), NftChain(tw_chain(ep.iface), tuple(tw)), *groups]

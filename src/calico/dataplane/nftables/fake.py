@@ -1,14 +1,17 @@
 """An in-memory nftables holding Calico's table, with the same interface as the real transports.
 
 In: transactions of `ops.Op`, as the backend sends them; tampering calls from tests (as another program
-would change the kernel). Out: the table it holds (`table`), and `list_table()` in the form `nft -j list
-table inet calico` has, so the backend's read-back, its comparison and its repair run unchanged on it.
+would change the kernel) and packets counted (`count`). Out: the table it holds (`table`), and `list_table()`
+/ `list_counters()` in the form `nft -j list table inet calico` / `nft -j list counters table inet calico`
+have, so the backend's read-back, its comparison, its repair and its counter reads run unchanged on it.
 
 It applies what the real kernel applies and refuses what it refuses (checked against nft 1.0.6 by
 tests/dataplane/test_nft_transport_contract.py), atomically: a refused transaction changes nothing.
-  - a rule, a verdict map element or a `jump` / `goto` / `@set` / `@map` reference needs what it names to exist;
-  - a set or chain still named by a rule or a map element cannot be deleted ("Device or resource busy");
-  - deleting a missing element, set, chain or map key, or flushing a missing chain: "No such file or directory";
+  - a rule, a verdict map element or a `jump` / `goto` / `@set` / `@map` / `counter name` reference needs what
+    it names to exist;
+  - a set, counter or chain still named by a rule or a map element cannot be deleted ("Device or resource busy");
+  - deleting a missing element, set, counter, chain or map key, or flushing a missing chain: "No such file or
+    directory"; declaring a counter that exists keeps its values;
   - re-declaring a set with another type or flags, an interval element overlapping another one, or a map key
     with another value (verdict or address): "File exists"; giving an existing regular chain a hook:
     "Operation not supported".
@@ -22,7 +25,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +37,7 @@ from calico.dataplane.nftables.transport import NftError
 _QUOTED = re.compile(r'"[^"]*"')
 _SET_REF = re.compile(r"@([^\s,}]+)")
 _CHAIN_REF = re.compile(r"\b(?:jump|goto)\s+([^\s;,}]+)")
+_COUNTER_REF = re.compile(r'counter name "([^"]+)"')
 _PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 _HOOK = re.compile(r"type (\w+) hook (\w+) priority ([\w-]+)(?: ([+-]) (\d+))?; policy (\w+);")
 
@@ -51,6 +55,9 @@ class FakeRule:
         """(sets and maps it names with @, chains it jumps or goes to)."""
         bare = _QUOTED.sub('""', self.text)
         return set(_SET_REF.findall(bare)), set(_CHAIN_REF.findall(bare))
+
+    def counters(self) -> set[str]:
+        return set(_COUNTER_REF.findall(self.text))
 
 
 @dataclass(slots=True)
@@ -71,6 +78,7 @@ class FakeTable:
     sets: dict[str, FakeSet] = field(default_factory=dict)
     maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {ifname: verdict} or {addr: addr}
     chains: dict[str, FakeChain] = field(default_factory=dict)
+    counters: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (packets, bytes)
 
     def as_model(self) -> TableModel:
         """What it holds, in the renderer's terms (rules as text without comments), to compare with a model."""
@@ -78,6 +86,7 @@ class FakeTable:
             {n: NftSet(n, s.type, s.interval, frozenset(s.elements)) for n, s in self.sets.items()},
             {n: dict(m) for n, m in self.maps.items()},
             {n: NftChain(n, tuple(r.text for r in c.rules), c.hook) for n, c in self.chains.items()},
+            set(self.counters),
         )
 
 
@@ -111,6 +120,9 @@ class FakeNft:
     async def list_table(self) -> dict[str, Any] | None:
         return None if self.table is None else _listing(self.table)
 
+    async def list_counters(self) -> dict[str, Any] | None:
+        return None if self.table is None else {"nftables": [_META, *_counter_items(self.table)]}
+
     def close(self) -> None:
         pass
 
@@ -124,6 +136,12 @@ class FakeNft:
 
     def delete_element(self, set_name: str, element: str) -> None:
         self._held().sets[set_name].elements.remove(element)
+
+    def count(self, name: str, packets: int, nbytes: int) -> None:
+        """Packets went through the rules counting into `name`."""
+        held = self._held().counters
+        p, b = held[name]
+        held[name] = (p + packets, b + nbytes)
 
     def replace_rule(self, chain: str, index: int, text: str) -> None:
         """Put a rule of ours in place of another: it carries no comment (or not ours)."""
@@ -139,7 +157,7 @@ class FakeNft:
 
 def _apply(table: FakeTable | None, op: ops.Op) -> FakeTable:
     if isinstance(op, ops.ReplaceTable):
-        return _from_model(op.model)
+        return _from_model(op.model, op.counts)
     if table is None:
         raise NftError(f"{ENOENT}: {ops.op_text(op)}")
     match op:
@@ -187,13 +205,21 @@ def _apply(table: FakeTable | None, op: ops.Op) -> FakeTable:
             if name in _chain_users(table, exclude=name):
                 raise NftError(f"{EBUSY}: {ops.op_text(op)}")
             del table.chains[name]
+        case ops.AddCounter(name=name):
+            table.counters.setdefault(name, (0, 0))
+        case ops.DeleteCounter(name=name):
+            _need(table.counters, name, op)
+            if any(name in r.counters() for c in table.chains.values() for r in c.rules):
+                raise NftError(f"{EBUSY}: {ops.op_text(op)}")
+            del table.counters[name]
     return table
 
 
 def _check_refs(table: FakeTable, rule: FakeRule, where: str) -> None:
     """A rule may only name sets, maps and chains that exist (nft resolves them when the rule is added)."""
     sets, chains = rule.refs()
-    if any(s not in table.sets and s not in table.maps for s in sets) or any(c not in table.chains for c in chains):
+    if (any(s not in table.sets and s not in table.maps for s in sets) or any(c not in table.chains for c in chains)
+            or any(c not in table.counters for c in rule.counters())):
         raise NftError(f"{ENOENT}: {where}")
 
 
@@ -230,9 +256,9 @@ def _check_overlaps(name: str, held: set[str], new: frozenset[str]) -> None:
         added.append(net)
 
 
-def _from_model(model: TableModel) -> FakeTable:
+def _from_model(model: TableModel, counts: Mapping[str, tuple[int, int]]) -> FakeTable:
     """The table a whole-table definition gives; refused like nft when it names what it does not define."""
-    table = FakeTable()
+    table = FakeTable(counters={n: counts.get(n, (0, 0)) for n in model.counters})
     for s in model.sets.values():
         _add_set(table, s)
     table.maps = {n: dict(m) for n, m in model.maps.items()}
@@ -250,11 +276,20 @@ def _from_model(model: TableModel) -> FakeTable:
 # --- listing, as `nft -j list table inet calico` -------------------------------------------------------
 
 
+_META = {"metainfo": {"version": "1.0.6", "release_name": "fake", "json_schema_version": 1}}
+
+
+def _counter_items(table: FakeTable) -> list[dict[str, Any]]:
+    return [{"counter": {"family": FAMILY, "name": n, "table": TABLE, "handle": 0, "packets": p, "bytes": b}}
+            for n, (p, b) in sorted(table.counters.items())]
+
+
 def _listing(table: FakeTable) -> dict[str, Any]:
     head = {"family": FAMILY, "table": TABLE}
     items: list[dict[str, Any]] = [
-        {"metainfo": {"version": "1.0.6", "release_name": "fake", "json_schema_version": 1}},
+        _META,
         {"table": {"family": FAMILY, "name": TABLE, "handle": 1}},
+        *_counter_items(table),
     ]
     handle = 1
     for name, s in table.sets.items():

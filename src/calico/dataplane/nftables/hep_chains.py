@@ -25,6 +25,7 @@ from collections.abc import Collection, Iterable
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
+from calico.dataplane import ruleids as rid
 from calico.dataplane.config import FailsafePort
 from calico.dataplane.marks import MARK_ACCEPT, MARK_HEP_ALLOWED
 from calico.dataplane.nftables.model import NftChain
@@ -37,6 +38,7 @@ from calico.dataplane.nftables.names import (
     HEP_OUT,
     PRE_DNAT_ALLOW,
     UNTRACKED_ALLOW,
+    count,
     hep_chain,
     quote,
 )
@@ -49,18 +51,23 @@ from calico.dataplane.tiers import endpoint_steps, stage_steps
 _DISPATCH = {"fh": HEP_IN, "th": HEP_OUT, "fhf": HEP_FWD_IN, "thf": HEP_FWD_OUT}
 HEP_SKIP = f"meta mark & {MARK_HEP_ALLOWED:#010x} != 0 return"
 _SET_ALLOWED = f"meta mark set meta mark | {MARK_HEP_ALLOWED:#010x}"
-_CT = ("ct state established,related accept", "ct state invalid drop")
+
+
+def _invalid(inbound: bool, stage: rid.Stage) -> str:
+    return f"ct state invalid {count(rid.verdict(rid.Kind.INVALID, inbound, stage))} drop"
 
 
 def failsafe_rules(failsafes: Iterable[FailsafePort], inbound: bool) -> list[str]:
+    """The failsafe chains' rules (one chain per direction, which every stage jumps to: counted as stage h)."""
     side = "saddr" if inbound else "daddr"
+    counted = count(rid.verdict(rid.Kind.FAILSAFE, inbound, rid.Stage.HOST, rid.Action.ALLOW))
     out = []
     for proto, net, ports in hepm.grouped_ports(failsafes):
         match = ""
         if net is not None:
             fam = ipaddress.ip_network(net).version
             match = f"{'ip' if fam == 4 else 'ip6'} {side} {net} "
-        out.append(f"{match}meta l4proto {proto} th dport {ports_expr((p, p) for p in ports)} accept")
+        out.append(f"{match}meta l4proto {proto} th dport {ports_expr((p, p) for p in ports)} {counted} accept")
     return out
 
 
@@ -80,16 +87,19 @@ def _policy_chain(hep: ev.HostEndpointUpdate, role: hepm.HepChainRole, skip: tup
     if role.left_alone(hep):
         return NftChain(name, ("return",))
     failsafe = FAILSAFE_IN if role.inbound else FAILSAFE_OUT
-    head = (*skip, "ct state invalid drop") if role.forward else (*skip, *_CT, f"jump {failsafe}")
+    stage = rid.Stage.FORWARD if role.forward else rid.Stage.HOST
+    invalid = _invalid(role.inbound, stage)
+    head = ((*skip, invalid) if role.forward
+            else (*skip, "ct state established,related accept", invalid, f"jump {failsafe}"))
     steps = endpoint_steps(role.policed(hep), role.inbound, known_policies, known_profiles)
-    return NftChain(name, (*head, CLEAR_MARKS, *walk_rules(steps, role.inbound)))
+    return NftChain(name, (*head, CLEAR_MARKS, *walk_rules(steps, role.inbound, stage)))
 
 
 def _stage_rules(tiers: tuple[ev.TierInfo, ...], inbound: bool, known_policies: Collection[ev.PolicyID],
-                 allow_chain: str) -> list[str]:
+                 allow_chain: str, stage: rid.Stage) -> list[str]:
     """Untracked / pre-DNAT tiers: Allow goes to `allow_chain`, Deny drops (in the policy chain), Pass skips the
     rest of the tier, no match goes on (`return`)."""
-    return walk_rules(stage_steps(tiers, inbound, known_policies), inbound,
+    return walk_rules(stage_steps(tiers, inbound, known_policies), inbound, stage,
                       accepted=f"meta mark & {MARK_ACCEPT:#010x} != 0 goto {allow_chain}")
 
 
@@ -110,7 +120,7 @@ def _stage_chains(
             for hep in untracked:
                 chains.append(NftChain(hep_chain(kind, hep.iface or ""), (
                     f"jump {failsafe}",  # failsafe traffic is never dropped here (it stays tracked)
-                    *_stage_rules(hep.untracked_tiers, inbound, known_policies, UNTRACKED_ALLOW),
+                    *_stage_rules(hep.untracked_tiers, inbound, known_policies, UNTRACKED_ALLOW, rid.Stage.UNTRACKED),
                 )))
             lines = (clear_allowed, *_dispatch(key, pats, untracked, kind))
             chains.append(NftChain(base, lines, hook=f"type filter hook {hook} priority raw; policy accept;"))
@@ -119,7 +129,7 @@ def _stage_chains(
         for hep in pre_dnat:
             chains.append(NftChain(hep_chain("pd", hep.iface or ""), (
                 f"jump {FAILSAFE_IN}",
-                *_stage_rules(hep.pre_dnat_tiers, True, known_policies, PRE_DNAT_ALLOW),
+                *_stage_rules(hep.pre_dnat_tiers, True, known_policies, PRE_DNAT_ALLOW, rid.Stage.PRE_DNAT),
             )))
         lines = ("ct state established,related accept", HEP_SKIP.replace("return", "accept"),
                  *_dispatch("iifname", pats, pre_dnat, "pd"))

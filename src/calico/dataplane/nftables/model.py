@@ -7,7 +7,10 @@ Pure data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_COUNTER_REF = re.compile(r'counter name "([^"]+)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,15 @@ class NftChain:
     rules: tuple[str, ...]  # without their comments (text.tagged adds them)
     hook: str | None = None  # base chain header, e.g. "type filter hook forward priority filter; policy accept;"
     set_refs: frozenset[str] = frozenset()  # named sets its rules use (sets must outlive the rules)
+    # counter objects its rules count into (`names.count`; they too must outlive the rules): from the rules
+    counter_refs: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counter_refs", counter_names(self.rules))
+
+
+def counter_names(rules: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(m for r in rules if "counter name" in r for m in _COUNTER_REF.findall(r))
 
 
 @dataclass(slots=True)
@@ -31,7 +43,9 @@ class TableModel:
     sets: dict[str, NftSet] = field(default_factory=dict)
     maps: dict[str, dict[str, str]] = field(default_factory=dict)  # map name -> {ifname: verdict}
     chains: dict[str, NftChain] = field(default_factory=dict)
+    counters: set[str] = field(default_factory=set)  # named counter objects (rule identities, `ruleids`)
 
     def copy(self) -> TableModel:
         """A model to change without touching this one (values are immutable; the dicts are copied)."""
-        return TableModel(dict(self.sets), {k: dict(v) for k, v in self.maps.items()}, dict(self.chains))
+        return TableModel(dict(self.sets), {k: dict(v) for k, v in self.maps.items()}, dict(self.chains),
+                          set(self.counters))

@@ -1,7 +1,8 @@
 """Names in Calico's nftables table: the table, its chains, sets and maps, and each rule's comment tag.
 
-In: Calico ids (policy, profile, IP set ids; interface names). Out: nft identifiers, readable when the id is
-safe and short, else a hash; and `rule_tag`, the comment by which read-back recognises every rule. Pure.
+In: Calico ids (policy, profile, IP set ids; interface names; rule identities). Out: nft identifiers, readable
+when the id is safe and short, else a hash; `rule_tag`, the comment by which read-back recognises every rule;
+and `count`, a verdict rule's named counter (its identity, `calico.dataplane.ruleids`). Pure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
+from calico.dataplane.ruleids import RuleID
 
 TABLE = "calico"
 FAMILY = "inet"
@@ -49,6 +51,12 @@ def rule_tag(rule: str) -> str:
     """The comment each rule carries into the kernel: a hash of its text. nft prints rules back in its own
     spelling, but the comment verbatim, so read-back compares every rule of every chain by these."""
     return "cali:" + hashlib.blake2b(rule.encode(), digest_size=8).hexdigest()
+
+
+def count(rid: RuleID) -> str:
+    """The statement that counts a verdict rule's packets into the counter object named by its identity. Named
+    objects (not a rule's anonymous `counter`) keep counting when the rule's chain is rewritten."""
+    return f'counter name "{rid.text}"'
 
 
 def ident(*parts: str) -> str:

@@ -7,8 +7,8 @@ Each operation is one nft command on `table inet calico`. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from calico.dataplane.nftables.model import NftSet, TableModel
 from calico.dataplane.nftables.names import T, map_key
@@ -17,9 +17,23 @@ from calico.dataplane.nftables.text import map_decl, render_replace, set_decl, t
 
 @dataclass(frozen=True, slots=True)
 class ReplaceTable:
-    """Replace the whole table with `model` (created if absent): `add table`, `delete table`, the definition."""
+    """Replace the whole table with `model` (created if absent): `add table`, `delete table`, the definition.
+    Its counters start from `counts` (name -> (packets, bytes)): what the replaced table had counted."""
 
     model: TableModel
+    counts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AddCounter:
+    """Declare a named counter (a rule identity); an existing one keeps its values."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCounter:
+    name: str  # no rule may count into it any more
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +91,7 @@ class DeleteChain:
 
 
 Op = (ReplaceTable | AddSet | DeleteElements | DeleteSet | AddChain | FlushChain | AddRule | AddMapElements
-      | DeleteMapElements | DeleteChain)
+      | DeleteMapElements | DeleteChain | AddCounter | DeleteCounter)
 
 
 def _elements(items: Sequence[str]) -> str:
@@ -87,8 +101,12 @@ def _elements(items: Sequence[str]) -> str:
 def op_text(op: Op) -> str:
     """One operation as the nft command(s) `nft -f` reads, without a final newline."""
     match op:
-        case ReplaceTable(model=model):
-            return render_replace(model).rstrip("\n")
+        case ReplaceTable(model=model, counts=counts):
+            return render_replace(model, counts).rstrip("\n")
+        case AddCounter(name=name):
+            return f"add counter {T} {name}"
+        case DeleteCounter(name=name):
+            return f"delete counter {T} {name}"
         case AddSet(set=s):
             return f"add set {T} {set_decl(s).removeprefix('set ')}"
         case DeleteElements(set=name, elements=elements):

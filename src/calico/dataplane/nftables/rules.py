@@ -4,7 +4,9 @@ In: `RenderedRule`s of a policy or profile (selectors already resolved to IP set
 `pi-`/`po-<policy>` and `pri-`/`pro-<profile>`, their rules as nft text, with the named sets they use.
 Verdicts travel as mark bits (`calico.dataplane.marks`): Allow sets MARK_ACCEPT and returns, Pass sets
 MARK_PASS and returns (in a profile, where no tier follows, it just returns), Deny drops, Log logs and goes
-on. A rule that cannot be rendered ends its chain with a drop (fail closed). Pure.
+on. A rule that cannot be rendered ends its chain with a drop (fail closed). Every rule with a verdict counts
+into the counter object of its identity (`calico.dataplane.ruleids`: policy or profile, direction, index,
+action). Pure.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Iterable
 
 from calico.calculation import events as ev
 from calico.dataplane import matches
+from calico.dataplane import ruleids as rid
 from calico.dataplane.marks import MARK_ACCEPT, MARK_PASS
 from calico.dataplane.nftables.model import NftChain
-from calico.dataplane.nftables.names import policy_chain, profile_chain, quote, set_name
+from calico.dataplane.nftables.names import count, policy_chain, profile_chain, quote, set_name
 from calico.dataplane.nftables.sets import collapse
 from calico.dataplane.protocols import PORT_PROTOCOL_NAMES, kernel_name
 
@@ -53,12 +56,16 @@ def _action(rule: ev.RenderedRule, chain: str, profile: bool) -> str | None:
     return None
 
 
-def render_rule(rule: ev.RenderedRule, chain: str, profile: bool = False) -> tuple[list[str], set[str]]:
+def render_rule(rule: ev.RenderedRule, chain: str, profile: bool = False,
+                counter: rid.RuleID | None = None) -> tuple[list[str], set[str]]:
     """One Calico rule -> nft rule lines (one per address family and per OR-ed port alternative) and the
-    named sets they use. Raises ValueError for what cannot be rendered (the caller fails closed)."""
+    named sets they use; with `counter`, each line counts into it. Raises ValueError for what cannot be
+    rendered (the caller fails closed)."""
     verdict = _action(rule, chain, profile)
     if verdict is None:
         raise ValueError(f"unknown action {rule.action!r}")
+    if counter is not None:
+        verdict = f"{count(counter)} {verdict}"
     lines: list[str] = []
     refs: set[str] = set()
     for fam in _families(rule):
@@ -132,16 +139,16 @@ def render_rule(rule: ev.RenderedRule, chain: str, profile: bool = False) -> tup
     return lines, refs
 
 
-def _rules_chain(name: str, rules: tuple[ev.RenderedRule, ...], profile: bool) -> NftChain:
+def _rules_chain(name: str, owner: ev.PolicyID | str, inbound: bool, rules: tuple[ev.RenderedRule, ...],
+                 profile: bool) -> NftChain:
     lines: list[str] = []
     refs: set[str] = set()
-    for rule in rules:
+    for index, rule in enumerate(rules):
         try:
-            rl, rr = render_rule(rule, name, profile)
+            rl, rr = render_rule(rule, name, profile, rid.of_rule(owner, inbound, index, rule.action))
         except (ValueError, TypeError):
-            # Fail closed: an unrenderable rule ends the chain with a drop, never a silent skip. (A plain drop:
-            # a rule has one comment, and that one is its tag.)
-            lines.append("drop")
+            # Fail closed: an unrenderable rule ends the chain with a drop, never a silent skip.
+            lines.append(f"{count(rid.bad_rule(owner, inbound, index))} drop")
             break
         lines.extend(rl)
         refs |= rr
@@ -151,13 +158,14 @@ def _rules_chain(name: str, rules: tuple[ev.RenderedRule, ...], profile: bool) -
 def policy_chains(policy: ev.PolicyUpdate) -> list[NftChain]:
     pid = policy.policy_id
     return [
-        _rules_chain(policy_chain(pid, True), policy.inbound, False),
-        _rules_chain(policy_chain(pid, False), policy.outbound, False),
+        _rules_chain(policy_chain(pid, True), pid, True, policy.inbound, False),
+        _rules_chain(policy_chain(pid, False), pid, False, policy.outbound, False),
     ]
 
 
 def profile_chains(profile: ev.ProfileUpdate) -> list[NftChain]:
+    prof = profile.profile_id
     return [
-        _rules_chain(profile_chain(profile.profile_id, True), profile.inbound, True),
-        _rules_chain(profile_chain(profile.profile_id, False), profile.outbound, True),
+        _rules_chain(profile_chain(prof, True), prof, True, profile.inbound, True),
+        _rules_chain(profile_chain(prof, False), prof, False, profile.outbound, True),
     ]

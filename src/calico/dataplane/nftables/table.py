@@ -23,11 +23,12 @@ In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host
 
 from __future__ import annotations
 
+from calico.dataplane import ruleids as rid
 from calico.dataplane.config import MetadataTarget
 from calico.dataplane.nftables.endpoints import dispatch_entries, endpoint_chains
 from calico.dataplane.nftables.hep_chains import host_endpoint_chains, state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, TableModel
-from calico.dataplane.nftables.names import FW_MAP, HEP_FWD_IN, HEP_FWD_OUT, HEP_IN, HEP_OUT, TW_MAP, quote
+from calico.dataplane.nftables.names import FW_MAP, HEP_FWD_IN, HEP_FWD_OUT, HEP_IN, HEP_OUT, TW_MAP, count, quote
 from calico.dataplane.nftables.nat import nat_chains, nat_maps, pool_sets
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import empty_set_for_name, ipset_sets
@@ -39,19 +40,24 @@ def base_chains(
 ) -> list[NftChain]:
     """The fixed filter chains; they depend only on config (interface prefixes, endpoint-to-host action, metadata)."""
     pats = [quote(p + "*") for p in prefixes]
+    wl, unknown = rid.Stage.WORKLOAD, rid.Kind.UNKNOWN_IFACE
+    invalid_from, invalid_to = (count(rid.verdict(rid.Kind.INVALID, inbound, wl)) for inbound in (False, True))
     forward = ["ct state established,related accept"]
-    forward += [f"iifname {p} ct state invalid drop" for p in pats]
-    forward += [f"oifname {p} ct state invalid drop" for p in pats]
+    forward += [f"iifname {p} ct state invalid {invalid_from} drop" for p in pats]
+    forward += [f"oifname {p} ct state invalid {invalid_to} drop" for p in pats]
     forward.append(f"jump {HEP_FWD_IN}")
     forward += [f"iifname {p} jump from-wl-dispatch" for p in pats]
     forward += [f"oifname {p} jump to-wl-dispatch" for p in pats]
     forward.append(f"jump {HEP_FWD_OUT}")
     to_host_action = {"accept": "accept", "return": "return"}.get(endpoint_to_host.lower(), "drop")
+    if to_host_action != "return":  # return decides nothing: host endpoint policy goes on
+        action = rid.Action.ALLOW if to_host_action == "accept" else rid.Action.DENY
+        to_host_action = f"{count(rid.verdict(rid.Kind.TO_HOST, False, wl, action))} {to_host_action}"
     # OpenStack metadata (already DNATed in prerouting) is allowed before the workload's egress policy.
     meta = [f"ip daddr {metadata.addr} tcp dport {metadata.port} accept"] if metadata else []
     wl_to_host = [
         "ct state established,related accept",
-        "ct state invalid drop",
+        f"ct state invalid {invalid_from} drop",
         *meta,
         "udp dport { 67, 68 } accept",  # DHCP
         "meta nfproto ipv6 udp dport { 546, 547 } accept",  # DHCPv6 (the iptables backend's ip6tables rule)
@@ -73,8 +79,8 @@ def base_chains(
             (*(f"oifname {p} accept" for p in pats), f"jump {HEP_OUT}"),
             hook="type filter hook output priority filter; policy accept;",
         ),
-        NftChain("from-wl-dispatch", (f"iifname vmap @{FW_MAP}", "drop")),
-        NftChain("to-wl-dispatch", (f"oifname vmap @{TW_MAP}", "drop")),
+        NftChain("from-wl-dispatch", (f"iifname vmap @{FW_MAP}", f"{count(rid.verdict(unknown, False, wl))} drop")),
+        NftChain("to-wl-dispatch", (f"oifname vmap @{TW_MAP}", f"{count(rid.verdict(unknown, True, wl))} drop")),
         NftChain("wl-to-host", tuple(wl_to_host)),
     ]
     return chains
@@ -90,6 +96,7 @@ def empty_model(
         model.chains[chain.name] = chain
     for chain in host_endpoint_chains([], prefixes, (), (), {}, {}):
         model.chains[chain.name] = chain
+    model.counters = {n for c in model.chains.values() for n in c.counter_refs}
     return model
 
 
@@ -122,4 +129,5 @@ def render_model(state: DesiredState) -> TableModel:
         for ref in chain.set_refs:
             if ref not in model.sets:  # referenced before it exists: an empty set (matches nothing)
                 model.sets[ref] = empty_set_for_name(ref)
+    model.counters = {n for c in model.chains.values() for n in c.counter_refs}
     return model

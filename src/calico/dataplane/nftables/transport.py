@@ -1,8 +1,9 @@
 """How the nftables backend reaches one namespace's nftables: a transport, as kube-proxy's knftables has.
 
-In: a transaction (a list of `ops.Op`) or a request to list Calico's table. Out: the transaction applied
-atomically (or `NftError` with nft's message, and nothing applied), or the table as `nft -j list` gives it
-(None when it does not exist). Three implementations share the `NftTransport` interface:
+In: a transaction (a list of `ops.Op`) or a request to list Calico's table or its counters. Out: the
+transaction applied atomically (or `NftError` with nft's message, and nothing applied), or the table (its
+counters) as `nft -j list table` (`list counters table`) gives it (None when the table does not exist).
+Three implementations share the `NftTransport` interface:
 
   - `LibNftTransport`: libnftables in-process (`libnft.LibNft`: one context, no spawn per call); what Felix uses.
   - `SpawnTransport`: `nft -f -` / `nft -j list table ...` spawned per call (where libnftables is missing).
@@ -24,6 +25,7 @@ from calico.dataplane.nftables.ops import Op, to_text
 from calico.dataplane.process import ToolError, report, run_tool
 
 _LIST = f"list table {FAMILY} {TABLE}"
+_LIST_COUNTERS = f"list counters table {FAMILY} {TABLE}"
 
 
 class NftError(ToolError):
@@ -37,6 +39,10 @@ class NftTransport(Protocol):
 
     async def list_table(self) -> dict[str, Any] | None:
         """Calico's table as `nft -j list table inet calico` shows it, or None when it does not exist."""
+        ...
+
+    async def list_counters(self) -> dict[str, Any] | None:
+        """The table's named counters as `nft -j list counters table inet calico` shows them (None: no table)."""
         ...
 
     def close(self) -> None: ...
@@ -70,8 +76,14 @@ class LibNftTransport:
             await self._call(to_text(ops))
 
     async def list_table(self) -> dict[str, Any] | None:
+        return await self._list(_LIST)
+
+    async def list_counters(self) -> dict[str, Any] | None:
+        return await self._list(_LIST_COUNTERS)
+
+    async def _list(self, command: str) -> dict[str, Any] | None:
         try:
-            return json.loads(await self._call(_LIST, json_output=True))  # type: ignore[no-any-return]
+            return json.loads(await self._call(command, json_output=True))  # type: ignore[no-any-return]
         except NftError as e:
             if _absent(str(e)):
                 return None
@@ -99,8 +111,14 @@ class SpawnTransport:
                 raise NftError(str(e)) from None
 
     async def list_table(self) -> dict[str, Any] | None:
-        try:  # `nft -j -f` would parse its input as JSON: the one listing command goes as argv
-            out = (await run_tool(self.netns, [self.nft, "-j", *_LIST.split()]))[1]
+        return await self._list(_LIST)
+
+    async def list_counters(self) -> dict[str, Any] | None:
+        return await self._list(_LIST_COUNTERS)
+
+    async def _list(self, command: str) -> dict[str, Any] | None:
+        try:  # `nft -j -f` would parse its input as JSON: a listing command goes as argv
+            out = (await run_tool(self.netns, [self.nft, "-j", *command.split()]))[1]
         except ToolError as e:
             if _absent(str(e)):
                 return None
