@@ -339,6 +339,16 @@ def test_explain_agrees_with_probes_and_a_staged_deny_drops_nothing(world: Lab) 
     denied = world.cli("explain", "other", "web", "--port", "8080", ok=False)
     assert "ingress of default/" in denied.stdout and "policies applied but none decided" in denied.stdout
 
+    def counted() -> int:  # what the kernel counted for the rule that allows client -> web, from Felix's status
+        told = json.loads(world.cli("explain", "client", "web", "--port", "8080", "--counters", "-o", "json").stdout)
+        [policy] = [p for t in told["stages"][1]["tiers"] for p in t["policies"] if p["outcome"] == "allow"]
+        assert policy["counted_on"] == ["h1"]
+        return int(policy["rules"][policy["decided_by"]]["packets"])
+
+    before = counted()
+    assert world.can("client", "web")
+    world.wait_for(lambda: counted() > before, CONVERGE, "the allowing rule's counter grew (Felix's status)")
+
     world.apply(STAGED_DENY_WEB)
     try:
         told = world.cli("explain", "client", "web", "--port", "8080", "-o", "json")

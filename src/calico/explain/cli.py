@@ -16,7 +16,9 @@ from typing import Any
 import click
 from rich.console import Console
 
+from calico.datastore.keys import FELIX_STATUS_PREFIX
 from calico.datastore.kv import KVError, KVStore
+from calico.explain.counters import attach_counters
 from calico.explain.explain import explain
 from calico.explain.flow import Headers, parse_headers, parse_party
 from calico.explain.render import print_explanation
@@ -34,6 +36,7 @@ class FlowOptions:
     icmp_code: int | None
     output: str
     timing: bool
+    counters: bool = False
 
 
 def flow_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,6 +49,8 @@ def flow_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--icmp-code", type=int, default=None),
         click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True),
         click.option("--timing", is_flag=True, help="Print how long the read and the explanation took (stderr)."),
+        click.option("--counters", is_flag=True,
+                     help="Show what each rule's kernel counter counted, from every host's Felix status."),
     ]):
         fn = opt(fn)
     return fn
@@ -53,7 +58,7 @@ def flow_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def options(**kw: Any) -> FlowOptions:
     return FlowOptions(kw["protocol"], kw["port"], kw["src_port"], kw["icmp_type"], kw["icmp_code"], kw["output"],
-                       kw["timing"])
+                       kw["timing"], kw["counters"])
 
 
 def error(message: str) -> int:
@@ -78,6 +83,12 @@ async def run(kv: KVStore, src: str, dst: str, opts: FlowOptions) -> int:
     except (LookupError, ValueError) as e:
         return error(str(e))
     t2 = time.perf_counter()
+    if opts.counters:
+        try:
+            kvs, _ = await kv.list(FELIX_STATUS_PREFIX)
+        except KVError as e:
+            return error(f"reading Felix's counters: {e}")
+        attach_counters(result, ((item.key, item.value) for item in kvs))
     if opts.output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
-from calico.explain.trace import Explanation, PolicyTrace, StageTrace, Verdict
+from calico.explain.trace import Explanation, PolicyTrace, RuleTrace, StageTrace, Verdict
 
 _STYLE = {"allow": "green", "deny": "red", "pass": "yellow", "end-deny": "red", "end-pass": "yellow",
           "no-match": "dim", "skipped": "dim", "missing": "red"}
@@ -21,17 +22,23 @@ def _style(outcome: str) -> str:
 def _rule_text(rule: dict[str, Any] | None) -> str:
     if rule is None:
         return ""
-    return " " + json.dumps({k: v for k, v in rule.items() if k != "action"}, separators=(",", ":"))
+    return " " + escape(json.dumps({k: v for k, v in rule.items() if k != "action"}, separators=(",", ":")))
+
+
+def _counted(r: RuleTrace) -> str:
+    return "" if r.packets is None else f" [cyan]\\[{r.packets} pkts, {r.bytes} B][/]"
 
 
 def _policy(node: Tree, p: PolicyTrace) -> None:
-    branch = node.add(f"{p.kind} [bold]{p.name}[/]: [{_style(p.outcome)}]{p.outcome}[/]")
+    hosts = "" if p.counted_on is None else f" (counters from {len(p.counted_on)} host(s))"
+    branch = node.add(f"{p.kind} [bold]{p.name}[/]: [{_style(p.outcome)}]{p.outcome}[/]{hosts}")
     for r in p.rules:
         index = "rule ?" if r.index is None else f"rule {r.index}"
         if r.matched:
-            branch.add(f"[bold]{index}[/] {r.action}{_rule_text(r.rule)}: [bold]matched[/]")
+            branch.add(f"[bold]{index}[/] {r.action}{_rule_text(r.rule)}: [bold]matched[/]{_counted(r)}")
         else:
-            branch.add(f"[dim]{index} {r.action}{_rule_text(r.rule)}: no ({'; '.join(r.why_not)})[/]")
+            why = escape("; ".join(r.why_not))
+            branch.add(f"[dim]{index} {r.action}{_rule_text(r.rule)}: no ({why})[/]{_counted(r)}")
 
 
 def _stage(node: Tree, s: StageTrace) -> None:

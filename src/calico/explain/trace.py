@@ -13,6 +13,8 @@ class RuleTrace:
     matched: bool
     why_not: list[str]  # the fields that did not match (empty when it matched)
     rule: dict[str, Any] | None  # the rule as written
+    packets: int | None = None  # what its kernel counter counted, summed over the hosts (`--counters`)
+    bytes: int | None = None
 
 
 @dataclass
@@ -22,6 +24,10 @@ class PolicyTrace:
     outcome: str  # allow, deny, pass, no-match, skipped (a Pass earlier in the tier), missing (fail closed)
     rules: list[RuleTrace] = field(default_factory=list)
     decided_by: int | None = None  # index into `rules` of the rule that decided, if one did
+    tier: str = ""  # a policy's tier, namespace (None: global) and bare name, for looking up its counters
+    namespace: str | None = None
+    resource: str = ""
+    counted_on: list[str] | None = None  # hosts whose Felix reported counters (`--counters`)
 
 
 @dataclass
@@ -64,6 +70,11 @@ class Explanation:
     @property
     def verdict(self) -> str:
         return self.enforced.verdict
+
+    def policies(self) -> list[tuple[StageTrace, PolicyTrace]]:
+        """Every policy and profile the enforced walk looked at, with its stage."""
+        return [(s, p) for s in self.enforced.stages for p in [*(p for t in s.tiers for p in t.policies),
+                                                                  *s.profiles]]
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verdict": self.verdict, "reason": self.enforced.reason}

@@ -85,16 +85,18 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
                 tier = TierTrace(pid.tier, info.default_action if info else "Deny")
                 stage.tiers.append(tier)
             name = f"{pid.namespace}/{pid.name}" if pid.namespace else pid.name
+            ident = {"tier": pid.tier, "namespace": pid.namespace, "resource": pid.name}
             if passed:
-                tier.policies.append(PolicyTrace("policy", name, "skipped"))
+                tier.policies.append(PolicyTrace("policy", name, "skipped", **ident))
                 continue
             if kind is StepKind.MISSING_POLICY:
-                tier.policies.append(PolicyTrace("policy", name, "missing"))
+                tier.policies.append(PolicyTrace("policy", name, "missing", **ident))
                 tier.outcome = "deny"
                 return _deny(stage, f"policy {name} is not known to Felix yet: dropped (fail closed)")
             update = world.state.policies[pid]
             trace = _evaluate("policy", name, update.inbound if inbound else update.outbound,
                               world.rule_sources(pid, inbound), flow, world, profile=False)
+            trace.tier, trace.namespace, trace.resource = pid.tier, pid.namespace, pid.name
             tier.policies.append(trace)
             if trace.outcome in ("allow", "deny"):
                 tier.outcome = trace.outcome
@@ -111,11 +113,12 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
             _end_tiers(stage)
             name = str(step.target)
             if kind is StepKind.MISSING_PROFILE:
-                stage.profiles.append(PolicyTrace("profile", name, "missing"))
+                stage.profiles.append(PolicyTrace("profile", name, "missing", resource=name))
                 return _deny(stage, f"profile {name} is not known to Felix: dropped (fail closed)")
             update = world.state.profiles[name]
             trace = _evaluate("profile", name, update.inbound if inbound else update.outbound,
                               world.rule_sources(name, inbound), flow, world, profile=True)
+            trace.resource = name
             stage.profiles.append(trace)
             if trace.outcome in ("allow", "deny"):
                 return _decided(stage, trace, "")

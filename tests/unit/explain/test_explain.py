@@ -222,3 +222,29 @@ def test_a_floating_ip_is_its_endpoints_address_after_dnat() -> None:
     assert (e.destination, e.verdict) == ("ns1/web", "allow")
     assert e.flow == "tcp 198.18.0.3:* -> 198.18.0.2:80"
     assert "floating IP" in e.notes[0]
+
+
+def test_counters_from_felix_status_are_attached_to_the_rules() -> None:
+    import json
+
+    from calico.explain.counters import attach_counters
+
+    e = run(world(), "ns1/client", "ns1/web", port=8080)
+    h1 = {"time": "t", "verdicts": [], "rules": [
+        {"kind": "policy", "tier": "default", "namespace": "ns1", "name": "allow-http", "direction": "ingress",
+         "rule": 0, "action": "allow", "packets": 5, "bytes": 300},
+        {"kind": "policy", "tier": "default", "namespace": "ns1", "name": "allow-http", "direction": "egress",
+         "rule": 0, "action": "allow", "packets": 99, "bytes": 99},  # another direction: not this stage's
+        {"kind": "profile", "tier": "", "namespace": "", "name": "open", "direction": "egress", "rule": 0,
+         "action": "allow", "packets": 2, "bytes": 120}]}
+    h2 = dict(h1, rules=h1["rules"][:1])
+    prefix = "/calico/felix/v2/no-region/host/"
+    attach_counters(e, [(f"{prefix}h1/policy_counters", json.dumps(h1).encode()),
+                        (f"{prefix}h2/policy_counters", json.dumps(h2).encode()),
+                        (f"{prefix}h3/policy_counters", b"garbage"), (f"{prefix}h1/status", b"{}")])
+    egress, ingress = e.enforced.stages
+    assert (egress.profiles[0].rules[0].packets, egress.profiles[0].rules[0].bytes) == (2, 120)
+    allow = ingress.tiers[1].policies[0]
+    assert (allow.rules[0].packets, allow.rules[0].bytes, allow.counted_on) == (10, 600, ["h1", "h2"])
+    assert ingress.tiers[0].policies[0].rules[0].packets == 0  # counted nothing
+    assert any("host h3" in n for n in e.notes)
