@@ -71,6 +71,7 @@ from calico.felix.health import HealthAggregator, health_server
 from calico.felix.httpserver import HttpServer
 from calico.felix.logs import LogSetup
 from calico.felix.metrics import RESYNC_STATE, FelixMetrics, metrics_server
+from calico.felix.pending import PendingVerdicts
 from calico.felix.status import EndpointStatusID, StatusReporter
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class FelixDaemon:
         self._dp_health = self.health.register("int_dataplane", timeout=health_timeout)
 
         self.syncer = Syncer(kv, [RESOURCE_PREFIX, IPAM_HOST_PREFIX])  # resources and block affinities
+        self.pending = PendingVerdicts(kv)  # staged policies: the flow logs' pending verdicts
         self._queue: asyncio.Queue[SyncerEvent | object] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._exit_code = EXIT_OK
@@ -440,6 +442,7 @@ class FelixDaemon:
         if key is not None and plural == "workloadendpoints" and key.namespace is not None:
             self._track_wep(WorkloadEndpointID(key.namespace, key.name), up.value)
         config_changed = plural == FELIXCONFIG_PLURAL and self._felixconfig_update(up.key, up.value)
+        self.pending.on_update(up.key, up.value)
         assert self.graph is not None
         try:
             self.graph.on_update(up.key, up.value)
