@@ -124,6 +124,10 @@ def policy(sg: Mapping[str, Any], groups: AddressGroups | None = None, problems:
     only ever allows less (fail closed)."""
     ingress: list[Doc] = []
     egress: list[Doc] = []
+    if sg.get("stateful") is False and problems is not None:
+        # Calico has no untracked policy for workloads (doNotTrack is for host endpoints): replies to allowed
+        # connections pass without rules of their own.
+        problems.append(f"security group {sg['id']}: stateless groups are enforced statefully")
     for sg_rule in sorted(sg.get("security_group_rules") or (), key=lambda r: str(r.get("id"))):
         try:
             mapped = rule(sg_rule, groups)

@@ -156,3 +156,14 @@ def test_an_unmappable_rule_is_left_out_and_reported():
     doc = secgroups.policy(sg, None, problems)
     assert len(doc["spec"]["ingress"]) == 1
     assert problems == ["security group sg-x: security group rule bad: unknown protocol 'bogus'"]
+
+
+def test_a_stateless_group_is_mapped_and_reported_as_enforced_statefully():
+    problems: list[str] = []
+    sg = {"id": "sg-s", "stateful": False, "security_group_rules": [rule(id="ok", protocol="udp")]}
+    doc = secgroups.policy(sg, None, problems)
+    assert len(doc["spec"]["ingress"]) == 1
+    assert problems == ["security group sg-s: stateless groups are enforced statefully"]
+    stateful: list[str] = []
+    secgroups.policy(dict(sg, stateful=True), None, stateful)
+    assert stateful == []
