@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import logging
 
 from calico.explain.flow import ICMP_NUMBERS, Flow, Headers, Party, PartyKind
 from calico.explain.snapshot import Snapshot
@@ -21,11 +22,27 @@ def explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Exp
     # while the graph allocates would double the time. Nothing here makes cycles worth collecting early.
     enabled = gc.isenabled()
     gc.disable()
+    heard = _Heard()
+    graph_log = logging.getLogger("calico.calculation")
+    graph_log.addHandler(heard)
     try:
-        return _explain(snapshot, src, dst, headers)
+        result = _explain(snapshot, src, dst, headers)
     finally:
+        graph_log.removeHandler(heard)
         if enabled:
             gc.enable()
+    # What the graph warned about (a value that does not validate, a rule it cannot enforce) is part of the answer.
+    result.notes += [f"datastore: {m}" for m in dict.fromkeys(heard.messages)]
+    return result
+
+
+class _Heard(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def _explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Explanation:

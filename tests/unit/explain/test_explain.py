@@ -248,3 +248,13 @@ def test_counters_from_felix_status_are_attached_to_the_rules() -> None:
     assert (allow.rules[0].packets, allow.rules[0].bytes, allow.counted_on) == (10, 600, ["h1", "h2"])
     assert ingress.tiers[0].policies[0].rules[0].packets == 0  # counted nothing
     assert any("host h3" in n for n in e.notes)
+
+
+def test_what_the_graph_refuses_is_named_in_the_notes() -> None:
+    snap = world()
+    snap.values["/calico/resources/v3/projectcalico.org/globalnetworkpolicies/broken"] = (
+        b'{"kind": "GlobalNetworkPolicy", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "broken"},'
+        b' "spec": {"selector": "app ==="}}')
+    e = run(snap, "ns1/client", "ns1/web", port=80)
+    assert e.verdict == "allow"
+    assert any("GlobalNetworkPolicy broken" in n and "spec.selector" in n for n in e.notes), e.notes
