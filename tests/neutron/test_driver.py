@@ -231,6 +231,50 @@ class DriverTests(CalicoDriverCase):
             self.mech._unfollow_status()
 
 
+    def test_two_neutron_servers_elect_one_leader_and_a_dead_one_is_replaced(self) -> None:
+        from oslo_config import cfg
+
+        from calico.openstack.driver import CalicoMechanismDriver
+
+        cfg.CONF.set_override("election_ttl", 3, group="calico")
+        first = self.mech
+        first.election.ttl = 3
+        second = CalicoMechanismDriver()  # a second Neutron server process's driver, same datastore
+        second.initialize()
+        self.addCleanup(second.ds.close)
+        self.addCleanup(second.stop_background)
+        self.addCleanup(first.stop_background)
+        first.start_background()
+        second.start_background()
+
+        def leaders() -> list[CalicoMechanismDriver]:
+            return [d for d in (first, second) if d._leader]
+
+        deadline = time.monotonic() + 10
+        while len(leaders()) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [leader] = leaders()
+        follower = second if leader is first else first
+        time.sleep(1.5)  # several campaigns later, still one leader
+        self.assertEqual([leader], leaders())
+        # The leader's process dies: its loop stops, nobody resigns, its lease runs out.
+        leader._stop.set()
+        leader._wake.set()
+        assert leader._worker is not None
+        leader._worker.join(10)
+        leader._unfollow_status()
+        died = time.monotonic()
+        while not follower._leader and time.monotonic() - died < 10:
+            time.sleep(0.05)
+        took = time.monotonic() - died
+        self.assertTrue(follower._leader, "the follower never took over")
+        self.assertLess(took, 3 + 1 + 0.5)  # within a lease period (+ one campaign period, + slack)
+        deadline = time.monotonic() + 5
+        while follower._status_watch is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIsNotNone(follower._status_watch)  # the new leader follows Felix's status
+
+
 class TestDriverEmbedded(DriverTests):
     __test__ = True
 
