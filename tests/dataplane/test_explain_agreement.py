@@ -74,7 +74,7 @@ def three(world: World) -> World:
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-@settings(max_examples=12, deadline=None, derandomize=False,
+@settings(max_examples=8, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 @given(drawn=ps.world_docs(), flows=ps.flows())
