@@ -241,8 +241,7 @@ class DriverTests(CalicoDriverCase):
         first.election.ttl = 3
         second = CalicoMechanismDriver()  # a second Neutron server process's driver, same datastore
         second.initialize()
-        self.addCleanup(second.ds.close)
-        self.addCleanup(second.stop_background)
+        self.addCleanup(second.close)
         self.addCleanup(first.stop_background)
         first.start_background()
         second.start_background()

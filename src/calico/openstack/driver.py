@@ -66,7 +66,7 @@ class CalicoMechanismDriver(api.MechanismDriver):
         self._status_watch: concurrent.futures.Future[None] | None = None
         self._next_heartbeat = 0.0
         self._worker: threading.Thread | None = None
-        for res, evs, cb in (
+        self._subscriptions = [(cb, res, ev) for res, evs, cb in (
             (resources.SECURITY_GROUP, (events.AFTER_CREATE, events.AFTER_UPDATE), self._sg_changed),
             (resources.SECURITY_GROUP, (events.AFTER_DELETE,), self._sg_deleted),
             (resources.SECURITY_GROUP_RULE, (events.AFTER_CREATE, events.AFTER_DELETE), self._sg_rule_changed),
@@ -75,9 +75,9 @@ class CalicoMechanismDriver(api.MechanismDriver):
             (resources.FLOATING_IP, (events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE),
              self._floating_ip_changed),
             (resources.PROCESS, (events.AFTER_INIT,), self._process_started),
-        ):
-            for ev in evs:
-                registry.subscribe(cb, res, ev)
+        ) for ev in evs]
+        for cb, res, ev in self._subscriptions:
+            registry.subscribe(cb, res, ev)
         log.info("calico: mechanism driver using the %s", self.ds.cfg.describe())
 
     @property
@@ -263,6 +263,14 @@ class CalicoMechanismDriver(api.MechanismDriver):
             self._resync_needed.set()  # the startup resync
             self._worker = threading.Thread(target=self._background, name="calico-leader", daemon=True)
             self._worker.start()
+
+    def close(self) -> None:
+        """Stop the leader's work, stop hearing Neutron's callbacks, close the datastore connection."""
+        self.stop_background()
+        for cb, res, ev in self._subscriptions:
+            with contextlib.suppress(Exception):
+                registry.unsubscribe(cb, res, ev)
+        self.ds.close()
 
     def stop_background(self) -> None:
         self._stop.set()
