@@ -1,5 +1,5 @@
 """calicoctl's commands: create, apply, replace, delete, get, patch, label, validate, version; `ipam` lives in
-`calicoctl/ipam.py`."""
+`calicoctl/ipam.py`, `node` in `calicoctl/node.py`, `flows` in `calicoctl/flows.py`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import yaml
 from calico import __version__
 from calico.calicoctl import tables
 from calico.calicoctl.edit import LabelError, merge_patch, remove_label, set_label
+from calico.calicoctl.flows import flows
 from calico.calicoctl.ipam import ipam, remove_node_data, remove_pool_data
 from calico.calicoctl.node import node as node_commands
 from calico.calicoctl.session import fail, open_kv
@@ -388,6 +389,7 @@ def version(ctx: Ctx) -> None:
 
 cli.add_command(ipam)
 cli.add_command(node_commands)
+cli.add_command(flows)
 
 
 def main() -> None:
