@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from calico.calculation import events as ev
-from calico.dataplane.config import DataplaneConfig, FailsafePort, MetadataTarget
+from calico.dataplane.config import DataplaneConfig, FailsafePort, FlowLogRules, MetadataTarget
 from calico.dataplane.nftables import ops
 from calico.dataplane.nftables.diff import Planner
 from calico.dataplane.nftables.fake import FakeNft
@@ -48,7 +48,7 @@ def normalised(doc: dict[str, Any] | None) -> Any:
     sets / chains / elements (rule order inside a chain is kept)."""
     if doc is None:
         return None
-    out: dict[str, Any] = {"set": {}, "map": {}, "chain": {}, "rules": {}, "counter": {}}
+    out: dict[str, Any] = {"set": {}, "map": {}, "chain": {}, "rules": {}, "counter": {}, "limit": {}}
     for item in doc["nftables"]:
         kind, body = next(iter(item.items()))
         if kind in ("metainfo", "table"):
@@ -146,7 +146,8 @@ async def test_fake_and_real_transports_agree(real: NftTransport) -> None:
     fake = FakeNft()
     assert await real.list_table() is None and await fake.list_table() is None
     config = DataplaneConfig(interface_prefixes=("cali", "tap"), metadata=MetadataTarget("198.18.0.1", 8775),
-                             failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "198.18.0.0/15")))
+                             failsafe_inbound=(FailsafePort("tcp", 22), FailsafePort("udp", 68, "198.18.0.0/15")),
+                             flow_logs=FlowLogRules(group=2, rate=100, burst=10, sample_percent=50))
     state = DesiredState(config)
     planner = Planner()
     for batch in BATCHES:

@@ -12,14 +12,9 @@ before they reach the host, so nothing else is counted. Run under `flock /tmp/ca
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,19 +25,11 @@ from calico.dataplane.iptables import IptablesBackend
 from calico.dataplane.nftables.backend import NftBackend
 from calico.dataplane.nftables.transport import LibNftTransport
 from calico.dataplane.state import DesiredState
-from calico.datastore.embedded import EmbeddedKV
-from calico.datastore.store import ResourceStore
-from calico.lab import daemons
-from calico.resources import load_documents
-from tests.dataplane.test_nft_policy import V4, V6, endpoint, ingress_tier, pid, policy, rule
-from tests.helpers.netns import World, sh
+from tests.dataplane.scenario import SPOOF, V4_BYTES, build, felix_in, scrape, send
+from tests.dataplane.test_nft_policy import V4, endpoint, ingress_tier, pid, policy, rule
+from tests.helpers.netns import World
 
 pytestmark = pytest.mark.heavy
-
-PAYLOAD = 50
-V4_BYTES = 20 + 8 + PAYLOAD  # IPv4 header + UDP header + payload: what the filter hooks count
-SPOOF = "198.18.1.99"
-D_V4, D_V6 = "198.18.1.5", "fd00:c411:0:1::5"
 
 OUT = rid.policy_rule(pid("out"), False, 0, rid.Action.ALLOW).text
 WEB_ALLOW = rid.policy_rule(pid("web"), True, 0, rid.Action.ALLOW).text
@@ -52,41 +39,9 @@ FALLTHROUGH = rid.verdict(rid.Kind.NO_MATCH, True, rid.Stage.WORKLOAD).text
 SPOOFED = rid.verdict(rid.Kind.SPOOFED, False, rid.Stage.WORKLOAD).text
 UNKNOWN = rid.verdict(rid.Kind.UNKNOWN_IFACE, False, rid.Stage.WORKLOAD).text
 
-_SENDER = r"""
-import socket, sys
-dst, port, count, size, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-for _ in range(count):
-    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((src, 0))  # a fresh source port: a new flow each time
-    s.sendto(b"x" * size, (dst, port))
-    s.close()
-"""
-
-
-def send(world: World, src: str, dst_ip: str, port: int, count: int, src_ip: str = "") -> None:
-    ns = world.workloads[src].netns
-    sh("ip", "netns", "exec", ns, sys.executable, "-c", _SENDER, dst_ip, str(port), str(count), str(PAYLOAD),
-       src_ip or ("::" if ":" in dst_ip else "0.0.0.0"))
-
-
-def quiet(world: World, name: str) -> None:
-    """Drop the workload's own MLD reports before they leave it (they would be counted as spoofed)."""
-    ns = world.workloads[name].netns
-    text = ("table inet quiet {\n chain out {\n type filter hook output priority 0; policy accept;\n"
-            " icmpv6 type { mld-listener-report, mld2-listener-report, mld-listener-done } drop\n }\n}\n")
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, text=True, check=True, timeout=10)
-
-
 @pytest.fixture
 def wls(world: World) -> World:
-    for name, v4, v6 in (("a", V4["a"], V6["a"]), ("b", V4["b"], V6["b"]), ("c", V4["c"], V6["c"]),
-                         ("d", D_V4, D_V6)):
-        world.add_workload(name, v4, v6)
-        quiet(world, name)
-    # Routed back to a, so the kernel's reverse-path filter (which Felix turns on for workload interfaces) lets it
-    # through to the anti-spoofing rule.
-    world.add_extra_address(world.workloads["a"], SPOOF, host_route=True)
-    return world
+    return build(world)
 
 
 def events(world: World, web_rules: int = 2) -> list[ev.DataplaneEvent]:
@@ -170,84 +125,14 @@ async def test_known_traffic_counts_exactly_per_identity(wls: World, firewall: N
 
 # --- a real calico-felix: the same counts on its Prometheus endpoint -------------------------------------------
 
-HOST = "cnt-h1"
-METRICS_PORT = 9091
+
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_a_real_felix_exports_the_counts(wls: World, backend: str) -> None:
+    with felix_in(wls, backend):
+        check_scrape(wls)
 
 
-def _docs(world: World) -> str:
-    def wep(name: str) -> str:
-        wl = world.workloads[name]
-        return f"""
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {{name: {HOST}-k8s-{name}-eth0, namespace: ns1, labels: {{app: {name}}}}}
-spec: {{node: {HOST}, orchestrator: k8s, pod: {name}, endpoint: eth0, interfaceName: {wl.iface},
-       ipNetworks: [{wl.ipv4}/32, {wl.ipv6}/128], profiles: [no-ingress]}}
----"""
-    return "\n".join(wep(n) for n in "abc") + """
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: no-ingress}
-spec: {}
----
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: out, namespace: ns1}
-spec:
-  selector: app == 'a'
-  types: [Egress]
-  egress: [{action: Allow, protocol: UDP}]
----
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: web, namespace: ns1}
-spec:
-  selector: app == 'b'
-  types: [Ingress]
-  ingress:
-  - {action: Allow, protocol: UDP, destination: {ports: [8080]}}
-  - {action: Deny, protocol: UDP, destination: {ports: [9090]}}
-"""
-
-
-def scrape(world: World) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics').read().decode())"
-    text = sh("ip", "netns", "exec", world.host, sys.executable, "-c", code).stdout
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("felix_") and "{" in line:
-            name, rest = line.split("{", 1)
-            labels, value = rest.rsplit("} ", 1)
-            pairs = frozenset(tuple(p.split("=", 1)) for p in labels.split(",") if p)
-            out[(name, frozenset((k, v.strip('"')) for k, v in pairs))] = float(value)
-    return out
-
-
-@pytest.fixture
-async def felix(wls: World, request: pytest.FixtureRequest) -> AsyncIterator[World]:
-    tmp = Path(tempfile.mkdtemp(prefix="cnt-felix-"))
-    db = str(tmp / "calico.db")
-    kv = await EmbeddedKV.open(db)
-    store = ResourceStore(kv)
-    for res in load_documents(_docs(wls)):
-        await store.create(res)
-    await kv.close()
-    env = {**os.environ, "DATASTORE_TYPE": "embedded", "CALICO_EMBEDDED_PATH": db, "FELIX_FELIXHOSTNAME": HOST,
-           "FELIX_HEALTHENABLED": "true", "FELIX_PROMETHEUSMETRICSENABLED": "true",
-           "FELIX_PROMETHEUSMETRICSHOST": "127.0.0.1", "FELIX_DATAPLANEBACKEND": request.param,
-           "FELIX_MTUFILEPATH": str(tmp / "mtu")}
-    pid = daemons.spawn(["ip", "netns", "exec", wls.host, str(Path(sys.executable).parent / "calico-felix")],
-                        tmp / "felix.log", env)
-    try:
-        daemons.wait_felix_ready(wls.host, 9099, 30)
-        yield wls
-    finally:
-        daemons.stop(pid, "calico-felix", timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.mark.parametrize("felix", ["nftables", "iptables"], indirect=True)
-def test_a_real_felix_exports_the_counts(felix: World) -> None:
+def check_scrape(felix: World) -> None:
     want = traffic(felix, 2)
     web0 = {"tier": "default", "direction": "ingress", "policy": "ns1/web", "rule": "0", "action": "allow"}
     deadline = time.monotonic() + 5  # a scrape may reuse a read up to SCRAPE_MAX_AGE old

@@ -1,5 +1,6 @@
 """calicoctl's commands: create, apply, replace, delete, get, patch, label, validate, version; `ipam` lives in
-`calicoctl/ipam.py`, `node` in `calicoctl/node.py`, `explain` in `calicoctl/explain.py`."""
+`calicoctl/ipam.py`, `node` in `calicoctl/node.py`, `explain` in `calicoctl/explain.py`, `flows` in
+`calicoctl/flows.py`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from calico import __version__
 from calico.calicoctl import tables
 from calico.calicoctl.edit import LabelError, merge_patch, remove_label, set_label
 from calico.calicoctl.explain import explain
+from calico.calicoctl.flows import flows
 from calico.calicoctl.ipam import ipam, remove_node_data, remove_pool_data
 from calico.calicoctl.node import node as node_commands
 from calico.calicoctl.session import fail, open_kv
@@ -390,6 +392,7 @@ def version(ctx: Ctx) -> None:
 cli.add_command(ipam)
 cli.add_command(explain)
 cli.add_command(node_commands)
+cli.add_command(flows)
 
 
 def main() -> None:

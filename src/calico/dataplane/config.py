@@ -66,6 +66,16 @@ def _ports(*specs: str) -> tuple[FailsafePort, ...]:
     return tuple(FailsafePort(p, int(n)) for p, _, n in (s.partition(":") for s in specs))
 
 
+class FlowLogRules(NamedTuple):
+    """Flow logs' kernel side: every verdict rule also logs to NFLOG `group` (its identity as the prefix), for
+    `sample_percent` of the packets, at most `rate` packets a second (bursts of `burst`) for the whole host."""
+
+    group: int = 1
+    rate: int = 1000
+    burst: int = 100
+    sample_percent: int = 100
+
+
 # Felix's defaults (FelixConfiguration failsafeInboundHostPorts / failsafeOutboundHostPorts).
 DEFAULT_FAILSAFE_INBOUND = _ports(
     "tcp:22", "udp:68", "tcp:179", "tcp:2379", "tcp:2380", "tcp:5473", "tcp:6443", "tcp:6666", "tcp:6667"
@@ -101,6 +111,7 @@ class DataplaneConfig:
     nat_outgoing_address: str | None = None  # NATOutgoingAddress: SNAT to it (IPv4) instead of MASQUERADE
     mtu_iface_pattern: str = DEFAULT_MTU_IFACE_PATTERN  # MTUIfacePattern
     mtu_file: str | None = None  # where the workload MTU is written (Felix passes /var/lib/calico/mtu); None: off
+    flow_logs: FlowLogRules | None = None  # None: verdict rules log nothing (flow logs off)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -135,6 +146,12 @@ def _check(c: DataplaneConfig) -> None:
             raise _fail("metadata", str(e)) from None
     if not math.isfinite(c.route_refresh_interval) or c.route_refresh_interval < 0:
         raise _fail("route_refresh_interval", f"{c.route_refresh_interval!r} is not a non-negative number")
+    if c.flow_logs is not None:
+        for name, value, lo, hi in (("group", c.flow_logs.group, 1, 65535), ("rate", c.flow_logs.rate, 1, 10**7),
+                                    ("burst", c.flow_logs.burst, 1, 10**7),
+                                    ("sample_percent", c.flow_logs.sample_percent, 1, 100)):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise _fail(f"flow_logs.{name}", f"{value!r} is not an integer {lo}-{hi}")
     _check_network(c)
 
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TypeVar
 
 from calico.calculation import events as ev
 
@@ -73,6 +74,24 @@ class Stage(StrEnum):
     FORWARD = "f"  # host endpoint, forwarded traffic (applyOnForward)
     UNTRACKED = "u"  # doNotTrack
     PRE_DNAT = "p"
+
+
+# What flow logs log (`calico.dataplane.config.FlowLogRules`): every verdict but conntrack's INVALID and the
+# failsafe ports (host plumbing, not policy).
+LOGGED = frozenset(Kind) - {Kind.INVALID, Kind.FAILSAFE}
+
+R = TypeVar("R")
+
+
+def with_twins(rules: Iterable[R], twin: Callable[[R], R | None]) -> list[R]:
+    """Each rule preceded by its twin, where it has one (both backends' flow-log twins)."""
+    out: list[R] = []
+    for r in rules:
+        t = twin(r)
+        if t is not None:
+            out.append(t)
+        out.append(r)
+    return out
 
 
 # Prometheus label values and JSON spellings.

@@ -58,6 +58,7 @@ from calico.dataplane.config import (
     DataplaneConfig,
     EndpointToHostAction,
     FailsafePort,
+    FlowLogRules,
     MetadataTarget,
     check_interface_prefix,
     check_metadata,
@@ -398,6 +399,26 @@ class FelixConfig:
         "CountersReportingIntervalSecs", _p_duration, 5.0, spec=False, restart=False
     )
 
+    # Flow logs (issue 9): Calico's names where it has them. Collected when the file or the socket is on; every
+    # change restarts Felix (the logging rules are part of the dataplane's configuration).
+    flow_logs_flush_interval: float = _param("FlowLogsFlushInterval", _p_duration, 300.0)
+    flow_logs_file_enabled: bool = _param("FlowLogsFileEnabled", _p_bool, False)
+    flow_logs_file_directory: str = _param("FlowLogsFileDirectory", _p_str, "/var/log/calico/flowlogs")
+    flow_logs_file_max_files: int = _param("FlowLogsFileMaxFiles", _p_int(1, 1000), 5)
+    flow_logs_file_max_file_size_mb: int = _param("FlowLogsFileMaxFileSizeMB", _p_int(1, 100000), 100,
+                                                  spec="flowLogsFileMaxFileSizeMB")
+    # Ours (local only): the unix socket streaming records ("" off), the NFLOG group, what the kernel logs (at
+    # most FlowLogsRateLimit packets a second host-wide, bursts of FlowLogsRateBurst, FlowLogsSamplePercent of
+    # the packets) and what the collector takes (flows per interval, logged packets a second).
+    flow_logs_socket_path: str = _param("FlowLogsSocketPath", _p_path, "", spec=False)
+    flow_logs_nflog_group: int = _param("FlowLogsNflogGroup", _p_int(1, 65535), 1, spec=False)
+    flow_logs_rate_limit: int = _param("FlowLogsRateLimit", _p_int(1, 10**7), 1000, spec=False)
+    flow_logs_rate_burst: int = _param("FlowLogsRateBurst", _p_int(1, 10**7), 100, spec=False)
+    flow_logs_sample_percent: int = _param("FlowLogsSamplePercent", _p_int(1, 100), 100, spec=False)
+    flow_logs_max_flows: int = _param("FlowLogsMaxFlows", _p_int(1, 10**7), 100_000, spec=False)
+    flow_logs_max_events_per_second: int = _param("FlowLogsMaxEventsPerSecond", _p_int(1, 10**7), 20_000,
+                                                  spec=False)
+
     # Health and metrics servers.
     health_enabled: bool = _param("HealthEnabled", _p_bool, False)
     health_host: str = _param("HealthHost", _p_str, "localhost")
@@ -499,6 +520,17 @@ class FelixConfig:
             return None
         return target
 
+    @property
+    def flow_logs_enabled(self) -> bool:
+        return self.flow_logs_file_enabled or bool(self.flow_logs_socket_path)
+
+    def flow_log_rules(self) -> FlowLogRules | None:
+        """The kernel side of flow logs (None: off)."""
+        if not self.flow_logs_enabled:
+            return None
+        return FlowLogRules(self.flow_logs_nflog_group, self.flow_logs_rate_limit, self.flow_logs_rate_burst,
+                            self.flow_logs_sample_percent)
+
     def dataplane_config(self) -> DataplaneConfig:
         """The dataplane's typed view of these parameters (one line per setting; all of them need a restart)."""
         return DataplaneConfig(
@@ -522,6 +554,7 @@ class FelixConfig:
             nat_outgoing_address=self.nat_outgoing_address,
             mtu_iface_pattern=self.mtu_iface_pattern,
             mtu_file=self.mtu_file_path or None,
+            flow_logs=self.flow_log_rules(),
         )
 
     def datastore_config(self, env: Mapping[str, str] | None = None) -> dsconfig.DatastoreConfig:

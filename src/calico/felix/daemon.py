@@ -11,6 +11,8 @@ datastore, health and Prometheus endpoints, and an exit code from `run()`.
     StatusReporter (own task): status key with a lease; endpoint status from driver.endpoint_status()
     PolicyCounters: the verdict rules' kernel counters (driver.read_counters()), read at every refresh, before a
     scrape (cached SCRAPE_MAX_AGE) and by the CounterPublisher (own task: .../policy_counters, leased)
+    FlowLogCollector (own task, when flow logs are on): NFLOG + conntrack -> records every FlowLogsFlushInterval;
+    fed the datastore's workload and host endpoints (flowlogs.EndpointIndex) to name both ends of a flow
     HTTP servers (own tasks):  /liveness, /readiness (HealthAggregator); /metrics (FelixMetrics)
 
 Batching: the main loop takes everything the syncer has queued, feeds it all to the graph, then makes one
@@ -73,6 +75,9 @@ from calico.felix.logs import LogSetup
 from calico.felix.metrics import RESYNC_STATE, FelixMetrics, metrics_server
 from calico.felix.pending import PendingVerdicts
 from calico.felix.status import EndpointStatusID, StatusReporter
+from calico.flowlogs.collector import FlowLogCollector, FlowLogSettings
+from calico.flowlogs.endpoints import PLURALS as FLOW_ENDPOINT_PLURALS
+from calico.flowlogs.endpoints import EndpointIndex
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +181,8 @@ class FelixDaemon:
         self.reporter: StatusReporter | None = None
         self.counters: PolicyCounters | None = None
         self.counter_publisher: CounterPublisher | None = None
+        self.flow_logs: FlowLogCollector | None = None
+        self.flow_endpoints: EndpointIndex | None = None
         self.health_server: HttpServer | None = None
         self.metrics_server: HttpServer | None = None
 
@@ -239,6 +246,9 @@ class FelixDaemon:
             self._report_health()
             if not await self._start_driver():
                 return EXIT_OK
+            if self.config.flow_logs_enabled:
+                self.flow_logs = self._make_flow_log_collector()
+                tasks.append(asyncio.create_task(self.flow_logs.run(), name="felix-flowlogs"))
             tasks.append(asyncio.create_task(self._pump(), name="felix-syncer"))
             return await self._run_main_loop()
         finally:
@@ -306,6 +316,20 @@ class FelixDaemon:
         cfg = self.config
         return CounterPublisher(self.kv, self.hostname, counters, region=cfg.status_region,
                                 interval=cfg.counters_reporting_interval_secs, ttl=cfg.reporting_ttl_secs)
+
+    def _make_flow_log_collector(self) -> FlowLogCollector:
+        cfg = self.config
+        settings = FlowLogSettings(
+            group=cfg.flow_logs_nflog_group, flush_interval=cfg.flow_logs_flush_interval,
+            file_directory=cfg.flow_logs_file_directory if cfg.flow_logs_file_enabled else None,
+            max_file_bytes=cfg.flow_logs_file_max_file_size_mb << 20, max_files=cfg.flow_logs_file_max_files,
+            socket_path=cfg.flow_logs_socket_path or None, max_flows=cfg.flow_logs_max_flows,
+            max_events_per_second=cfg.flow_logs_max_events_per_second,
+            conntrack_interval=min(10.0, cfg.flow_logs_flush_interval))
+        self.flow_endpoints = self.flow_endpoints or EndpointIndex()
+        collector = FlowLogCollector(settings, self.hostname, self.flow_endpoints.lookup, self._owner_index)
+        self.metrics.flow_logs.attach(collector)
+        return collector
 
     async def _scrape_counters(self) -> None:
         if self.counters is not None:
@@ -441,6 +465,8 @@ class FelixDaemon:
                 self._cluster[plural].add(up.key)
         if key is not None and plural == "workloadendpoints" and key.namespace is not None:
             self._track_wep(WorkloadEndpointID(key.namespace, key.name), up.value)
+        if self.flow_endpoints is not None and plural in FLOW_ENDPOINT_PLURALS:
+            self.flow_endpoints.update(up.key, up.value)
         config_changed = plural == FELIXCONFIG_PLURAL and self._felixconfig_update(up.key, up.value)
         self.pending.on_update(up.key, up.value)
         assert self.graph is not None

@@ -17,6 +17,11 @@ address):
     felix_accepted_packets_total / _bytes_total      {reason, direction}  reason: failsafe, endpoint_to_host
     felix_rule_counter_read_errors                   failed kernel reads
 
+Flow logs (ours; `calico.flowlogs.collector.FlowLogStats`, attached with `flow_logs.attach`):
+    felix_flowlogs_events_total, felix_flowlogs_records_total, felix_flowlogs_flushes_total,
+    felix_flowlogs_dropped_total {reason: max_flows | unreadable | socket_client},
+    felix_flowlogs_kernel_overflows_total, felix_flowlogs_read_pauses_total, felix_flowlogs_conntrack_errors_total
+
 Counters keep Calico's exact names (`felix_iptables_restore_calls`, not `..._total`): prometheus_client
 always appends `_total` to its counter type, so these are exposed as `untyped` samples that only ever
 grow (rate() works on them as on any counter). Gauges and summaries are prometheus_client's own; summaries
@@ -40,10 +45,11 @@ from calico.felix.httpserver import HttpServer, Response
 
 if TYPE_CHECKING:
     from calico.felix.counters import PolicyCounters
+    from calico.flowlogs.collector import FlowLogCollector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CalicoCounter", "FelixMetrics", "RuleCounters", "metrics_server"]
+__all__ = ["CalicoCounter", "FelixMetrics", "FlowLogMetrics", "RuleCounters", "metrics_server"]
 
 # felix_resync_state values, as Calico numbers them.
 RESYNC_STATE = {"wait-for-datastore": 1, "resync": 2, "in-sync": 3}
@@ -141,6 +147,47 @@ class RuleCounters(Collector):
         return out
 
 
+class FlowLogMetrics(Collector):
+    """The flow log collector's counts (nothing while flow logs are off)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.collector: FlowLogCollector | None = None
+        if registry is not None:
+            registry.register(self)
+
+    def attach(self, collector: FlowLogCollector | None) -> None:
+        self.collector = collector
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        if self.collector is None:
+            return iter(())
+        s = self.collector.stats
+        out = []
+        for name, doc, value in (
+            ("events", "Logged packets the flow log collector processed.", s.events),
+            ("records", "Flow log records written.", s.records),
+            ("flushes", "Flow log intervals ended.", s.flushes),
+            ("kernel_overflows", "Times the kernel dropped logged packets the collector had no room for.",
+             s.kernel_overflows),
+            ("read_pauses", "Times the collector stopped reading for the rest of a second (its per-second budget).",
+             s.read_pauses),
+            ("conntrack_errors", "Failed conntrack reads.", s.conntrack_errors),
+        ):
+            family = CounterMetricFamily(f"felix_flowlogs_{name}", doc, labels=[])
+            family.add_metric([], value)
+            out.append(family)
+        dropped = CounterMetricFamily("felix_flowlogs_dropped", "What flow logs could not keep, by reason.",
+                                      labels=["reason"])
+        for reason, value in (("max_flows", s.dropped_flows), ("unreadable", s.unreadable),
+                              ("socket_client", s.socket_dropped)):
+            dropped.add_metric([reason], value)
+        out.append(dropped)
+        return iter(out)
+
+
 ScrapeHook = Callable[[], Awaitable[object]]
 
 
@@ -231,6 +278,7 @@ class FelixMetrics:
 
         # The verdict rules' kernel counters (`calico.felix.counters`), refreshed by a scrape hook.
         self.rule_counters = RuleCounters(registry=r)
+        self.flow_logs = FlowLogMetrics(registry=r)
         self.scrape_hooks: list[ScrapeHook] = []
 
     def observe_tool(self, tool: str, seconds: float, ok: bool) -> None:

@@ -201,6 +201,13 @@ class FelixConfigurationSpec(CalicoModel):
     usageReportingInitialDelay: Duration | None = None
     usageReportingInterval: Duration | None = None
 
+    # Flow logs (Calico's names; Felix writes them to files, issue 9).
+    flowLogsFlushInterval: Duration | None = None
+    flowLogsFileEnabled: bool | None = None
+    flowLogsFileDirectory: str | None = None
+    flowLogsFileMaxFiles: Annotated[int, int_range(1, 1000)] | None = None
+    flowLogsFileMaxFileSizeMB: Annotated[int, int_range(1, 100000)] | None = None
+
     # OpenStack metadata.
     metadataAddr: str | None = None
     metadataPort: PortNumber | None = None

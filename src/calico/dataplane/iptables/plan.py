@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
+from calico.dataplane.iptables import flowlog
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables.endpoints import dispatch_chains, endpoint_chains, endpoint_groups
 from calico.dataplane.iptables.hep_chains import state_host_endpoint_chains
@@ -129,6 +130,7 @@ class Planner:
                 write[f].pop(name, None)
 
         def put(f: int, chain: Chain) -> None:
+            chain = flowlog.logged(chain, state.config.flow_logs)
             prev = models[f].get(chain.name)
             delete[f].discard(chain.name)
             if prev == chain:

@@ -20,6 +20,7 @@ from collections.abc import Collection
 from calico.calculation import events as ev
 from calico.dataplane import hostendpoints as hepm
 from calico.dataplane import ruleids as rid
+from calico.dataplane.iptables import flowlog
 from calico.dataplane.iptables.hep_chains import failsafe_rules, hep_dispatch
 from calico.dataplane.iptables.model import Chain, Rule
 from calico.dataplane.iptables.names import FAILSAFE_IN, FAILSAFE_OUT, hep_chain
@@ -95,4 +96,4 @@ def stage_chains(state: DesiredState, fam: int) -> dict[str, list[Chain]]:
                      *_stage_rules(hep.pre_dnat_tiers, True, known, PRE_DNAT_ALLOW, rid.Stage.PRE_DNAT)]
             mangle.append(Chain(hep_chain("cali-pd-", hep.iface or ""), tuple(rules)))
         out["mangle"] = mangle + _policies(pre_dnat, "pre_dnat_tiers", state, fam)
-    return out
+    return {t: [flowlog.logged(c, state.config.flow_logs) for c in chains] for t, chains in out.items()}

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from calico.dataplane import ruleids as rid
 from calico.dataplane.config import MetadataTarget
+from calico.dataplane.iptables import flowlog
 from calico.dataplane.iptables import ipsets as ips
 from calico.dataplane.iptables.endpoints import dispatch_chains, endpoint_chains
 from calico.dataplane.iptables.hep_chains import host_endpoint_chains, state_host_endpoint_chains
@@ -113,7 +114,7 @@ def render_family(state: DesiredState, fam: int) -> dict[str, Chain]:
         chains += profile_chains(state.profiles[prof], fam)
     for eid in sorted(state.endpoints):
         chains += endpoint_chains(state.endpoints[eid], fam, state.policies, state.profiles)
-    return {c.name: c for c in chains}
+    return {c.name: flowlog.logged(c, cfg.flow_logs) for c in chains}
 
 
 def render_ipsets(state: DesiredState, models: Iterable[dict[str, Chain]]) -> dict[str, ips.IpsetSpec]:

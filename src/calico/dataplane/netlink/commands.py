@@ -1,4 +1,4 @@
-"""The per-interface sysctls and conntrack flushes, run as (batched) processes inside one network namespace.
+"""The per-interface sysctls, conntrack accounting and conntrack flushes, inside one network namespace.
 
 In: a namespace name (None: the current namespace) and interface names / addresses. Out: kernel settings
 written and conntrack entries deleted in that namespace only. /proc/sys/net belongs to the namespace of the
@@ -92,6 +92,26 @@ async def write_sysctls(netns: str | None, ifaces: Iterable[str], route_localnet
     failed = {iface for iface in ifaces if f".{iface}." in err or f"/{iface}/" in err}
     log.warning("sysctl in %s failed (rc=%s): %s", netns or "current netns", rc, err)
     return failed or set(ifaces)
+
+
+CONNTRACK_ACCT = "net.netfilter.nf_conntrack_acct"
+
+
+async def enable_conntrack_accounting(netns: str | None) -> bool:
+    """Conntrack counts packets and bytes per connection (flow logs read them); True when set. Entries that
+    exist already stay without counters."""
+    if netns is None:
+        path = Path("/proc/sys", *CONNTRACK_ACCT.split("."))
+        try:
+            path.write_text("1")
+            return True
+        except OSError as e:
+            log.warning("%s=1 failed: %s", CONNTRACK_ACCT, e)
+            return False
+    rc, err = await run(netns, ["sysctl", "-q", "-w", f"{CONNTRACK_ACCT}=1"])
+    if rc != 0:
+        log.warning("%s=1 in %s failed: %s", CONNTRACK_ACCT, netns, err)
+    return rc == 0
 
 
 async def flush_conntrack(netns: str | None, addresses: Iterable[str]) -> bool:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from calico.calculation import events as ev
-from calico.dataplane.nftables import ops
+from calico.dataplane.nftables import flowlog, ops
 from calico.dataplane.nftables.endpoints import endpoint_chains
 from calico.dataplane.nftables.hep_chains import state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, NftSet, TableModel
@@ -179,6 +179,7 @@ class Planner:
 
         removed_chains: set[str] = set()
         for key, chains in desired.items():
+            chains = flowlog.all_logged(chains, state.config.flow_logs)
             new_names = {c.name for c in chains}
             for name in owned.get(key, ()):
                 if name not in new_names:

@@ -79,6 +79,7 @@ class FakeTable:
     maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {ifname: verdict} or {addr: addr}
     chains: dict[str, FakeChain] = field(default_factory=dict)
     counters: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (packets, bytes)
+    limits: dict[str, str] = field(default_factory=dict)  # name -> "rate N/second burst M packets"
 
     def as_model(self) -> TableModel:
         """What it holds, in the renderer's terms (rules as text without comments), to compare with a model."""
@@ -87,6 +88,7 @@ class FakeTable:
             {n: dict(m) for n, m in self.maps.items()},
             {n: NftChain(n, tuple(r.text for r in c.rules), c.hook) for n, c in self.chains.items()},
             set(self.counters),
+            dict(self.limits),
         )
 
 
@@ -258,7 +260,7 @@ def _check_overlaps(name: str, held: set[str], new: frozenset[str]) -> None:
 
 def _from_model(model: TableModel, counts: Mapping[str, tuple[int, int]]) -> FakeTable:
     """The table a whole-table definition gives; refused like nft when it names what it does not define."""
-    table = FakeTable(counters={n: counts.get(n, (0, 0)) for n in model.counters})
+    table = FakeTable(counters={n: counts.get(n, (0, 0)) for n in model.counters}, limits=dict(model.limits))
     for s in model.sets.values():
         _add_set(table, s)
     table.maps = {n: dict(m) for n, m in model.maps.items()}
@@ -290,6 +292,8 @@ def _listing(table: FakeTable) -> dict[str, Any]:
         _META,
         {"table": {"family": FAMILY, "name": TABLE, "handle": 1}},
         *_counter_items(table),
+        *({"limit": {"family": FAMILY, "name": n, "table": TABLE, "handle": 0, **_json_limit(spec)}}
+          for n, spec in sorted(table.limits.items())),
     ]
     handle = 1
     for name, s in table.sets.items():
@@ -341,6 +345,13 @@ def _json_elem(element: str) -> Any:
         addr, length = element.split("/")
         return {"prefix": {"addr": addr, "len": int(length)}}
     return element
+
+
+def _json_limit(spec: str) -> dict[str, Any]:
+    """"rate 1000/second burst 100 packets" as `nft -j` lists a limit object."""
+    words = spec.split()
+    rate, per = words[1].split("/")
+    return {"rate": int(rate), "per": per, "burst": int(words[3])}
 
 
 def _checked_hook(hook: str | None) -> str | None:

@@ -17,24 +17,19 @@ import asyncio
 import contextlib
 import ctypes
 import functools
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from calico.dataplane.netns import enter_netns, libc
+
 _OUTPUT_JSON = 1 << 4
 _LIB_NAME = "libnftables.so.1"
-_CLONE_NEWNET = 0x40000000
 _TRIM_AFTER = 64 * 1024  # bytes of command text
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def _malloc_trim() -> None:
     with contextlib.suppress(AttributeError):  # not glibc: nothing to do
-        _libc().malloc_trim(0)
+        libc().malloc_trim(0)
 
 
 class LibNftError(RuntimeError):
@@ -62,18 +57,6 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
-def _enter_netns(name: str) -> None:
-    """Move the calling thread (only) into /run/netns/NAME."""
-    libc = _libc()
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LibNftError(f"setns into network namespace {name!r} failed: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
 class LibNft:
     """A persistent libnftables context bound to one namespace. `available()` is False without the library."""
 
@@ -90,7 +73,10 @@ class LibNft:
 
     def _open(self, netns: str | None) -> ctypes.c_void_p:
         if netns is not None:
-            _enter_netns(netns)  # the worker thread stays there for its whole life
+            try:
+                enter_netns(netns)  # the worker thread stays there for its whole life
+            except OSError as e:
+                raise LibNftError(str(e)) from None
         ctx = self._lib.nft_ctx_new(0)
         if not ctx:
             raise LibNftError("nft_ctx_new failed")

@@ -44,8 +44,9 @@ class TableModel:
     maps: dict[str, dict[str, str]] = field(default_factory=dict)  # map name -> {ifname: verdict}
     chains: dict[str, NftChain] = field(default_factory=dict)
     counters: set[str] = field(default_factory=set)  # named counter objects (rule identities, `ruleids`)
+    limits: dict[str, str] = field(default_factory=dict)  # named limits: name -> "rate N/second burst M packets"
 
     def copy(self) -> TableModel:
         """A model to change without touching this one (values are immutable; the dicts are copied)."""
         return TableModel(dict(self.sets), {k: dict(v) for k, v in self.maps.items()}, dict(self.chains),
-                          set(self.counters))
+                          set(self.counters), dict(self.limits))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from calico.dataplane import ruleids as rid
 from calico.dataplane.config import MetadataTarget
+from calico.dataplane.nftables import flowlog
 from calico.dataplane.nftables.endpoints import dispatch_entries, endpoint_chains
 from calico.dataplane.nftables.hep_chains import host_endpoint_chains, state_host_endpoint_chains
 from calico.dataplane.nftables.model import NftChain, TableModel
@@ -129,5 +130,8 @@ def render_model(state: DesiredState) -> TableModel:
         for ref in chain.set_refs:
             if ref not in model.sets:  # referenced before it exists: an empty set (matches nothing)
                 model.sets[ref] = empty_set_for_name(ref)
+    if cfg.flow_logs is not None:  # every verdict rule logs too (flow logs), through one named limit
+        model.chains = {n: flowlog.logged(c, cfg.flow_logs) for n, c in model.chains.items()}
+        model.limits[flowlog.LIMIT] = flowlog.limit_spec(cfg.flow_logs)
     model.counters = {n for c in model.chains.values() for n in c.counter_refs}
     return model

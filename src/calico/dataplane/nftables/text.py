@@ -47,6 +47,8 @@ def render_text(model: TableModel, counts: Mapping[str, tuple[int, int]] | None 
     lines = [f"table {FAMILY} {TABLE} {{"]
     for name in sorted(model.counters):
         lines.append("\t" + counter_decl(name, counts.get(name)))
+    for name in sorted(model.limits):
+        lines.append(f"\tlimit {name} {{ {model.limits[name]}; }}")
     for name in sorted(model.sets):
         lines.append("\t" + set_decl(model.sets[name]))
     for name in sorted(model.maps):
