@@ -128,17 +128,18 @@ def scrape(world: World) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 @contextlib.contextmanager
-def felix_in(world: World, backend: str, env: Callable[[Path], dict[str, str]] | None = None) -> Iterator[Path]:
+def felix_in(world: World, backend: str, env: Callable[[Path], dict[str, str]] | None = None,
+             extra_docs: str = "") -> Iterator[Path]:
     """calico-felix in the world's host namespace (ready when this yields the run's temporary directory, which
-    `env` may use for Felix's settings), on an embedded datastore holding `datastore_docs`; stopped by its PID
-    and the directory removed afterwards. (For synchronous tests.)"""
+    `env` may use for Felix's settings), on an embedded datastore holding `datastore_docs` (and `extra_docs`);
+    stopped by its PID and the directory removed afterwards. (For synchronous tests.)"""
     tmp = Path(tempfile.mkdtemp(prefix="cnt-felix-"))
     db = str(tmp / "calico.db")
 
     async def fill() -> None:
         kv = await EmbeddedKV.open(db)
         store = ResourceStore(kv)
-        for res in load_documents(datastore_docs(world)):
+        for res in load_documents(datastore_docs(world) + ("\n---\n" + extra_docs if extra_docs else "")):
             await store.create(res)
         await kv.close()
 

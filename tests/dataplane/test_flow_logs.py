@@ -201,6 +201,34 @@ def flow_env(tmp: Path) -> dict[str, str]:
             "FELIX_FLOWLOGSSOCKETPATH": str(tmp / "flows.sock"), "FELIX_FLOWLOGSFLUSHINTERVAL": "1"}
 
 
+STAGED_DENY_WEB = """
+apiVersion: projectcalico.org/v3
+kind: StagedNetworkPolicy
+metadata: {name: web, namespace: ns1}
+spec:
+  stagedAction: Set
+  selector: app == 'b'
+  types: [Ingress]
+  ingress: [{action: Deny}]
+"""
+
+
+def test_a_staged_deny_is_a_pending_verdict_and_drops_nothing(wls: World) -> None:
+    with felix_in(wls, "nftables", env=flow_env, extra_docs=STAGED_DENY_WEB) as tmp:
+        send(wls, "a", V4["b"], 8080, 2)  # allowed by ns1/web rule 0; the staged web would deny it
+        send(wls, "a", V4["c"], 8080, 1)  # not b: the staged policy does not select c
+        got = wait_for(tmp / "flows", 3)
+        table = sh(str(Path(sys.executable).parent / "calicoctl"), "flows", "--dir", str(tmp / "flows")).stdout
+    to_b = [r for r in got if r.dest_ip == V4["b"]]
+    assert len(to_b) == 2 and all(r.action == "allow" and r.counts_from == "conntrack" for r in to_b), got
+    assert all(r.pending_action == "deny" for r in to_b)
+    assert all(r.pending_policies == (OUT, ingress("policy", "ns1/web", 0, "deny")) for r in to_b)
+    [to_c] = [r for r in got if r.dest_ip == V4["c"]]
+    assert (to_c.action, to_c.pending_action) == ("deny", "deny")
+    assert to_c.pending_policies == (OUT, ingress("profile_fallthrough"))
+    assert "pending deny" in table
+
+
 # --- a flood of denied packets ---------------------------------------------------------------------------------
 
 _FLOOD = r"""

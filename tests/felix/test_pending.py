@@ -66,3 +66,27 @@ async def test_pending_verdicts_follow_staged_policies(kv: KVStore) -> None:
     assert "ns1/deny-web rule 0" in got[FLOWS[0]].reason
     pending.on_update(key, None)
     assert not pending.active and await pending.verdicts(FLOWS) == {}
+
+
+async def test_flow_records_get_their_pending_verdict(kv: KVStore) -> None:
+    from calico.flowlogs.records import NET, Endpoint, FlowRecord, TraceStep, from_json
+
+    store = ResourceStore(kv)
+    await store.ensure_default_tier()
+    for res in [*load_documents(DOCS), *load_documents(STAGED)]:
+        await store.apply(res)
+    pending = PendingVerdicts(kv)
+    web, client = Endpoint("wep", "ns1", "web"), Endpoint("wep", "ns1", "client")
+    records = [FlowRecord(1, 2, "h1", "tcp", "198.18.0.3", 40000, client, "198.18.0.2", 22, web, "allow", (), 1, 60),
+               FlowRecord(1, 2, "h1", "udp", "198.19.9.9", 5000, NET, "198.18.0.2", 53, web, "allow", (), 1, 60)]
+    assert await pending.annotate(records) == records  # nothing staged (as far as the syncer said)
+    [staged] = load_documents(STAGED)
+    pending.on_update(key_of(staged).path(), encode(staged))
+    ssh, dns = await pending.annotate(records)
+    assert ssh.pending_action == "deny"
+    assert ssh.pending_policies == (TraceStep("egress", "profile", "", "open", 0, "allow"),
+                                    TraceStep("ingress", "policy", "default", "ns1/deny-web", 0, "deny"))
+    assert dns.pending_action == "allow"  # from outside: only web's ingress, rule 1 of the staged policy
+    assert dns.pending_policies == (TraceStep("ingress", "policy", "default", "ns1/deny-web", 1, "allow"),)
+    assert from_json(ssh.to_json()) == ssh and from_json(records[0].to_json()) == records[0]
+    assert "pending_action" not in records[0].to_json()

@@ -44,7 +44,8 @@ def decided_by(r: FlowRecord) -> str:
     if s.kind == "tier_default":
         what = f"{s.tier} default"
     rule = f" rule {s.rule}" if s.rule is not None else ""
-    return f"{s.direction} {what}{rule} ({s.action})"
+    pending = f"; pending {r.pending_action}" if r.pending_action is not None else ""
+    return f"{s.direction} {what}{rule} ({s.action}){pending}"
 
 
 def table(records: Iterable[FlowRecord]) -> str:

@@ -48,6 +48,9 @@ class StageTrace:
     profiles: list[PolicyTrace] = field(default_factory=list)
     verdict: str = "deny"
     reason: str = ""
+    # What decided, as Felix's rule identities name it: "rule" (a policy's or profile's), or one of Felix's own
+    # verdicts: tier_default, profile_fallthrough, anti_spoofing, fail_closed, not_programmed, failsafe.
+    decided: str = ""
 
 
 @dataclass

@@ -46,10 +46,11 @@ def _stage(world: World, flow: Flow, end: Endpoint, inbound: bool) -> StageTrace
     if end.kind is PartyKind.WORKLOAD:
         wep = world.workload(end.key)
         if wep is None:
-            return _deny(stage, "the endpoint is not valid for Felix: its interface is unknown, dropped (fail closed)")
+            return _deny(stage, "the endpoint is not valid for Felix: its interface is unknown, dropped (fail closed)",
+                         "fail_closed")
         if not inbound and not _own_source(wep, flow.src_ip):
             return _deny(stage, f"anti-spoofing: {flow.src_ip} is not one of the endpoint's addresses or "
-                                "allowSpoofedSourcePrefixes")
+                                "allowSpoofedSourcePrefixes", "anti_spoofing")
         if not inbound:
             stage.checks.append(f"anti-spoofing: {flow.src_ip} is the endpoint's own")
         policed: Policed | ev.WorkloadEndpointUpdate = wep
@@ -57,10 +58,11 @@ def _stage(world: World, flow: Flow, end: Endpoint, inbound: bool) -> StageTrace
     else:
         hep = world.host_endpoint(end.key)
         if hep is None:
-            return _deny(stage, "the host endpoint is not valid for Felix")
+            return _deny(stage, "the host endpoint is not valid for Felix", "fail_closed")
         if (port := _failsafe(flow, inbound)) is not None:
             stage.checks.append(f"failsafe {port.protocol}:{port.port} ({'inbound' if inbound else 'outbound'})")
             stage.verdict, stage.reason = "allow", "a failsafe port: allowed before any policy"
+            stage.decided = "failsafe"
             return stage
         role = next(r for r in HEP_ROLES if r.inbound == inbound and not r.forward)
         policed = role.policed(hep)
@@ -92,7 +94,7 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
             if kind is StepKind.MISSING_POLICY:
                 tier.policies.append(PolicyTrace("policy", name, "missing", **ident))
                 tier.outcome = "deny"
-                return _deny(stage, f"policy {name} is not known to Felix yet: dropped (fail closed)")
+                return _deny(stage, f"policy {name} is not known to Felix yet: dropped (fail closed)", "not_programmed")
             update = world.state.policies[pid]
             trace = _evaluate("policy", name, update.inbound if inbound else update.outbound,
                               world.rule_sources(pid, inbound), flow, world, profile=False)
@@ -108,13 +110,13 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
             if not passed and tier is not None:
                 tier.outcome = "end-deny"
                 return _deny(stage, f"tier {tier.name}: policies applied but none decided; the tier's default "
-                                    "action is Deny")
+                                    "action is Deny", "tier_default")
         elif kind in (StepKind.PROFILE, StepKind.MISSING_PROFILE):
             _end_tiers(stage)
             name = str(step.target)
             if kind is StepKind.MISSING_PROFILE:
                 stage.profiles.append(PolicyTrace("profile", name, "missing", resource=name))
-                return _deny(stage, f"profile {name} is not known to Felix: dropped (fail closed)")
+                return _deny(stage, f"profile {name} is not known to Felix: dropped (fail closed)", "not_programmed")
             update = world.state.profiles[name]
             trace = _evaluate("profile", name, update.inbound if inbound else update.outbound,
                               world.rule_sources(name, inbound), flow, world, profile=True)
@@ -125,9 +127,9 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
         elif kind is StepKind.DROP:
             _end_tiers(stage)
             if not stage.tiers and not stage.profiles:
-                return _deny(stage, "no policy and no profile applies: default drop")
-            return _deny(stage, "nothing allowed it: default drop at the end of the profiles")
-    return _deny(stage, "end of the walk")  # endpoint_steps always ends in DROP
+                return _deny(stage, "no policy and no profile applies: default drop", "profile_fallthrough")
+            return _deny(stage, "nothing allowed it: default drop at the end of the profiles", "profile_fallthrough")
+    return _deny(stage, "end of the walk", "profile_fallthrough")  # endpoint_steps always ends in DROP
 
 
 def _end_tiers(stage: StageTrace) -> None:
@@ -167,14 +169,14 @@ def _decided(stage: StageTrace, trace: PolicyTrace, where: str) -> StageTrace:
     assert trace.decided_by is not None
     rule = trace.rules[trace.decided_by]
     index = "a rule Felix added (fail closed)" if rule.index is None else f"rule {rule.index}"
-    stage.verdict = trace.outcome
+    stage.verdict, stage.decided = trace.outcome, "rule"
     where = f"{where}, " if where else ""
     stage.reason = f"{'allowed' if trace.outcome == 'allow' else 'denied'} by {where}{trace.kind} {trace.name} {index}"
     return stage
 
 
-def _deny(stage: StageTrace, reason: str) -> StageTrace:
-    stage.verdict, stage.reason = "deny", reason
+def _deny(stage: StageTrace, reason: str, decided: str) -> StageTrace:
+    stage.verdict, stage.reason, stage.decided = "deny", reason, decided
     return stage
 
 

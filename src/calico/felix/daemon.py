@@ -327,7 +327,8 @@ class FelixDaemon:
             max_events_per_second=cfg.flow_logs_max_events_per_second,
             conntrack_interval=min(10.0, cfg.flow_logs_flush_interval))
         self.flow_endpoints = self.flow_endpoints or EndpointIndex()
-        collector = FlowLogCollector(settings, self.hostname, self.flow_endpoints.lookup, self._owner_index)
+        collector = FlowLogCollector(settings, self.hostname, self.flow_endpoints.lookup, self._owner_index,
+                                     pending=self.pending.annotate)
         self.metrics.flow_logs.attach(collector)
         return collector
 

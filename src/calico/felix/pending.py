@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 
+from calico.dataplane.protocols import number
 from calico.datastore.keys import RESOURCE_PREFIX
 from calico.datastore.kv import KVStore
 from calico.explain.flow import Flow
 from calico.explain.pending import pending_verdicts
 from calico.explain.snapshot import read
-from calico.explain.trace import Verdict
+from calico.explain.trace import PolicyTrace, StageTrace, Verdict
+from calico.flowlogs.records import FlowRecord, TraceStep
 from calico.resources import STAGED_KINDS
 
 _STAGED_PREFIXES = tuple(f"{RESOURCE_PREFIX}{cls.PLURAL}/" for cls in STAGED_KINDS)
@@ -38,6 +41,20 @@ class PendingVerdicts:
     def active(self) -> bool:
         return bool(self._staged)
 
+    async def annotate(self, records: list[FlowRecord]) -> list[FlowRecord]:
+        """The interval's flow records with their pending verdict (unchanged while nothing is staged)."""
+        if not self._staged:
+            return records
+        flows = {id(r): _flow(r) for r in records}
+        got = await self.verdicts(f for f in flows.values() if f is not None)
+        out = []
+        for r in records:
+            flow = flows[id(r)]
+            verdict = got.get(flow) if flow is not None else None
+            out.append(r if verdict is None else replace(r, pending_action=verdict.verdict,
+                                                           pending_policies=_steps(verdict)))
+        return out
+
     async def verdicts(self, flows: Iterable[Flow]) -> dict[Flow, Verdict]:
         """{} when nothing is staged. The calculation runs in a worker thread: the agent's loop never waits."""
         if not self._staged:
@@ -45,3 +62,31 @@ class PendingVerdicts:
         snapshot = await read(self._kv)
         wanted = list(flows)
         return await asyncio.to_thread(pending_verdicts, snapshot, wanted)
+
+
+def _flow(r: FlowRecord) -> Flow | None:
+    try:
+        proto = number(r.proto)
+    except ValueError:
+        return None
+    return Flow(r.source_ip, r.dest_ip, proto, r.source_port or None, r.dest_port or None)
+
+
+def _steps(verdict: Verdict) -> tuple[TraceStep, ...]:
+    """What decided each stage, as flow records name it (a policy's or profile's rule, or Felix's own verdict)."""
+    steps = []
+    for stage in verdict.stages:
+        decider = _decider(stage) if stage.decided == "rule" else None
+        if decider is not None and decider.decided_by is not None:
+            rule = decider.rules[decider.decided_by]
+            steps.append(TraceStep(stage.stage, decider.kind, decider.tier, decider.name, rule.index,
+                                   stage.verdict))
+        else:
+            tier = stage.tiers[-1].name if stage.decided == "tier_default" and stage.tiers else ""
+            steps.append(TraceStep(stage.stage, stage.decided, tier, "", None, stage.verdict))
+    return tuple(steps)
+
+
+def _decider(stage: StageTrace) -> PolicyTrace | None:
+    traces = [*(p for t in stage.tiers for p in t.policies), *stage.profiles]
+    return next((p for p in reversed(traces) if p.outcome in ("allow", "deny")), None)

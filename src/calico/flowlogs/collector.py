@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from calico.dataplane import ruleids as rid
@@ -27,7 +27,7 @@ from calico.dataplane.netlink.commands import enable_conntrack_accounting
 from calico.flowlogs.aggregator import FlowAggregator
 from calico.flowlogs.nfnetlink import NflogSocket, dump_conntrack
 from calico.flowlogs.outputs import JsonLinesFile, SocketServer
-from calico.flowlogs.records import Endpoint
+from calico.flowlogs.records import Endpoint, FlowRecord
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class FlowLogCollector:
         netns: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        pending: Callable[[list[FlowRecord]], Awaitable[list[FlowRecord]]] | None = None,
     ) -> None:
         self.settings = settings
         self.hostname = hostname
@@ -79,6 +80,7 @@ class FlowLogCollector:
         self.netns = netns
         self.clock = clock
         self.monotonic = monotonic  # the per-second budget's clock
+        self.pending = pending  # adds the pending verdict (staged policies) to the interval's records
         self.stats = FlowLogStats()
         self.aggregator = FlowAggregator(settings.max_flows, clock())
         self.file = JsonLinesFile(settings.file_directory, settings.max_file_bytes, settings.max_files) \
@@ -217,6 +219,11 @@ class FlowLogCollector:
         self.aggregator.dropped = 0
         if not records:
             return 0
+        if self.pending is not None:
+            try:
+                records = await self.pending(records)
+            except Exception as e:  # the records go out regardless, without a pending verdict
+                log.warning("flow logs: the pending verdicts failed (%s)", e)
         lines = [r.to_json() for r in records]
         if self.file is not None:
             try:

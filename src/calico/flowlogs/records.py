@@ -14,13 +14,15 @@ flows` offers (`matches`). Pure.
                    "rule": 0, "action": "allow"},
                   {"direction": "ingress", "kind": "tier_default", "tier": "default", "policy": "",
                    "rule": null, "action": "deny"}],
-     "packets": 3, "bytes": 234, "reply_packets": 0, "reply_bytes": 0, "counts_from": "log" | "conntrack"}
+     "packets": 3, "bytes": 234, "reply_packets": 0, "reply_bytes": 0, "counts_from": "log" | "conntrack",
+     "pending_action": "deny", "pending_policies": [...]}     (the last two only while staged policies exist)
 
 Types as Calico's flow logs name them: `wep` (workload endpoint), `hep` (host endpoint), `net` (anything
 else). `policies` is the trace, in the order the packet met them: the sender's egress (or a host endpoint's
 stages), then the receiver's ingress; `kind` is "policy", "profile", or the reason of one of Felix's own
 verdicts (`ruleids.REASON_NAMES`). Counts: from conntrack for allowed flows it still tracked ("conntrack"),
-otherwise the logged packets ("log": with sampling or the kernel's rate limit, a lower bound).
+otherwise the logged packets ("log": with sampling or the kernel's rate limit, a lower bound). The pending
+verdict is what the flow would get with the staged policies in force (`calico.felix.pending`): never enforced.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class FlowRecord:
     reply_packets: int = 0
     reply_bytes: int = 0
     counts_from: str = "log"  # "log" | "conntrack"
+    # With staged policies in force (only while any exist): the verdict, and the step that decided each stage.
+    pending_action: str | None = None
+    pending_policies: tuple[TraceStep, ...] = ()
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {"start_time": self.start_time, "end_time": self.end_time, "host": self.host,
@@ -91,6 +96,9 @@ class FlowRecord:
         doc.update({"action": self.action, "policies": [asdict(s) for s in self.policies],
                     "packets": self.packets, "bytes": self.bytes, "reply_packets": self.reply_packets,
                     "reply_bytes": self.reply_bytes, "counts_from": self.counts_from})
+        if self.pending_action is not None:
+            doc.update({"pending_action": self.pending_action,
+                        "pending_policies": [asdict(s) for s in self.pending_policies]})
         return json.dumps(doc, separators=(",", ":"), sort_keys=False)
 
     def matches(self, action: str | None = None, namespace: str | None = None, endpoint: str | None = None,
@@ -129,19 +137,24 @@ def from_json(line: str) -> FlowRecord:
         return Endpoint(_get(doc, f"{side}_type", str), _get(doc, f"{side}_namespace", str),
                         _get(doc, f"{side}_name", str), {str(k): str(v) for k, v in labels.items()})
 
-    steps = []
-    for i, s in enumerate(_get(doc, "policies", list)):
-        if not isinstance(s, dict):
-            raise ValueError(f"flow record: policies[{i}] is not an object")
-        rule = s.get("rule")
-        if rule is not None and not isinstance(rule, int):
-            raise ValueError(f"flow record: policies[{i}].rule is {rule!r}")
-        steps.append(TraceStep(_get(s, "direction", str), _get(s, "kind", str), _get(s, "tier", str),
-                               _get(s, "policy", str), rule, _get(s, "action", str)))
+    def trace(field: str) -> tuple[TraceStep, ...]:
+        steps = []
+        for i, s in enumerate(_get(doc, field, list)):
+            if not isinstance(s, dict):
+                raise ValueError(f"flow record: {field}[{i}] is not an object")
+            rule = s.get("rule")
+            if rule is not None and not isinstance(rule, int):
+                raise ValueError(f"flow record: {field}[{i}].rule is {rule!r}")
+            steps.append(TraceStep(_get(s, "direction", str), _get(s, "kind", str), _get(s, "tier", str),
+                                   _get(s, "policy", str), rule, _get(s, "action", str)))
+        return tuple(steps)
+
+    pending = _get(doc, "pending_action", str) if "pending_action" in doc else None
     return FlowRecord(
         _get(doc, "start_time", int), _get(doc, "end_time", int), _get(doc, "host", str), _get(doc, "proto", str),
         _get(doc, "source_ip", str), _get(doc, "source_port", int), endpoint("source"),
         _get(doc, "dest_ip", str), _get(doc, "dest_port", int), endpoint("dest"),
-        _get(doc, "action", str), tuple(steps), _get(doc, "packets", int), _get(doc, "bytes", int),
+        _get(doc, "action", str), trace("policies"), _get(doc, "packets", int), _get(doc, "bytes", int),
         _get(doc, "reply_packets", int), _get(doc, "reply_bytes", int), _get(doc, "counts_from", str),
+        pending, trace("pending_policies") if pending is not None else (),
     )
