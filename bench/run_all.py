@@ -16,6 +16,7 @@ MODES = {"bench_felix": [["latency"], ["latency", "--datastore", "etcd"], ["cold
          # no namespaces, but four allocator processes + etcd want the cores the lock keeps quiet
          "bench_ipam": [[]],
          "bench_network": [["latency"], ["block"], ["scale"], ["throughput"]],
+         "bench_flowlogs": [["throughput"], ["flood"], ["flood", "--policies", "20"]],
          "bench_openstack": [["resync"], ["resync", "--backend", "etcd"], ["rule"], ["boot"]],
          "bench_explain": [[], ["--backend", "etcd"]]}
 LOCK = ["flock", "/tmp/calico-netns.lock"]
