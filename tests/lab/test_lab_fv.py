@@ -349,6 +349,19 @@ def test_explain_agrees_with_probes_and_a_staged_deny_drops_nothing(world: Lab) 
     assert world.can("client", "web")
     world.wait_for(lambda: counted() > before, CONVERGE, "the allowing rule's counter grew (Felix's status)")
 
+    # The hosts' flow logs name the policy that decided (the lab flushes them every 2 s).
+    web = f"default/{endpoint(world, 'web')}"
+
+    def logged(*filters: str) -> list[dict]:
+        out = world.cli("flows", "--endpoint", web, "--last", "0", "-o", "json", *filters).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+    world.wait_for(lambda: any(r["source_ip"] == world.state.workloads["other"].ipv4 for r in logged("--action",
+                                                                                                   "deny")),
+                   CONVERGE, "a denied flow other -> web in the flow logs")
+    denied = [r for r in logged("--action", "deny") if r["source_ip"] == world.state.workloads["other"].ipv4]
+    assert denied[-1]["policies"][-1]["kind"] == "tier_default" and denied[-1]["dest_port"] == 8080
+
     world.apply(STAGED_DENY_WEB)
     try:
         told = world.cli("explain", "client", "web", "--port", "8080", "-o", "json")
@@ -357,6 +370,12 @@ def test_explain_agrees_with_probes_and_a_staged_deny_drops_nothing(world: Lab) 
         assert "web-from-client rule 0" in verdict["pendingReason"]
         time.sleep(1.0)  # Felix had its chance to (wrongly) enforce it
         assert world.can("client", "web") and world.can("client", "web", ipv6=True)
+        # ... and its flow logs say what the staged policy would do: pending deny, by it.
+        world.wait_for(lambda: any(r.get("pending_action") == "deny" for r in logged("--action", "allow")),
+                       CONVERGE, "a pending deny in the flow logs")
+        pending = [r for r in logged("--action", "allow") if r.get("pending_action") == "deny"][-1]
+        assert pending["pending_policies"][-1] == {"direction": "ingress", "kind": "policy", "tier": "default",
+                                                   "policy": "default/web-from-client", "rule": 0, "action": "deny"}
     finally:
         world.ctl("delete", "stagednetworkpolicy", "web-from-client", "-n", "default")
     world.ctl("delete", "networkpolicy", "web-from-client", "-n", "default")

@@ -77,7 +77,8 @@ def _socket_lines(path: str) -> Iterator[str]:
 
 
 @click.command()
-@click.option("--dir", "directory", default=None, help="Felix's flow log directory.")
+@click.option("--dir", "directories", multiple=True,
+              help="Felix's flow log directory (several: their records merged by time, e.g. a lab's hosts).")
 @click.option("--socket", "socket_path", default=None, help="Felix's flow log socket (with --follow).")
 @click.option("--follow", is_flag=True, help="Stream records from the socket as Felix flushes them.")
 @click.option("--action", type=click.Choice(["allow", "deny"]), default=None)
@@ -86,8 +87,8 @@ def _socket_lines(path: str) -> Iterator[str]:
 @click.option("--policy", default=None, help="A policy in the trace: NAME, NAMESPACE/NAME or TIER/NAMESPACE/NAME.")
 @click.option("--last", "last", type=int, default=50, show_default=True, help="How many records (0: all).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
-def flows(directory: str | None, socket_path: str | None, follow: bool, action: str | None, namespace: str | None,
-          endpoint: str | None, policy: str | None, last: int, output: str) -> None:
+def flows(directories: tuple[str, ...], socket_path: str | None, follow: bool, action: str | None,
+          namespace: str | None, endpoint: str | None, policy: str | None, last: int, output: str) -> None:
     """Recent flows on this host, with the policy that decided each."""
 
     def wanted(lines: Iterable[str]) -> Iterator[tuple[str, FlowRecord]]:
@@ -105,12 +106,15 @@ def flows(directory: str | None, socket_path: str | None, follow: bool, action: 
             click.echo(f"Cannot read flow logs from {path}: {e.strerror or e}", err=True)
             sys.exit(1)
         return
-    d = directory or os.environ.get("FELIX_FLOWLOGSFILEDIRECTORY") or DEFAULT_DIR
-    if not os.path.isdir(d):
-        click.echo(f"Cannot read flow logs: {d} is not a directory", err=True)
-        sys.exit(1)
-    kept: deque[tuple[str, FlowRecord]] = deque(maxlen=last or None)
-    kept.extend(wanted(read_lines(d)))
+    dirs = directories or (os.environ.get("FELIX_FLOWLOGSFILEDIRECTORY") or DEFAULT_DIR,)
+    for d in dirs:
+        if not os.path.isdir(d):
+            click.echo(f"Cannot read flow logs: {d} is not a directory", err=True)
+            sys.exit(1)
+    found = [item for d in dirs for item in wanted(read_lines(d))]
+    if len(dirs) > 1:
+        found.sort(key=lambda item: (item[1].start_time, item[1].end_time))  # stable: each file's order kept
+    kept: deque[tuple[str, FlowRecord]] = deque(found, maxlen=last or None)
     if output == "json":
         for line, _ in kept:
             click.echo(line)

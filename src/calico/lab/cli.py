@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import secrets
 import shlex
 import shutil
@@ -22,6 +23,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from calico.calicoctl.flows import flows as flows_command
 from calico.datastore.config import open_kv
 from calico.explain import cli as explain_cli
 from calico.lab import build, dhcp_client, nodes, plan, status, vms
@@ -258,6 +260,19 @@ def probe_cmd(src: str, dst: str, proto: str, port: int, ipv6: bool, timeout: fl
         click.echo(f"{src} -> {dst} {result.dst_ip} {proto}{'' if proto == 'icmp' else f':{port}'}: "
                    f"{'allowed' if result.ok else 'blocked'}{seen}")
     sys.exit(0 if result.ok else 1)
+
+
+@cli.command("flows", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@name_option
+def flows_cmd(args: tuple[str, ...], lab: str) -> None:
+    """Recent flows on every host of the lab, merged by time (`calicoctl flows`' filters: --action, --namespace,
+    --endpoint, --policy, --last, -o json). Felix flushes them every few seconds."""
+    state = load(lab_dir(lab))
+    dirs = [str(nodes.flow_log_dir(lab_dir(lab), h)) for h in sorted(state.hosts)]
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)  # a host that logged nothing yet
+    flows_command.main([arg for d in dirs for arg in ("--dir", d)] + list(args), prog_name="calico-lab flows")
 
 
 @cli.command("explain")

@@ -34,6 +34,9 @@ def datastore_env(state: LabState, inside: bool) -> dict[str, str]:
             "ETCD_ENDPOINTS": ",".join(f"http://127.0.0.1:{p}" for p in state.gateway_ports)}
 
 
+FLOW_LOG_FLUSH = 2  # seconds
+
+
 def node_env(state: LabState, host: Host, lab_dir: Path) -> dict[str, str]:
     """The environment every calico-node of this lab runs with (shared by `up` and `node start`)."""
     refresh = f"{state.refresh_interval:g}"
@@ -50,7 +53,14 @@ def node_env(state: LabState, host: Host, lab_dir: Path) -> dict[str, str]:
         # Each host its own MTU file (Felix's default, /var/lib/calico/mtu, is the machine's, shared by all hosts).
         "FELIX_MTUFILEPATH": str(lab_dir / host.name / "mtu"),
         "FELIX_IPSETSREFRESHINTERVAL": refresh,
+        # Flow logs on, flushed every few seconds (Calico's default is 5 minutes): `calico-lab flows`.
+        "FELIX_FLOWLOGSFILEENABLED": "true", "FELIX_FLOWLOGSFILEDIRECTORY": str(flow_log_dir(lab_dir, host.name)),
+        "FELIX_FLOWLOGSFLUSHINTERVAL": str(FLOW_LOG_FLUSH),
     }
+
+
+def flow_log_dir(lab_dir: Path, host: str) -> Path:
+    return lab_dir / host / "flows"
 
 
 def start_node(state: LabState, host: Host, lab_dir: Path) -> None:
