@@ -350,7 +350,7 @@ def test_explain_agrees_with_probes_and_a_staged_deny_drops_nothing(world: Lab) 
     world.wait_for(lambda: counted() > before, CONVERGE, "the allowing rule's counter grew (Felix's status)")
 
     # The hosts' flow logs name the policy that decided (the lab flushes them every 2 s).
-    web = f"default/{endpoint(world, 'web')}"
+    web = "default/web"  # flow logs name a workload (its pod), not its endpoint
 
     def logged(*filters: str) -> list[dict]:
         out = world.cli("flows", "--endpoint", web, "--last", "0", "-o", "json", *filters).stdout
