@@ -19,22 +19,19 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from calico.datastore.embedded import EmbeddedKV
-from calico.datastore.etcd import EtcdKV
 from calico.datastore.kv import KVStore, Put
 from calico.datastore.store import encode, key_of
 from calico.explain.explain import explain
 from calico.explain.flow import parse_headers, parse_party
 from calico.explain.snapshot import read
 from calico.resources import parse_resource
-from tests.helpers.etcd_server import EtcdServer
+from stores import on_fresh_store, print_rows  # a module beside this one
 
 APPS, NAMESPACES, NODES = 50, 20, 100
 
@@ -124,24 +121,9 @@ async def run(kv: KVStore, args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-explain-") as tmp:
-        if args.backend == "etcd":
-            with EtcdServer(Path(tmp) / "etcd") as server:
-                kv: KVStore = await EtcdKV.connect([server.endpoint])
-                try:
-                    rows = await run(kv, args)
-                finally:
-                    await kv.close()
-        else:
-            kv = await EmbeddedKV.open(str(Path(tmp) / "calico.db"))
-            try:
-                rows = await run(kv, args)
-            finally:
-                await kv.close()
-    width = max(len(k) for k, _ in rows)
-    print(f"\nexplain: {args.endpoints} endpoints, {args.policies} policies, {args.backend}, {args.samples} flows")
-    for k, val in rows:
-        print(f"  {k.ljust(width)}  {val}")
+    rows = await on_fresh_store(args.backend, "bench-explain-", lambda kv: run(kv, args))
+    print_rows(f"explain: {args.endpoints} endpoints, {args.policies} policies, {args.backend}, "
+               f"{args.samples} flows", rows)
 
 
 def main() -> None:

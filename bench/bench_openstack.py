@@ -26,7 +26,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_network import BIN, Lab  # a script beside this one
-from calico.datastore.embedded import EmbeddedKV
-from calico.datastore.etcd import EtcdKV
 from calico.datastore.kv import KVStore
 from calico.datastore.store import ResourceStore
 from calico.openstack import names, resync
 from calico.openstack.writer import Writer
 from calico.resources import parse_resource
 from probes import LISTENER, PROBER, kill, spawn_in
-from tests.helpers.etcd_server import EtcdServer
+from stores import on_fresh_store, print_rows  # a module beside this one
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,24 +107,8 @@ async def run(kv: KVStore, args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-os-") as tmp:
-        if args.backend == "etcd":
-            with EtcdServer(Path(tmp) / "etcd") as server:
-                kv: KVStore = await EtcdKV.connect([server.endpoint])
-                try:
-                    rows = await run(kv, args)
-                finally:
-                    await kv.close()
-        else:
-            kv = await EmbeddedKV.open(str(Path(tmp) / "calico.db"))
-            try:
-                rows = await run(kv, args)
-            finally:
-                await kv.close()
-    width = max(len(k) for k, _ in rows)
-    print(f"\nOpenStack resync, {args.ports} ports, {args.groups} groups x {args.rules} rules, {args.backend}")
-    for k, val in rows:
-        print(f"  {k.ljust(width)}  {val}")
+    rows = await on_fresh_store(args.backend, "bench-os-", lambda kv: run(kv, args))
+    print_rows(f"OpenStack resync, {args.ports} ports, {args.groups} groups x {args.rules} rules, {args.backend}", rows)
 
 
 # --- on a lab: rule changes and VM boots ----------------------------------------------------------------------

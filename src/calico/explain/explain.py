@@ -6,31 +6,25 @@ that cannot be formed (no common address family), `LookupError` for an end not i
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import logging
 
 from calico.explain.flow import ICMP_NUMBERS, Flow, Headers, Party, PartyKind
-from calico.explain.snapshot import Snapshot
+from calico.explain.snapshot import Snapshot, collector_paused
 from calico.explain.trace import Explanation, Verdict
 from calico.explain.walk import explain_flow
 from calico.explain.world import Endpoint, World, resolve
 
 
 def explain(snapshot: Snapshot, src: Party, dst: Party, headers: Headers) -> Explanation:
-    # The snapshot holds every key (tens of thousands of objects); the collector walking them again and again
-    # while the graph allocates would double the time. Nothing here makes cycles worth collecting early.
-    enabled = gc.isenabled()
-    gc.disable()
     heard = _Heard()
     graph_log = logging.getLogger("calico.calculation")
     graph_log.addHandler(heard)
     try:
-        result = _explain(snapshot, src, dst, headers)
+        with collector_paused():
+            result = _explain(snapshot, src, dst, headers)
     finally:
         graph_log.removeHandler(heard)
-        if enabled:
-            gc.enable()
     # What the graph warned about (a value that does not validate, a rule it cannot enforce) is part of the answer.
     result.notes += [f"datastore: {m}" for m in dict.fromkeys(heard.messages)]
     return result

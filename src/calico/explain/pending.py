@@ -6,11 +6,10 @@ when nothing is staged). Flows between the same two addresses share one view of 
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable
 
 from calico.explain.flow import Flow, Party, PartyKind
-from calico.explain.snapshot import Snapshot
+from calico.explain.snapshot import Snapshot, collector_paused
 from calico.explain.trace import Verdict
 from calico.explain.walk import explain_flow
 from calico.explain.world import Endpoint, World, resolve
@@ -20,9 +19,7 @@ def pending_verdicts(snapshot: Snapshot, flows: Iterable[Flow]) -> dict[Flow, Ve
     if not snapshot.has_staged:
         return {}
     staged, _ = snapshot.pending()
-    enabled = gc.isenabled()
-    gc.disable()  # see explain.explain
-    try:
+    with collector_paused():
         out: dict[Flow, Verdict] = {}
         views: dict[tuple[str, str], tuple[World, Endpoint | None, Endpoint | None]] = {}
         for flow in flows:
@@ -35,6 +32,3 @@ def pending_verdicts(snapshot: Snapshot, flows: Iterable[Flow]) -> dict[Flow, Ve
             world, src, dst = views[pair]
             out[flow] = explain_flow(world, flow, src, dst)
         return out
-    finally:
-        if enabled:
-            gc.enable()

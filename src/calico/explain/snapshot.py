@@ -7,7 +7,10 @@ same name, `Delete` removes it), so the same calculation shows what they would d
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from calico.datastore.keys import RESOURCE_PREFIX, ResourceKey, parse_key
@@ -63,3 +66,17 @@ def _staged_plural(key: str) -> str | None:
 async def read(kv: KVStore) -> Snapshot:
     kvs, revision = await kv.list(RESOURCE_PREFIX)
     return Snapshot(revision, {item.key: item.value for item in kvs})
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The snapshot holds every key (tens of thousands of objects); the cyclic collector walking them again and
+    again while the graph allocates would double an explanation's time. Nothing here makes cycles worth
+    collecting early."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
