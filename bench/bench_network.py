@@ -40,6 +40,7 @@ from calico.datastore.config import open_kv
 from calico.datastore.store import ResourceStore
 from calico.ipam import AutoAssignArgs, IPAMClient
 from calico.lab import build, status
+from calico.lab.reach import Pair, reach
 from calico.lab.state import LabState, load
 from calico.resources import parse_resource
 from calico.workloads.endpoint import WorkloadSpec, endpoint_resource
@@ -50,29 +51,6 @@ BIN = Path(sys.executable).parent
 PORT = 8080
 OPEN_PROFILE = {"apiVersion": "projectcalico.org/v3", "kind": "Profile", "metadata": {"name": "kns.default"},
                 "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}}
-
-# In each workload of the scale run: connect to every address given (in parallel, bounded), print what answered.
-_ALL_PAIRS = r"""
-import json, socket, sys, time
-from concurrent.futures import ThreadPoolExecutor
-targets, deadline = sys.argv[2:], time.monotonic() + float(sys.argv[1])
-print("ready", flush=True)
-sys.stdin.readline()
-def one(ip):
-    while time.monotonic() < deadline:
-        s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
-        s.settimeout(0.3)
-        try:
-            s.connect((ip, 8080)); return ip, True
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            s.close()
-    return ip, False
-with ThreadPoolExecutor(16) as ex:
-    print(json.dumps(dict(ex.map(one, targets))), flush=True)
-"""
-
 
 class Lab:
     """A lab brought up with the real CLI, always brought down."""
@@ -240,36 +218,28 @@ async def bench_scale(args: argparse.Namespace) -> dict[str, Any]:
             await ResourceStore(kv).apply(parse_resource(OPEN_PROFILE))
         finally:
             await kv.close()
-        # One `calico-lab workload add` per host, one after another (started all at once they only fight over
-        # the two cores: 59-61 s instead of 49 s for 32).
-        for h in st.hosts.values():
-            lab.cli("workload", "add", f"w-{h.name}", "--host", h.name, "--profile", "kns.default")
+        # One `calico-lab workload add` for a workload on every host (attached concurrently in one process).
+        lab.cli("workload", "add", *(f"w-{h}@{h}" for h in st.hosts), "--profile", "kns.default")
         t_added = time.monotonic() - t_up
         st = lab.state
-        # Listeners and probers start now; probers retry each peer until it answers or the deadline passes.
-        listeners = [spawn_in(w.netns, LISTENER, w.ipv4, str(PORT), str(args.timeout)) for w in st.workloads.values()]
-        probers = []
-        with running(*listeners):
-            for w in st.workloads.values():
-                targets = [o.ipv4 for o in st.workloads.values() if o.name != w.name]
-                probers.append(spawn_in(w.netns, _ALL_PAIRS, str(max(5.0, args.timeout - (time.monotonic() - t_up))),
-                                        *targets))
-            with running(*probers):
-                for p in probers:
-                    assert p.stdin is not None
-                    p.stdin.write("go\n")
-                    p.stdin.flush()
-                converged = None
-                while time.monotonic() - t_up < args.timeout:
-                    if not status.problems(await asyncio.to_thread(status.collect, st)):
-                        converged = time.monotonic() - t_up
-                        break
-                    await asyncio.sleep(0.5)
-                results = [json.loads((await asyncio.to_thread(p.stdout.readline)) or "{}") for p in probers
-                           if p.stdout is not None]
-        reachable = time.monotonic() - t_up
-        pairs = sum(len(r) for r in results)
-        ok = sum(1 for r in results for v in r.values() if v)
+        wls = list(st.workloads.values())
+        pairs = [Pair(w.netns, o.netns, o.ipv4) for w in wls for o in wls if o.name != w.name]
+
+        async def converged_at() -> float | None:
+            while time.monotonic() - t_up < args.timeout:
+                if not status.problems(await asyncio.to_thread(status.collect, st)):
+                    return time.monotonic() - t_up
+                await asyncio.sleep(0.5)
+            return None
+
+        async def reached() -> tuple[dict[Pair, bool], float]:
+            got = await reach(pairs, PORT, max(5.0, args.timeout - (time.monotonic() - t_up)))
+            return got, time.monotonic() - t_up
+
+        # Every pair retries until it connects (or the deadline): one process, every socket made in its namespace.
+        converged, (results, reachable) = await asyncio.gather(converged_at(), reached())
+        times = sorted(t for t in results.values() if t is not None)
+        ok = len(times)
         rss: dict[str, list[float]] = {"felix": [], "bird": [], "confd": [], "calico-node": []}
         for h in st.hosts.values():
             for child in ("felix", "bird", "confd"):
@@ -277,7 +247,8 @@ async def bench_scale(args: argparse.Namespace) -> dict[str, Any]:
             rss["calico-node"].append(rss_mib(h.node_pid))
     return {"mode": "scale", "hosts": args.hosts, "route_reflectors": args.route_reflectors,
             "up_s": lab.up_seconds, "workloads_added_s": t_added, "converged_s": converged,
-            "all_reachable_s": reachable, "pairs": pairs, "pairs_ok": ok,
+            "all_reachable_s": reachable, "pairs": len(pairs), "pairs_ok": ok,
+            "pair_s": {"p50": pct(times, 50), "p90": pct(times, 90), "max": times[-1]} if times else None,
             "rss_mib": {k: {"median": statistics.median(v), "max": max(v)} for k, v in rss.items() if v}}
 
 
@@ -352,6 +323,8 @@ def show(r: dict[str, Any]) -> None:
                 ("after up: sessions up, every block routed everywhere",
                  f"{r['converged_s']:.1f} s" if r["converged_s"] is not None else "not within the timeout"),
                 ("after up: every workload reached every other", f"{r['all_reachable_s']:.1f} s"),
+                ("a pair's first connect after the probes started, p50 / p90 / max",
+                 " / ".join(f"{r['pair_s'][k]:.1f}" for k in ("p50", "p90", "max")) + " s" if r["pair_s"] else "-"),
                 ("pairs reached", f"{r['pairs_ok']} / {r['pairs']}")]
         rows += [(f"RSS {k} per host, median / max", f"{v['median']:.1f} / {v['max']:.1f} MiB")
                  for k, v in r["rss_mib"].items()]

@@ -147,6 +147,23 @@ def test_a_deleted_workload_is_unreachable_everywhere_and_its_addresses_released
     assert "found 0 problems" in check, check
 
 
+def test_several_workloads_added_at_once_and_the_matrix_sees_them(mesh: Lab) -> None:
+    bad = mesh.cli("workload", "add", "m0@h1", "m9@h9", "--profile", "kns.default", ok=False)
+    assert "no host 'h9'" in bad.stderr + bad.stdout
+    assert "m0" not in mesh.state.workloads  # refused before anything was attached
+    out = mesh.cli("workload", "add", "m1@h1", "m2@h3", "--profile", "kns.default").stdout
+    try:
+        st = mesh.state
+        assert (st.workloads["m1"].host, st.workloads["m2"].host) == ("h1", "h3"), out
+        assert st.workloads["m1"].ipv4 != st.workloads["m2"].ipv4
+        # The matrix's TCP probes (every pair at once, from one process): 5 open workloads, 20 pairs.
+        mesh.wait_for(lambda: mesh.cli("matrix").stdout.count("ok") == 20, 15, "every pair in the matrix ok")
+        assert mesh.can("m1", "m2") and mesh.can("client", "m1", ipv6=True)
+    finally:
+        for name in ("m1", "m2"):
+            mesh.cli("workload", "del", name, ok=None)
+
+
 def test_a_borrowed_address_is_routed_to_the_host_that_borrowed_it(mesh: Lab) -> None:
     """A one-block pool: h2 takes its only block; a workload on h1 then borrows from it; h1 announces the /32."""
     mesh.apply("""\

@@ -30,6 +30,7 @@ from calico.lab import build, dhcp_client, nodes, plan, status, vms
 from calico.lab import openstack as oslab
 from calico.lab.netns import LabError, exec_argv
 from calico.lab.probe import PROTOS, probe
+from calico.lab.reach import Pair, reach
 from calico.lab.state import EtcdMember, LabState, Workload, lab_dir, load, locked, save
 from calico.workloads.attach import attach, detach
 from calico.workloads.endpoint import WorkloadSpec
@@ -153,7 +154,7 @@ async def _with_kv(state: LabState, fn: Any) -> Any:
 
 
 @workload.command("add")
-@click.argument("name")
+@click.argument("names", nargs=-1, required=True)
 @host_option
 @click.option("--labels", default="", help="k=v,k2=v2")
 @click.option("--namespace", default="default", show_default=True)
@@ -162,28 +163,52 @@ async def _with_kv(state: LabState, fn: Any) -> Any:
 @click.option("--ipv4-pool", "ipv4_pools", multiple=True, help="Take the IPv4 address from this pool (name or CIDR).")
 @click.option("--ipv6-pool", "ipv6_pools", multiple=True, help="Take the IPv6 address from this pool (name or CIDR).")
 @name_option
-def workload_add(name: str, host_name: str, labels: str, namespace: str, ports: str, profiles: tuple[str, ...],
-                 ipv4_pools: tuple[str, ...], ipv6_pools: tuple[str, ...], lab: str) -> None:
-    """A workload namespace wired as a CNI plugin wires one, addresses from Calico IPAM, and its endpoint."""
+def workload_add(names: tuple[str, ...], host_name: str, labels: str, namespace: str, ports: str,
+                 profiles: tuple[str, ...], ipv4_pools: tuple[str, ...], ipv6_pools: tuple[str, ...], lab: str) -> None:
+    """Workload namespaces wired as a CNI plugin wires them, addresses from Calico IPAM, and their endpoints.
+
+    NAMES are NAME or NAME@HOST (HOST instead of --host); several are attached at once, each on its own."""
     with locked(lab) as d:
         state = load(d)
-        if name in state.workloads:
-            fail(f"workload {name!r} already exists")
-        host = state.hosts.get(host_name) or fail(f"no host {host_name!r} in lab {lab!r}")
         label_map = parse_kv_list(labels, "--labels")
-        spec = workload_spec(name, host_name, namespace, label_map, parse_ports(ports) if ports else None, profiles)
-        wl_ns = f"{state.prefix}w-{name}"
-        try:
-            got = asyncio.run(_with_kv(state, lambda kv: attach(
-                kv, spec, host.netns, wl_ns, mtu=plan.workload_mtu(state.encap),
-                ipv4_pools=list(ipv4_pools) or None, ipv6_pools=list(ipv6_pools) or None)))
-        except (LabError, ValueError, RuntimeError) as e:
-            fail(f"workload add {name}: {e}")
-        state.workloads[name] = Workload(name=name, host=host_name, netns=wl_ns, iface=spec.iface,
-                                         ipv4=got.ipv4 or "", ipv6=got.ipv6 or "", namespace=namespace,
-                                         endpoint_name=spec.endpoint_name, labels=label_map)
-        save(d, state)
-    click.echo(f"workload {name}: {got.ipv4} {got.ipv6} on {host_name} ({spec.iface})")
+        port_list = parse_ports(ports) if ports else None
+        specs: list[tuple[WorkloadSpec, str]] = []
+        for arg in names:
+            name, _, on = arg.partition("@")
+            on = on or host_name
+            if name in state.workloads or any(s.name == name for s, _ in specs):
+                fail(f"workload {name!r} already exists")
+            host = state.hosts.get(on) or fail(f"no host {on!r} in lab {lab!r}")
+            specs.append((workload_spec(name, on, namespace, label_map, port_list, profiles), host.netns))
+
+        async def one(kv: Any, spec: WorkloadSpec, host_ns: str) -> Any:
+            return await attach(kv, spec, host_ns, f"{state.prefix}w-{spec.name}", mtu=plan.workload_mtu(state.encap),
+                                ipv4_pools=list(ipv4_pools) or None, ipv6_pools=list(ipv6_pools) or None)
+
+        async def all_of(kv: Any) -> list[Any]:
+            slots = asyncio.Semaphore(8)  # bounded: each attach spawns `ip` processes
+
+            async def bounded(spec: WorkloadSpec, host_ns: str) -> Any:
+                async with slots:
+                    return await one(kv, spec, host_ns)
+            return await asyncio.gather(*(bounded(sp, ns) for sp, ns in specs), return_exceptions=True)
+
+        results = asyncio.run(_with_kv(state, all_of))
+        errors = []
+        for (spec, _), got in zip(specs, results, strict=True):
+            if isinstance(got, BaseException):
+                if not isinstance(got, (LabError, ValueError, RuntimeError)):
+                    raise got
+                errors.append(f"workload add {spec.name}: {got}")
+                continue
+            state.workloads[spec.name] = Workload(
+                name=spec.name, host=spec.node, netns=f"{state.prefix}w-{spec.name}", iface=spec.iface,
+                ipv4=got.ipv4 or "", ipv6=got.ipv6 or "", namespace=namespace, endpoint_name=spec.endpoint_name,
+                labels=label_map)
+            click.echo(f"workload {spec.name}: {got.ipv4} {got.ipv6} on {spec.node} ({spec.iface})")
+        save(d, state)  # the ones that worked are kept, also when another failed
+        if errors:
+            fail("; ".join(errors))
 
 
 @workload.command("del")
@@ -312,15 +337,18 @@ def matrix(proto: str, port: int, ipv6: bool, timeout: float, lab: str) -> None:
     table.add_column("from \\ to")
     for n in names:
         table.add_column(f"{n}@{state.workloads[n].host}", justify="center")
+    def pair(s: str, t: str) -> Pair:
+        wl = state.workloads[t]
+        return Pair(state.workloads[s].netns, wl.netns, wl.ipv6 if ipv6 else wl.ipv4)
+
+    pairs = [pair(s, t) for s in names for t in names if s != t and pair(s, t).dst_ip]
+    # TCP: every pair at once from this process; other protocols: one probe (two processes) per pair.
+    if proto == "tcp":
+        oks = {p for p, t in asyncio.run(reach(pairs, port, timeout)).items() if t is not None}
+    else:
+        oks = {p for p in pairs if probe(p.src_ns, p.dst_ns, p.dst_ip, proto, port, timeout).ok}
     for s in names:
-        cells = []
-        for t in names:
-            if s == t:
-                cells.append("-")
-                continue
-            wl = state.workloads[t]
-            r = probe(state.workloads[s].netns, wl.netns, wl.ipv6 if ipv6 else wl.ipv4, proto, port, timeout)
-            cells.append("[green]ok[/green]" if r.ok else "[red]x[/red]")
+        cells = ["-" if s == t else "[green]ok[/green]" if pair(s, t) in oks else "[red]x[/red]" for t in names]
         table.add_row(f"{s}@{state.workloads[s].host}", *cells)
     Console(width=160).print(table)
 

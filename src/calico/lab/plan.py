@@ -1,8 +1,9 @@
 """The lab's address plan. Pure: names and addresses only, no I/O.
 
 Subnet `s` (1-based) is `198.19.<s>.0/24` and `fd00:ff:<s>::/64`, the router holding `.254` / `::fe` on a bridge
-`br<s>`. Host `hN` sits in subnet `(N-1) % subnets + 1` with address `.N` / `::N`. The outside network
-(`198.19.100.0/24`, `fd00:ff:64::/64`) is never inside a pool: reaching it from a workload needs natOutgoing.
+`br<s>`. Host `hN` sits in subnet `(N-1) % subnets + 1` with address `.N` / `::N`. Fabric MACs follow the same
+plan (`fabric_mac`). The outside network (`198.19.100.0/24`, `fd00:ff:64::/64`) is never inside a pool: reaching
+it from a workload needs natOutgoing.
 Workload pools: `198.18.0.0/16` and `fd00:1::/48`.
 """
 
@@ -33,6 +34,12 @@ def bridge(subnet: int) -> str:
     return f"br{subnet}"
 
 
+def fabric_mac(subnet: int, index: int) -> str:
+    """A fabric interface's MAC, known before it exists (index 0: the router's bridge), so neighbours can be
+    written ahead (see `topology`)."""
+    return f"02:ca:{subnet:02x}:00:{index >> 8:02x}:{index & 0xFF:02x}"
+
+
 @dataclass(frozen=True)
 class HostPlan:
     name: str
@@ -46,6 +53,10 @@ class HostPlan:
     @property
     def addr6(self) -> str:
         return f"fd00:ff:{self.subnet:x}::{self.index:x}/64"
+
+    @property
+    def mac(self) -> str:
+        return fabric_mac(self.subnet, self.index)
 
 
 def host_plan(index: int, subnets: int) -> HostPlan:

@@ -8,6 +8,7 @@ Detach goes the other way: endpoint, veth, addresses.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ async def attach(
         if (ipv4 and v4 is None) or (ipv6 and v6 is None):
             raise RuntimeError(f"IPAM has no free address for {wl.namespace}/{wl.name} on {wl.node} "
                                f"(got IPv4 {v4 or 'none'}, IPv6 {v6 or 'none'})")
-        wire_workload(host_ns, wl_ns, wl.iface, v4, v6, mtu=mtu)
+        # In a thread: wiring waits on `ip` processes, and a caller may attach several workloads at once.
+        await asyncio.to_thread(wire_workload, host_ns, wl_ns, wl.iface, v4, v6, mtu=mtu)
         wired = True
         nets = [f"{v4}/32"] if v4 else []
         nets += [f"{v6}/128"] if v6 else []
@@ -54,7 +56,7 @@ async def attach(
         await store.apply(parse_resource(endpoint_resource(wl, nets)))
     except BaseException:
         if wired:
-            unwire_workload(wl_ns)
+            await asyncio.to_thread(unwire_workload, wl_ns)
         await ipam.release_by_handle(wl.handle_id)
         raise
     return Attachment(v4, v6)
@@ -64,5 +66,5 @@ async def detach(kv: KVStore, wl: WorkloadSpec, wl_ns: str) -> None:
     """Idempotent: whatever is already gone is skipped."""
     with contextlib.suppress(NotFound):
         await ResourceStore(kv).delete("WorkloadEndpoint", wl.endpoint_name, wl.namespace)
-    unwire_workload(wl_ns)
+    await asyncio.to_thread(unwire_workload, wl_ns)
     await IPAMClient(kv).release_by_handle(wl.handle_id)
