@@ -9,7 +9,8 @@
                 added) how long until every BGP session is up, every host routes to every block, and every
                 workload reaches every other; RSS of felix, BIRD, the renderer and calico-node per host
     throughput  single-stream iperf3 between workloads on two hosts, natively routed and through VXLAN, each as a
-                ratio to the two host namespaces talking directly over the same fabric
+                ratio to the two host namespaces talking directly over the same fabric; and natively routed with no
+                firewall at all (Felix stopped, tables flushed): the floor the veth hops and forwarding set
 
 Run under the shared lock (labs are namespaces; `make bench` does):
 
@@ -255,10 +256,20 @@ async def bench_scale(args: argparse.Namespace) -> dict[str, Any]:
 # --- 4. throughput ------------------------------------------------------------------------------------------------
 
 
+async def _vxlan_route(ns: str, dst: str, wanted: bool, timeout: float = 30) -> bool:
+    """Wait until the route from `ns` to `dst` goes through vxlan.calico (or, not `wanted`, no longer does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run(["ip", "-n", ns, "route", "get", dst], capture_output=True, text=True, check=False)
+        if ("vxlan.calico" in r.stdout) == wanted and r.returncode == 0:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
 async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     with Lab("--hosts", "2") as lab:
-        for h in ("h1", "h2"):
-            lab.cli("workload", "add", f"w{h[1]}", "--host", h, "--profile", "kns.default")
+        lab.cli("workload", "add", "w1@h1", "w2@h2", "--profile", "kns.default")
         st = lab.state
         kv = await _store(st)
         try:
@@ -269,36 +280,42 @@ async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         h1, h2 = st.hosts["h1"], st.hosts["h2"]
         w1, w2 = st.workloads["w1"], st.workloads["w2"]
         h2_ip = h2.addr4.split("/")[0]
-        hosts, native = [], []
-        for _ in range(args.runs):
-            hosts.append(iperf(h2.netns, h2_ip, h1.netns, args.seconds))
-            native.append(iperf(w2.netns, w2.ipv4, w1.netns, args.seconds))
-        out: dict[str, Any] = {"mode": "throughput", "seconds": args.seconds, "runs": args.runs,
-                               "hosts_gbps": statistics.median(hosts) / 1e9,
-                               "native_gbps": statistics.median(native) / 1e9}
+
+        def runs() -> tuple[float, float]:
+            """Medians (Gbit/s) of host -> host and w1 -> w2, interleaved run by run."""
+            hosts, wls = [], []
+            for _ in range(args.runs):
+                hosts.append(iperf(h2.netns, h2_ip, h1.netns, args.seconds))
+                wls.append(iperf(w2.netns, w2.ipv4, w1.netns, args.seconds))
+            return statistics.median(hosts) / 1e9, statistics.median(wls) / 1e9
+
+        out: dict[str, Any] = {"mode": "throughput", "seconds": args.seconds, "runs": args.runs}
+        out["hosts_gbps"], out["native_gbps"] = runs()
         out["native_ratio"] = out["native_gbps"] / out["hosts_gbps"]
         # The same two workloads through VXLAN: the pool switched live, Felix moves the routes to vxlan.calico.
         env = {**os.environ, **dict(line.removeprefix("export ").split("=", 1)
                                     for line in lab.cli("env").splitlines())}
-        subprocess.run([str(BIN / "calicoctl"), "patch", "ippool", "default-ipv4-ippool", "-p",
-                        '{"spec": {"vxlanMode": "Always"}}'], env=env, check=True, capture_output=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            r = subprocess.run(["ip", "-n", h1.netns, "route", "get", w2.ipv4], capture_output=True, text=True,
-                               check=False)
-            if "vxlan.calico" in r.stdout:
-                break
-            await asyncio.sleep(0.2)
+
+        def vxlan_mode(mode: str) -> None:
+            subprocess.run([str(BIN / "calicoctl"), "patch", "ippool", "default-ipv4-ippool", "-p",
+                            json.dumps({"spec": {"vxlanMode": mode}})], env=env, check=True, capture_output=True)
+
+        vxlan_mode("Always")
+        if await _vxlan_route(h1.netns, w2.ipv4, True):
+            hosts_vx, vx = runs()
+            out["vxlan_gbps"], out["vxlan_ratio"] = vx, vx / hosts_vx
         else:
             out["vxlan_error"] = "no route through vxlan.calico within 30 s"
-            return out
-        vx = []
-        hosts2 = []
-        for _ in range(args.runs):
-            hosts2.append(iperf(h2.netns, h2_ip, h1.netns, args.seconds))
-            vx.append(iperf(w2.netns, w2.ipv4, w1.netns, args.seconds))
-        out["vxlan_gbps"] = statistics.median(vx) / 1e9
-        out["vxlan_ratio"] = out["vxlan_gbps"] / (statistics.median(hosts2) / 1e9)
+        # The floor: natively routed again, then no firewall at all (Felix stopped on both hosts, the ruleset
+        # flushed; routes and veths stay). What Calico's rules cost is native / bare.
+        vxlan_mode("Never")
+        if await _vxlan_route(h1.netns, w2.ipv4, False):
+            for h in (h1, h2):
+                lab.cli("felix", "stop", "--host", h.name)
+                subprocess.run(["ip", "netns", "exec", h.netns, "nft", "flush", "ruleset"], check=True)
+            hosts_bare, bare = runs()
+            out["bare_gbps"], out["bare_ratio"] = bare, bare / hosts_bare
+            out["native_vs_bare"] = out["native_ratio"] / out["bare_ratio"]
     return out
 
 
@@ -335,6 +352,9 @@ def show(r: dict[str, Any]) -> None:
             rows.append(("workload to workload, VXLAN", f"{r['vxlan_gbps']:.2f} Gbit/s = {r['vxlan_ratio']:.3f}x"))
         else:
             rows.append(("workload to workload, VXLAN", r.get("vxlan_error", "-")))
+        if "bare_gbps" in r:
+            rows += [("native, no firewall (the floor)", f"{r['bare_gbps']:.2f} Gbit/s = {r['bare_ratio']:.3f}x"),
+                     ("native / floor: Calico's rules", f"{r['native_vs_bare']:.3f}")]
     width = max(len(k) for k, _ in rows)
     print(f"\n{mode}")
     for k, v in rows:
