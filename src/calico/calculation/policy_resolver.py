@@ -328,6 +328,11 @@ class PolicyResolver:
     def matching_policies(self, key: EndpointKey) -> frozenset[PolicyID]:
         return frozenset(self._matches.get(key, ()))
 
+    def endpoint_labels(self, key: EndpointKey) -> Mapping[str, str] | None:
+        """The labels policy selectors see on a local endpoint (its own, its namespace's, its profiles'), or
+        None for an endpoint that is not local."""
+        return self._index.effective_labels(key)
+
     @property
     def evaluations(self) -> int:
         """Policy selector evaluations so far."""

@@ -9,10 +9,10 @@ world in which staged policies are in force. Nothing is sent on the network.
 
 The policy semantics are not written twice: the endpoints' tiers, policies and profiles, the rendered rules
 (selectors resolved to IP sets) and the sets' members come from the same calculation graph Felix runs (fed
-the snapshot, with the two endpoints as its "local" ones), and the order of evaluation is the dataplane's own
-walk (`dataplane.tiers.endpoint_steps`), which both firewall renderers spell into kernel rules. What is new
-here is matching one packet against one rendered rule (`match.py`), the kernel's job; the agreement tests
-compare the two on real packets.
+the snapshot less what cannot concern the two endpoints, with them as its "local" ones), and the order of
+evaluation is the dataplane's own walk (`dataplane.tiers.endpoint_steps`), which both firewall renderers spell
+into kernel rules. What is new here is matching one packet against one rendered rule (`match.py`), the
+kernel's job; the agreement tests compare the two on real packets.
 
     snapshot (keys at one revision) -> world (CalcGraph + DesiredState, enforced and pending)
         -> walk (steps per stage, match per rule) -> trace (Explanation) -> render (tree / JSON)

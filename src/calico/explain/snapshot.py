@@ -13,11 +13,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from calico.datastore.keys import RESOURCE_PREFIX, ResourceKey, parse_key
+from calico.datastore.keys import RESOURCE_PREFIX, ResourceKey, kind_prefix, parse_key
 from calico.datastore.kv import KVStore
 from calico.resources import STAGED_KINDS
 
 _STAGED = {cls.PLURAL: cls for cls in STAGED_KINDS}
+STAGED_PREFIXES = tuple(kind_prefix(plural) for plural in _STAGED)  # where staged policies are stored
 _ENFORCED_PLURAL = {"NetworkPolicy": "networkpolicies", "GlobalNetworkPolicy": "globalnetworkpolicies"}
 
 
@@ -28,7 +29,7 @@ class Snapshot:
 
     @property
     def has_staged(self) -> bool:
-        return any(_staged_plural(k) for k in self.values)
+        return any(k.startswith(STAGED_PREFIXES) for k in self.values)
 
     def pending(self) -> tuple[Snapshot, list[str]]:
         """The snapshot with every staged policy in force, and the problems met (a staged value that is not

@@ -12,17 +12,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from calico.calculation import events as ev
 from calico.calculation.graph import CalcGraph
 from calico.calculation.rule_scanner import policy_owner, profile_owner, rendered_rule_id
+from calico.calculation.selectors import NS_LABEL, policy_selector
 from calico.calculation.types import EndpointKey, HostEndpointKey
 from calico.dataplane.state import DesiredState
-from calico.datastore.keys import ResourceKey, kind_prefix
+from calico.datastore.keys import ResourceKey, kind_prefix, parse_key
 from calico.explain.flow import Party, PartyKind
 from calico.explain.snapshot import Snapshot
 from calico.resources import HostEndpoint, Rule, WorkloadEndpoint, parse_resource
+from calico.selector import SelectorError
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ def _by_address(snapshot: Snapshot, address: str) -> Endpoint | None:
 
 
 _ENDPOINT_PREFIXES = (kind_prefix("workloadendpoints"), kind_prefix("hostendpoints"))
+_POLICY_PREFIXES = (kind_prefix("networkpolicies"), kind_prefix("globalnetworkpolicies"))
 
 
 def _path(end: Endpoint) -> str:
@@ -115,18 +119,28 @@ class World:
 
     Only the IP sets' answers for the flow's two addresses matter, and an endpoint is a member of a set only
     for its own addresses; so an endpoint that holds neither address cannot change the verdict and is not fed
-    to the graph (its JSON does not contain either address: a cheap, exact superset test). The work is then
-    proportional to the policies, not to the endpoints."""
+    to the graph (its JSON does not contain either address: a cheap, exact superset test). Likewise a policy
+    whose selector matches neither endpoint is never active here (renders no rule, acquires no set): it is
+    not fed either (see `_may_select`). The work is then proportional to what selects the two endpoints, not
+    to the datastore's size."""
 
     def __init__(self, snapshot: Snapshot, endpoints: list[Endpoint], addresses: tuple[str, ...]) -> None:
         keys = {e.key for e in endpoints}
         paths = {_path(e) for e in endpoints}
         holds_address = re.compile(b"|".join(re.escape(a.encode()) for a in addresses)).search
         self.graph = CalcGraph("", is_local=lambda _node, key: key in keys)
+        policies: list[tuple[str, bytes]] = []
         for key, value in snapshot.values.items():
             if key.startswith(_ENDPOINT_PREFIXES) and key not in paths and not holds_address(value):
                 continue
+            if key.startswith(_POLICY_PREFIXES):
+                policies.append((key, value))  # after the endpoints' labels (profiles included) are known
+                continue
             self.graph.on_update(key, value)
+        labels = [found for k in keys if (found := self.graph.resolver.endpoint_labels(k)) is not None]
+        for key, value in policies:
+            if _may_select(key, value, labels):
+                self.graph.on_update(key, value)
         self.graph.on_in_sync()
         self.state = DesiredState()
         self.state.apply_all(self.graph.flush())
@@ -174,3 +188,30 @@ class World:
             found = {rendered_rule_id(owner, direction, i, r): (i, r) for i, r in enumerate(rules)}
             self._sources[cache_key] = found
         return found
+
+
+def _may_select(key: str, value: bytes, labels: list[Mapping[str, str]]) -> bool:
+    """Whether the policy stored at `key` can select an endpoint with one of `labels`, read from its selector
+    fields with the graph's own scoping (`policy_selector`). True whenever the value is too odd to tell without
+    decoding it: then the graph decodes it, and what it refuses is named in the explanation's notes. A value
+    skipped here could not apply to these endpoints even if the rest of it were valid."""
+    parsed = parse_key(key)
+    if parsed is None:
+        return True
+    namespace = parsed.namespace  # None: a GlobalNetworkPolicy
+    if namespace is not None and all(found.get(NS_LABEL) != namespace for found in labels):
+        return False  # a namespaced policy's scoped selector requires its namespace; this spares the JSON
+    try:
+        spec = json.loads(value)["spec"]
+        selectors = (spec["selector"], None if namespace else spec.get("namespaceSelector"),
+                     spec.get("serviceAccountSelector"))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return True
+    if not isinstance(selectors[0], str) or not all(isinstance(s, str | None) for s in selectors[1:]):
+        return True
+    selector, namespace_selector, account_selector = selectors
+    try:  # an empty optional selector is no constraint, as the resource reads it
+        scoped = policy_selector(selector, namespace, namespace_selector or None, account_selector or None)
+    except SelectorError:
+        return True
+    return any(scoped.evaluate(found) for found in labels)

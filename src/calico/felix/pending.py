@@ -13,16 +13,12 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from calico.dataplane.protocols import number
-from calico.datastore.keys import RESOURCE_PREFIX
 from calico.datastore.kv import KVStore
 from calico.explain.flow import Flow
 from calico.explain.pending import pending_verdicts
-from calico.explain.snapshot import read
+from calico.explain.snapshot import STAGED_PREFIXES, read
 from calico.explain.trace import PolicyTrace, StageTrace, Verdict
 from calico.flowlogs.records import FlowRecord, TraceStep
-from calico.resources import STAGED_KINDS
-
-_STAGED_PREFIXES = tuple(f"{RESOURCE_PREFIX}{cls.PLURAL}/" for cls in STAGED_KINDS)
 
 
 class PendingVerdicts:
@@ -31,7 +27,7 @@ class PendingVerdicts:
         self._staged: set[str] = set()
 
     def on_update(self, key: str, value: bytes | None) -> None:
-        if key.startswith(_STAGED_PREFIXES):
+        if key.startswith(STAGED_PREFIXES):
             if value is None:
                 self._staged.discard(key)
             else:
