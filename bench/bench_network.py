@@ -256,6 +256,15 @@ async def bench_scale(args: argparse.Namespace) -> dict[str, Any]:
 # --- 4. throughput ------------------------------------------------------------------------------------------------
 
 
+CONNTRACK_ONLY = """
+table inet ctonly {
+  chain ct_forward { type filter hook forward priority 0; ct state established,related accept; }
+  chain ct_input { type filter hook input priority 0; ct state established,related accept; }
+  chain ct_output { type filter hook output priority 0; ct state established,related accept; }
+}
+"""
+
+
 async def _vxlan_route(ns: str, dst: str, wanted: bool, timeout: float = 30) -> bool:
     """Wait until the route from `ns` to `dst` goes through vxlan.calico (or, not `wanted`, no longer does)."""
     deadline = time.monotonic() + timeout
@@ -316,6 +325,13 @@ async def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
             hosts_bare, bare = runs()
             out["bare_gbps"], out["bare_ratio"] = bare, bare / hosts_bare
             out["native_vs_bare"] = out["native_ratio"] / out["bare_ratio"]
+            # Connection tracking alone (what any stateful policy needs): one table, `ct state` on every hook.
+            for h in (h1, h2):
+                subprocess.run(["ip", "netns", "exec", h.netns, "nft", "-f", "-"], input=CONNTRACK_ONLY, text=True,
+                               check=True)
+            hosts_ct, ct = runs()
+            out["ct_gbps"], out["ct_ratio"] = ct, ct / hosts_ct
+            out["native_vs_ct"] = out["native_ratio"] / out["ct_ratio"]
     return out
 
 
@@ -354,7 +370,10 @@ def show(r: dict[str, Any]) -> None:
             rows.append(("workload to workload, VXLAN", r.get("vxlan_error", "-")))
         if "bare_gbps" in r:
             rows += [("native, no firewall (the floor)", f"{r['bare_gbps']:.2f} Gbit/s = {r['bare_ratio']:.3f}x"),
-                     ("native / floor: Calico's rules", f"{r['native_vs_bare']:.3f}")]
+                     ("native / floor", f"{r['native_vs_bare']:.3f}")]
+        if "ct_gbps" in r:
+            rows += [("native, conntrack only", f"{r['ct_gbps']:.2f} Gbit/s = {r['ct_ratio']:.3f}x"),
+                     ("native / conntrack only: Calico's rules", f"{r['native_vs_ct']:.3f}")]
     width = max(len(k) for k, _ in rows)
     print(f"\n{mode}")
     for k, v in rows:
