@@ -7,6 +7,7 @@ the explanation (which is given no source port) assumes.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -33,17 +34,25 @@ def _ports(protocol: str | None) -> st.SearchStrategy[list[Any]]:
     return st.lists(st.sampled_from([8080, 9090, 5353, "8000:8100", "http", "dns"]), max_size=2, unique=True)
 
 
+def nets_around(v4: dict[str, str], v6: dict[str, str]) -> tuple[str, ...]:
+    """CIDRs shaped like NETS around other workload addresses (a /32, a wider net, a /31, a /128, a v6 /32, a
+    net holding none of them), for worlds whose addresses come from IPAM."""
+    def net(addr: str, plen: int) -> str:
+        return str(ipaddress.ip_network(f"{addr}/{plen}", strict=False))
+    return (f"{v4['a']}/32", net(v4["a"], 24), net(v4["c"], 31), f"{v6['b']}/128", net(v6["b"], 32), "10.0.0.0/8")
+
+
 @st.composite
-def entity(draw: st.DrawFn, protocol: str | None, source: bool) -> dict[str, Any]:
+def entity(draw: st.DrawFn, protocol: str | None, source: bool, nets: tuple[str, ...] = NETS) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if draw(st.booleans()):
         out["selector"] = draw(st.sampled_from(SELECTORS))
     if draw(st.integers(0, 4)) == 0:
         out["notSelector"] = draw(st.sampled_from(SELECTORS[1:]))
     if draw(st.integers(0, 3)) == 0:
-        out["nets"] = draw(st.lists(st.sampled_from(NETS), min_size=1, max_size=2, unique=True))
+        out["nets"] = draw(st.lists(st.sampled_from(nets), min_size=1, max_size=2, unique=True))
     if draw(st.integers(0, 4)) == 0:
-        out["notNets"] = draw(st.lists(st.sampled_from(NETS), min_size=1, max_size=2, unique=True))
+        out["notNets"] = draw(st.lists(st.sampled_from(nets), min_size=1, max_size=2, unique=True))
     if source:
         if protocol in ("TCP", "UDP") and draw(st.integers(0, 5)) == 0:
             out[draw(st.sampled_from(["ports", "notPorts"]))] = ["1:1000"]  # never a probe's ephemeral port
@@ -58,7 +67,7 @@ def entity(draw: st.DrawFn, protocol: str | None, source: bool) -> dict[str, Any
 
 
 @st.composite
-def rule(draw: st.DrawFn) -> dict[str, Any]:
+def rule(draw: st.DrawFn, nets: tuple[str, ...] = NETS) -> dict[str, Any]:
     action = draw(st.sampled_from(["Allow", "Allow", "Deny", "Pass", "Log"]))
     protocol = draw(st.sampled_from([None, None, "TCP", "UDP", "ICMP", "ICMPv6", 6, 17]))
     r: dict[str, Any] = {"action": action}
@@ -76,7 +85,7 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
             if draw(st.booleans()):
                 icmp["code"] = draw(st.sampled_from([0, 1]))
             r[draw(st.sampled_from(["icmp", "notICMP"]))] = icmp
-    src, dst = draw(entity(proto_name, True)), draw(entity(proto_name, False))
+    src, dst = draw(entity(proto_name, True, nets)), draw(entity(proto_name, False, nets))
     if src:
         r["source"] = src
     if dst:
@@ -85,7 +94,8 @@ def rule(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def world_docs(draw: st.DrawFn) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], list[dict[str, Any]]]:
+def world_docs(draw: st.DrawFn, nets: tuple[str, ...] = NETS
+               ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], list[dict[str, Any]]]:
     """(labels per workload, profiles per workload, the policy documents)."""
     wl_labels = {n: draw(labels()) for n in NAMES}
     docs: list[dict[str, Any]] = []
@@ -99,7 +109,7 @@ def world_docs(draw: st.DrawFn) -> tuple[dict[str, dict[str, str]], dict[str, li
         name = f"p{i}" if tier == "default" else f"{tier}.p{i}"
         spec: dict[str, Any] = {"tier": tier, "order": draw(st.integers(1, 5)) * 10,
                                 "selector": draw(st.sampled_from(SELECTORS))}
-        ingress, egress = draw(st.lists(rule(), max_size=3)), draw(st.lists(rule(), max_size=3))
+        ingress, egress = draw(st.lists(rule(nets), max_size=3)), draw(st.lists(rule(nets), max_size=3))
         if ingress:
             spec["ingress"] = ingress
         if egress:
@@ -120,8 +130,8 @@ def world_docs(draw: st.DrawFn) -> tuple[dict[str, dict[str, str]], dict[str, li
                  "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}})
     for p in ("prof1", "prof2"):
         docs.append({"apiVersion": "projectcalico.org/v3", "kind": "Profile", "metadata": {"name": p},
-                     "spec": {"ingress": draw(st.lists(rule(), max_size=2)),
-                              "egress": draw(st.lists(rule(), max_size=2))}})
+                     "spec": {"ingress": draw(st.lists(rule(nets), max_size=2)),
+                              "egress": draw(st.lists(rule(nets), max_size=2))}})
     return wl_labels, profiles, docs
 
 
