@@ -22,7 +22,7 @@ State (defaults): 100 local workload endpoints (`role=server`, wired veths) plus
 Run under the shared lock (another helper also builds namespaces):
 
     flock /tmp/calico-netns.lock .venv/bin/python bench/bench_felix.py latency [--samples 40] [--datastore etcd]
-    flock /tmp/calico-netns.lock .venv/bin/python bench/bench_felix.py coldstart [--backend iptables]
+    flock /tmp/calico-netns.lock .venv/bin/python bench/bench_felix.py coldstart [--backend iptables] [--flow-logs]
     flock /tmp/calico-netns.lock .venv/bin/python bench/bench_felix.py throughput
 """
 
@@ -203,6 +203,7 @@ class Bench:
     _daemons: list[tuple[int, str]] = field(default_factory=list)
     _etcd_endpoint: str = ""
     log_level: str = "Info"
+    flow_logs: bool = False  # Felix's flow logs on (FlowLogsFileEnabled): every endpoint is parsed to name flows
     keep_log: str = ""
 
     @property
@@ -235,6 +236,8 @@ class Bench:
             "FELIX_HEALTHPORT": str(HEALTH_PORT),
             "FELIX_LOGSEVERITYSCREEN": self.log_level,
         }
+        if self.flow_logs:
+            env.update({"FELIX_FLOWLOGSFILEENABLED": "true", "FELIX_FLOWLOGSFILEDIRECTORY": str(self.tmp / "flows")})
         if self.datastore == "embedded":
             env.update({"DATASTORE_TYPE": "embedded", "CALICO_EMBEDDED_PATH": str(self.tmp / "store.db")})
         else:
@@ -480,7 +483,7 @@ def table_present(b: Bench) -> bool:
 
 
 async def bench_coldstart(args: argparse.Namespace) -> dict[str, Any]:
-    b = Bench(datastore=args.datastore, backend=args.backend)
+    b = Bench(datastore=args.datastore, backend=args.backend, flow_logs=args.flow_logs)
     try:
         await b.build(args.local, args.policies, 0)
         assert b.kv is not None
@@ -524,6 +527,7 @@ async def bench_coldstart(args: argparse.Namespace) -> dict[str, Any]:
             "remote": args.remote,
             "runs": args.runs,
             "ruleset_lines": lines,
+            "flow_logs": args.flow_logs,
             "felix_to_ready_s": felix_med,
             "felix_all_s": felix_s,
             "felix_first_apply_s": statistics.median(apply_s) if apply_s else None,
@@ -614,6 +618,7 @@ def show(mode: str, r: dict[str, Any]) -> None:
         print(
             f"cold start, {r['datastore']} datastore, {r['backend']}: {r['local']} local, {r['policies']} policies, "
             f"{r['remote']} remote; ruleset {r['ruleset_lines']} lines; median of {r['runs']}"
+            f"{'; flow logs on' if r['flow_logs'] else ''}"
         )
         fa = r["felix_first_apply_s"]
         print(f"{'felix start->ready':>20} {'(first apply)':>14} {'kernel load':>12} {'ratio':>7}   goal <= 1.5x")
@@ -655,6 +660,7 @@ async def main() -> None:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--flow-logs", action="store_true", help="coldstart: with Felix's flow logs on")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--log-level", default="Info", help="felix's FELIX_LOGSEVERITYSCREEN")
     ap.add_argument("--keep-log", default="", help="copy felix's log here at the end")
