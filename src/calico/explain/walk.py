@@ -42,8 +42,8 @@ def explain_flow(world: World, flow: Flow, src: Endpoint | None, dst: Endpoint |
     stages: list[StageTrace] = []
     allowed_by: str | None = None  # the untracked / preDNAT stage whose Allow later host endpoint stages skip
     for hop in hops(src, dst, via, leaves):
-        before_nat = hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT) and arrived is not None
-        stage = _stage(world, arrived if before_nat and arrived is not None else flow, hop, allowed_by)
+        before_nat = arrived is not None and hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT)
+        stage = _stage(world, arrived if before_nat and arrived else flow, hop, allowed_by)
         if stage is None:
             continue
         stages.append(stage)
