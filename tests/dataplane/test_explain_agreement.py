@@ -66,6 +66,16 @@ def _felix_state(snapshot: Snapshot) -> DesiredState:
     return state
 
 
+def program(world: World, kind: str, snapshot: Snapshot) -> None:
+    """What Felix on "h1" would program for `snapshot`, written by backend `kind` into the world's host."""
+    backend = _backend(world, kind)
+    try:
+        asyncio.run(backend.apply(_felix_state(snapshot)))
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
+
+
 @pytest.fixture
 def three(world: World) -> World:
     for n in ps.NAMES:
@@ -85,12 +95,7 @@ def test_explain_agrees_with_the_kernel(three: World, kind: str, drawn: Any, flo
     snapshot = _snapshot(docs)
     assume(snapshot is not None)
     assert snapshot is not None
-    backend = _backend(three, kind)
-    try:
-        asyncio.run(backend.apply(_felix_state(snapshot)))
-    finally:
-        if hasattr(backend, "close"):
-            backend.close()
+    program(three, kind, snapshot)
     for src, dst, proto, port, v6 in flows:
         dst_ip = (ps.V6 if v6 else ps.V4)[dst]
         src_ip = (ps.V6 if v6 else ps.V4)[src]

@@ -20,7 +20,7 @@ from calico.datastore.keys import FELIX_STATUS_PREFIX
 from calico.datastore.kv import KVError, KVStore
 from calico.explain.counters import attach_counters
 from calico.explain.explain import explain
-from calico.explain.flow import Headers, parse_headers, parse_party
+from calico.explain.flow import Headers, parse_headers, parse_host_endpoint, parse_party
 from calico.explain.render import print_explanation
 from calico.explain.snapshot import read
 
@@ -37,6 +37,8 @@ class FlowOptions:
     output: str
     timing: bool
     counters: bool = False
+    via: str | None = None  # hep:NAME the flow arrives through
+    leaves_via: str | None = None  # hep:NAME a forwarded flow leaves through
 
 
 def flow_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,6 +53,13 @@ def flow_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timing", is_flag=True, help="Print how long the read and the explanation took (stderr)."),
         click.option("--counters", is_flag=True,
                      help="Show what each rule's kernel counter counted, from every host's Felix status."),
+        click.option("--via", "via", default=None, metavar="hep:NAME",
+                     help="The host endpoint whose interface the flow arrives through: its untracked, preDNAT and "
+                          "(to the host) normal or (forwarded) applyOnForward policy. Default: the --dst host "
+                          "endpoint's, when --dst is one."),
+        click.option("--leaves-via", "leaves_via", default=None, metavar="hep:NAME",
+                     help="The host endpoint whose interface a forwarded flow leaves through: its applyOnForward "
+                          "egress policy."),
     ]):
         fn = opt(fn)
     return fn
@@ -58,7 +67,7 @@ def flow_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def options(**kw: Any) -> FlowOptions:
     return FlowOptions(kw["protocol"], kw["port"], kw["src_port"], kw["icmp_type"], kw["icmp_code"], kw["output"],
-                       kw["timing"], kw["counters"])
+                       kw["timing"], kw["counters"], kw.get("via"), kw.get("leaves_via"))
 
 
 def error(message: str) -> int:
@@ -69,6 +78,8 @@ def error(message: str) -> int:
 async def run(kv: KVStore, src: str, dst: str, opts: FlowOptions) -> int:
     try:
         src_party, dst_party = parse_party(src, "--src"), parse_party(dst, "--dst")
+        via = parse_host_endpoint(opts.via, "--via")
+        leaves = parse_host_endpoint(opts.leaves_via, "--leaves-via")
         headers: Headers = parse_headers(opts.protocol, opts.port, opts.src_port, opts.icmp_type, opts.icmp_code)
     except ValueError as e:
         return error(str(e))
@@ -79,7 +90,7 @@ async def run(kv: KVStore, src: str, dst: str, opts: FlowOptions) -> int:
         return error(f"reading the datastore: {e}")
     t1 = time.perf_counter()
     try:
-        result = explain(snapshot, src_party, dst_party, headers)
+        result = explain(snapshot, src_party, dst_party, headers, via, leaves)
     except (LookupError, ValueError) as e:
         return error(str(e))
     t2 = time.perf_counter()

@@ -1,6 +1,7 @@
 """A flow to explain: its two ends and its packet headers.
 
 Enters: what a user typed (`NS/NAME` for a workload endpoint, `hep:NAME` for a host endpoint, an IP address;
+`hep:NAME` alone for the host endpoints a forwarded flow arrives and leaves through;
 a protocol name or number, ports, ICMP type and code). Leaves: `Party` and `Flow` values, or ValueError with a
 message naming the option that is wrong. Pure.
 """
@@ -45,6 +46,16 @@ def parse_party(text: str, option: str) -> Party:
     if not sep or not ns or not name or "/" in name:
         raise ValueError(f"{option}: {text!r} is neither NAMESPACE/NAME, hep:NAME nor an IP address")
     return Party(PartyKind.WORKLOAD, text, namespace=ns, endpoint=name)
+
+
+def parse_host_endpoint(text: str | None, option: str) -> Party | None:
+    """`hep:NAME` (for --via / --leaves-via); None when the option was not given."""
+    if text is None:
+        return None
+    party = parse_party(text, option)
+    if party.kind is not PartyKind.HOST:
+        raise ValueError(f"{option}: {text!r} is not hep:NAME (a host endpoint)")
+    return party
 
 
 @dataclass(frozen=True, slots=True)

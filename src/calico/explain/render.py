@@ -12,7 +12,7 @@ from rich.tree import Tree
 from calico.explain.trace import Explanation, PolicyTrace, RuleTrace, StageTrace, Verdict
 
 _STYLE = {"allow": "green", "deny": "red", "pass": "yellow", "end-deny": "red", "end-pass": "yellow",
-          "no-match": "dim", "skipped": "dim", "missing": "red"}
+          "no-match": "dim", "skipped": "dim", "missing": "red", "none": "dim"}
 
 
 def _style(outcome: str) -> str:
@@ -43,11 +43,15 @@ def _policy(node: Tree, p: PolicyTrace) -> None:
 
 def _stage(node: Tree, s: StageTrace) -> None:
     where = f" on {s.node}" if s.node else ""
-    branch = node.add(f"{s.stage} of [bold]{s.endpoint}[/]{where}: [{_style(s.verdict)}]{s.verdict}[/] ({s.reason})")
+    kind = "" if s.kind == "normal" else f"{s.kind} "
+    verdict = f"[{_style(s.verdict)}]{s.verdict}[/]"
+    branch = node.add(f"{kind}{s.stage} of [bold]{s.endpoint}[/]{where}: {verdict} ({s.reason})")
     for check in s.checks:
         branch.add(f"[dim]{check}[/]")
     for t in s.tiers:
-        tier = branch.add(f"tier [bold]{t.name}[/] (default {t.default_action}): [{_style(t.outcome)}]{t.outcome}[/]")
+        # Untracked and preDNAT tiers have no default action: what no rule decided goes on.
+        default = "goes on" if s.kind in ("untracked", "preDNAT") else t.default_action
+        tier = branch.add(f"tier [bold]{t.name}[/] (default {default}): [{_style(t.outcome)}]{t.outcome}[/]")
         for p in t.policies:
             _policy(tier, p)
     if s.profiles:

@@ -40,16 +40,20 @@ class TierTrace:
 
 @dataclass
 class StageTrace:
-    stage: str  # "egress" (from the source) or "ingress" (to the destination)
+    stage: str  # the direction at `endpoint`: "egress" (leaving it) or "ingress" (entering it)
     endpoint: str
     node: str | None
+    # Which policy: "normal" (a workload's, or a host endpoint's for traffic to / from the host), "untracked"
+    # (doNotTrack), "preDNAT", "forward" (a host endpoint's applyOnForward policy, forwarded traffic).
+    kind: str = "normal"
     checks: list[str] = field(default_factory=list)  # what passed before policy (anti-spoofing, failsafes)
     tiers: list[TierTrace] = field(default_factory=list)
     profiles: list[PolicyTrace] = field(default_factory=list)
-    verdict: str = "deny"
+    verdict: str = "deny"  # allow, deny, or none (an untracked / preDNAT stage that decided nothing)
     reason: str = ""
     # What decided, as Felix's rule identities name it: "rule" (a policy's or profile's), or one of Felix's own
-    # verdicts: tier_default, profile_fallthrough, anti_spoofing, fail_closed, not_programmed, failsafe.
+    # verdicts: tier_default, profile_fallthrough, anti_spoofing, fail_closed, not_programmed, failsafe; or
+    # hep_allowed (a host endpoint stage skipped: an untracked / preDNAT stage already allowed the packet).
     decided: str = ""
 
 

@@ -1,12 +1,20 @@
 """Walk one flow through the stages it crosses, in the dataplane's own order, recording every decision.
 
-Enters: a `World`, a `Flow` and the resolved source and destination (`Endpoint`, or None for a bare
-address). Leaves: a `Verdict` with one `StageTrace` per stage: the source's egress (a workload: anti-spoofing,
-then its tiers and profiles; a host endpoint: traffic leaving the host through it), then the destination's
-ingress. The first stage that denies ends the flow. Pure.
+Enters: a `World`, a `Flow`, the stages it crosses (`path.hops`) and, when a DNAT rewrote its destination,
+the flow as it arrived (what the untracked and preDNAT stages see). Leaves: a `Verdict` with one `StageTrace`
+per stage: a workload's egress (anti-spoofing, then its tiers and profiles) or ingress; a host endpoint's
+untracked (doNotTrack) and preDNAT stages, its normal policy for traffic to or from the host, its
+applyOnForward policy for forwarded traffic. The first stage that denies ends the flow. Pure.
+
+Host endpoint stages, as the renderers build them (`calico.dataplane.hostendpoints`): an untracked or preDNAT
+stage tries failsafe ports first (accepted there, the packet goes on, tracked), then its tiers; Allow accepts
+and makes every later host endpoint stage skip the packet (untracked: also not tracked), Deny drops, nothing
+decided goes on. Forwarded traffic with no applyOnForward policy in its direction is left alone; otherwise
+those tiers decide, and nothing allowed it drops. Workload stages run whatever the host endpoint stages did.
 
 The order of tiers, policies and profiles, Pass, tier defaults and the fail-closed drops are the steps of
-`dataplane.tiers.endpoint_steps`, the walk both firewall renderers spell; rule matching is `match.py`.
+`dataplane.tiers.endpoint_steps` (`stage_steps` for the untracked and preDNAT stages), the walk both firewall
+renderers spell; rule matching is `match.py`.
 """
 
 from __future__ import annotations
@@ -17,9 +25,10 @@ from typing import Any
 from calico.calculation import events as ev
 from calico.dataplane.config import DataplaneConfig, FailsafePort
 from calico.dataplane.hostendpoints import HEP_ROLES
-from calico.dataplane.tiers import Policed, Step, StepKind, endpoint_steps
+from calico.dataplane.tiers import Step, StepKind, endpoint_steps, has_direction, stage_steps
 from calico.explain.flow import Flow, PartyKind
 from calico.explain.match import mismatches
+from calico.explain.path import Hop, HopKind, hops
 from calico.explain.trace import PolicyTrace, RuleTrace, StageTrace, TierTrace, Verdict
 from calico.explain.world import Endpoint, World
 from calico.resources import Rule
@@ -27,48 +36,93 @@ from calico.resources import Rule
 _FAILSAFES = DataplaneConfig()  # Felix's default failsafe ports (a host's FelixConfiguration may change them)
 
 
-def explain_flow(world: World, flow: Flow, src: Endpoint | None, dst: Endpoint | None) -> Verdict:
+def explain_flow(world: World, flow: Flow, src: Endpoint | None, dst: Endpoint | None,
+                 via: Endpoint | None = None, leaves: Endpoint | None = None,
+                 arrived: Flow | None = None) -> Verdict:
     stages: list[StageTrace] = []
-    for end, inbound in ((src, False), (dst, True)):
-        if end is None:
+    allowed_by: str | None = None  # the untracked / preDNAT stage whose Allow later host endpoint stages skip
+    for hop in hops(src, dst, via, leaves):
+        before_nat = arrived is not None and hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT)
+        stage = _stage(world, arrived if before_nat and arrived else flow, hop, allowed_by)
+        if stage is None:
             continue
-        stage = _stage(world, flow, end, inbound)
         stages.append(stage)
-        if stage.verdict != "allow":
-            return Verdict(stages, "deny", f"{stage.stage} of {stage.endpoint}: {stage.reason}")
+        if stage.verdict == "deny":
+            return Verdict(stages, "deny", f"{_title(stage)}: {stage.reason}")
+        if stage.verdict == "allow" and hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT) and allowed_by is None:
+            allowed_by = _title(stage)
     if not stages:
         return Verdict(stages, "allow", "neither end is a Calico endpoint: no Calico policy applies")
-    return Verdict(stages, "allow", "; ".join(f"{s.stage} of {s.endpoint}: {s.reason}" for s in stages))
+    decided = [s for s in stages if s.verdict == "allow" and s.decided != "hep_allowed"]
+    if not decided:
+        return Verdict(stages, "allow", "no stage decided: nothing Calico renders drops the flow")
+    return Verdict(stages, "allow", "; ".join(f"{_title(s)}: {s.reason}" for s in decided))
 
 
-def _stage(world: World, flow: Flow, end: Endpoint, inbound: bool) -> StageTrace:
-    stage = StageTrace("ingress" if inbound else "egress", end.label, end.node)
+def _title(stage: StageTrace) -> str:
+    kind = "" if stage.kind == "normal" else f"{stage.kind} "
+    return f"{kind}{stage.stage} of {stage.endpoint}"
+
+
+def _stage(world: World, flow: Flow, hop: Hop, allowed_by: str | None) -> StageTrace | None:
+    """The hop's trace; None for a host endpoint stage that has no policy in this direction (no chain)."""
+    end, inbound = hop.end, hop.inbound
+    stage = StageTrace("ingress" if inbound else "egress", end.label, end.node, kind=hop.kind.value)
     if end.kind is PartyKind.WORKLOAD:
-        wep = world.workload(end.key)
-        if wep is None:
-            return _deny(stage, "the endpoint is not valid for Felix: its interface is unknown, dropped (fail closed)",
-                         "fail_closed")
-        if not inbound and not _own_source(wep, flow.src_ip):
-            return _deny(stage, f"anti-spoofing: {flow.src_ip} is not one of the endpoint's addresses or "
-                                "allowSpoofedSourcePrefixes", "anti_spoofing")
-        if not inbound:
-            stage.checks.append(f"anti-spoofing: {flow.src_ip} is the endpoint's own")
-        policed: Policed | ev.WorkloadEndpointUpdate = wep
-        tiers = wep.tiers
-    else:
-        hep = world.host_endpoint(end.key)
-        if hep is None:
-            return _deny(stage, "the host endpoint is not valid for Felix", "fail_closed")
+        return _workload(world, flow, stage, end, inbound)
+    hep = world.host_endpoint(end.key)
+    if hep is None:
+        if hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT):
+            return None  # reported once, by its normal or forward stage
+        return _deny(stage, "the host endpoint is not valid for Felix", "fail_closed")
+    if hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT):
+        tiers = hep.untracked_tiers if hop.kind is HopKind.UNTRACKED else hep.pre_dnat_tiers
+        if not has_direction(tiers, inbound):
+            return None
+        if allowed_by is not None:  # preDNAT after an untracked Allow
+            return _skipped(stage, allowed_by)
         if (port := _failsafe(flow, inbound)) is not None:
-            stage.checks.append(f"failsafe {port.protocol}:{port.port} ({'inbound' if inbound else 'outbound'})")
-            stage.verdict, stage.reason = "allow", "a failsafe port: allowed before any policy"
-            stage.decided = "failsafe"
+            stage.checks.append(f"failsafe {port.protocol}:{port.port}: accepted here, tracked; the later "
+                                "stages decide")
+            stage.verdict, stage.reason = "none", "a failsafe port: this stage's policy is not tried"
             return stage
-        role = next(r for r in HEP_ROLES if r.inbound == inbound and not r.forward)
-        policed = role.policed(hep)
-        tiers = hep.tiers
-    steps = endpoint_steps(policed, inbound, world.state.policies, world.state.profiles)
+        steps = stage_steps(tiers, inbound, world.state.policies)
+        return _walk(world, flow, stage, steps, {t.name: t for t in tiers}, inbound)
+    role = next(r for r in HEP_ROLES if r.inbound == inbound and r.forward == (hop.kind is HopKind.FORWARD))
+    if allowed_by is not None:
+        return _skipped(stage, allowed_by)
+    if role.left_alone(hep):
+        stage.verdict = "allow"
+        stage.reason = "no applyOnForward policy applies in this direction: forwarded traffic is left alone"
+        return stage
+    if not role.forward and (port := _failsafe(flow, inbound)) is not None:
+        stage.checks.append(f"failsafe {port.protocol}:{port.port} ({'inbound' if inbound else 'outbound'})")
+        stage.verdict, stage.reason = "allow", "a failsafe port: allowed before any policy"
+        stage.decided = "failsafe"
+        return stage
+    tiers = hep.forward_tiers if role.forward else hep.tiers
+    steps = endpoint_steps(role.policed(hep), inbound, world.state.policies, world.state.profiles)
     return _walk(world, flow, stage, steps, {t.name: t for t in tiers}, inbound)
+
+
+def _workload(world: World, flow: Flow, stage: StageTrace, end: Endpoint, inbound: bool) -> StageTrace:
+    wep = world.workload(end.key)
+    if wep is None:
+        return _deny(stage, "the endpoint is not valid for Felix: its interface is unknown, dropped (fail closed)",
+                     "fail_closed")
+    if not inbound and not _own_source(wep, flow.src_ip):
+        return _deny(stage, f"anti-spoofing: {flow.src_ip} is not one of the endpoint's addresses or "
+                            "allowSpoofedSourcePrefixes", "anti_spoofing")
+    if not inbound:
+        stage.checks.append(f"anti-spoofing: {flow.src_ip} is the endpoint's own")
+    steps = endpoint_steps(wep, inbound, world.state.policies, world.state.profiles)
+    return _walk(world, flow, stage, steps, {t.name: t for t in wep.tiers}, inbound)
+
+
+def _skipped(stage: StageTrace, allowed_by: str) -> StageTrace:
+    stage.verdict, stage.decided = "allow", "hep_allowed"
+    stage.reason = f"skipped: already allowed by the {allowed_by}"
+    return stage
 
 
 def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers: dict[str, ev.TierInfo],
@@ -77,7 +131,7 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
     tier: TierTrace | None = None
     for step in steps:
         kind = step.kind
-        if kind is StepKind.NEXT_TIER:
+        if kind in (StepKind.NEXT_TIER, StepKind.STAGE_TIER):
             passed = False
         elif kind in (StepKind.POLICY, StepKind.MISSING_POLICY):
             pid = step.target
@@ -128,7 +182,13 @@ def _walk(world: World, flow: Flow, stage: StageTrace, steps: list[Step], tiers:
             _end_tiers(stage)
             if not stage.tiers and not stage.profiles:
                 return _deny(stage, "no policy and no profile applies: default drop", "profile_fallthrough")
+            if stage.kind == "forward":
+                return _deny(stage, "applyOnForward policies applied but none allowed it: dropped",
+                             "profile_fallthrough")
             return _deny(stage, "nothing allowed it: default drop at the end of the profiles", "profile_fallthrough")
+        elif kind is StepKind.RETURN:  # an untracked / preDNAT stage: its tiers have no default action
+            stage.verdict, stage.reason = "none", "no rule decided: the packet goes on to the next stage"
+            return stage
     return _deny(stage, "end of the walk", "profile_fallthrough")  # endpoint_steps always ends in DROP
 
 

@@ -72,6 +72,8 @@ def _steps(verdict: Verdict) -> tuple[TraceStep, ...]:
     """What decided each stage, as flow records name it (a policy's or profile's rule, or Felix's own verdict)."""
     steps = []
     for stage in verdict.stages:
+        if stage.verdict == "none":
+            continue  # an untracked / preDNAT stage that decided nothing
         decider = _decider(stage) if stage.decided == "rule" else None
         if decider is not None and decider.decided_by is not None:
             rule = decider.rules[decider.decided_by]

@@ -15,7 +15,7 @@ from calico.explain.flow import parse_headers, parse_party
 from calico.explain.snapshot import Snapshot
 from calico.explain.trace import Explanation
 from calico.explain.world import Endpoint, World, resolve
-from tests.unit.explain.world_helpers import snapshot, wep
+from tests.unit.explain.world_helpers import gnp, snapshot, wep
 
 WEB = wep("web", "198.18.0.2/32", labels="{app: web}", extra="  profiles: [team-blue]\n  serviceAccountName: sa1")
 CLIENT = wep("client", "198.18.0.3/32", node="h2", ns="ns2", labels="{app: client}")
@@ -35,13 +35,7 @@ spec: {labelsToApply: {team: blue}}
 
 
 def _gnp(name: str, spec: str) -> str:
-    return f"""
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {{name: {name}}}
-spec:
-  order: 10
-{spec}"""
+    return gnp(name, f"  order: 10\n{spec}")
 
 
 def _np(name: str, ns: str, spec: str) -> str:
