@@ -5,7 +5,7 @@ One fixed world: a workload `a`, two external clients each behind its own host u
 uplink (`up1`, `up2`), and policies of every kind. The documents go through Felix's calculation graph (this
 host "h1") into the backend in the host namespace; then each flow of the table below (to the host through
 `up1`, forwarded from `up1` to the workload, forwarded from `up1` out of `up2`, from the workload out of
-`up2`) is explained and probed with real TCP, and the two must agree (the expected verdict is checked too,
+`up2`; between the workload and its own host) is explained and probed with real TCP, and the two must agree (the expected verdict is checked too,
 so a scenario cannot silently stop testing its stage).
 Run: `flock /tmp/calico-netns.lock .venv/bin/python -m pytest tests/dataplane/test_explain_host_endpoints.py`.
 """
@@ -103,6 +103,9 @@ FLOWS = [
     ("ext", "ext2", "up1", "up2", 8082, "deny", "forward"),  # fwd-out denies on the way out
     ("a", "ext2", None, "up2", 8083, "allow", "forward"),
     ("a", "ext2", None, "up2", 8082, "deny", "forward"),
+    ("a", "up1", None, None, 8080, "deny", "to host"),  # its egress allows; DefaultEndpointToHostAction Drop
+    ("a", "up1", None, None, 53, "allow", "to host"),  # DNS to the host: accepted before any policy
+    ("up1", "a", None, None, 4040, "allow", "from host"),  # the host to its own workload: no policy
 ]
 
 
@@ -114,7 +117,7 @@ def test_explain_agrees_with_the_kernel_on_host_endpoints(world: World, kind: st
     snapshot = Snapshot(1, {key_of(r).path(): encode(r) for r in load_documents(_docs(a.iface, up1, up2))})
     program(world, kind, snapshot)
     address = {"ext": up1.ipv4, "ext2": up2.ipv4, "up1": up1.host_ip, "a": A4}
-    source = {"ext": up1.netns, "a": a.netns}
+    source = {"ext": up1.netns, "a": a.netns, "up1": world.host}
     failures: list[str] = []
     for src, dst, via, leaves, port, expected, deciding in FLOWS:
         told = explain(snapshot, parse_party(address[src], "--src"), parse_party(address[dst], "--dst"),

@@ -89,6 +89,9 @@ def _host_notes(src: Endpoint | None, dst: Endpoint | None, via: Endpoint | None
                 leaves: Endpoint | None) -> list[str]:
     """What was assumed about the host endpoints the flow crosses."""
     notes = []
+    if src is not None and dst is not None and src.node == dst.node and via is None and leaves is None and (
+            {src.kind, dst.kind} == {PartyKind.WORKLOAD, PartyKind.HOST}):
+        return [f"{src.label} and {dst.label} are on one node ({src.node}): the flow stays inside it"]
     if via is None and dst is not None and dst.kind is PartyKind.HOST:
         notes.append(f"{dst.label}: assumed the flow arrives through its interface (--via hep:NAME names "
                      "another)")

@@ -13,6 +13,10 @@ The order is the renderers' (see `calico.dataplane.hostendpoints` and the nftabl
     a workload's ingress (--dst NS/NAME)
     forwarded out through Y (--leaves-via hep:Y):           applyOnForward egress Y
 
+On one node: a workload to its host (--dst hep:X of the workload's node) meets its egress, then the wl-to-host
+stage (DHCP, DNS, ND accepted before the egress; DefaultEndpointToHostAction after it); the host to one of its
+workloads is accepted by the output chain, with no policy on either side.
+
 Forwarded traffic leaving through Y meets no untracked stage (raw output sees only what the host sends).
 """
 
@@ -30,6 +34,8 @@ class HopKind(Enum):
     UNTRACKED = "untracked"  # doNotTrack policy, before connection tracking
     PRE_DNAT = "preDNAT"  # preDNAT policy, before DNAT (ingress only)
     FORWARD = "forward"  # a host endpoint's applyOnForward policy, for forwarded traffic
+    TO_HOST = "to host"  # a workload's traffic to its own host, after its egress: DefaultEndpointToHostAction
+    FROM_HOST = "from host"  # the host's own traffic to one of its workloads: accepted, no policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,11 @@ class Hop:
 def hops(src: Endpoint | None, dst: Endpoint | None, via: Endpoint | None = None,
          leaves: Endpoint | None = None) -> list[Hop]:
     _check(src, dst, via, leaves)
+    if via is None and leaves is None and src is not None and dst is not None and src.node == dst.node:
+        if src.kind is PartyKind.WORKLOAD and dst.kind is PartyKind.HOST:
+            return [Hop(HopKind.NORMAL, src, False), Hop(HopKind.TO_HOST, dst, True)]
+        if src.kind is PartyKind.HOST and dst.kind is PartyKind.WORKLOAD:
+            return [Hop(HopKind.FROM_HOST, dst, True)]
     out: list[Hop] = []
     if src is not None:
         if src.kind is PartyKind.HOST:

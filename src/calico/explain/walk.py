@@ -23,6 +23,7 @@ import ipaddress
 from typing import Any
 
 from calico.calculation import events as ev
+from calico.dataplane import tohost
 from calico.dataplane.config import DataplaneConfig, FailsafePort
 from calico.dataplane.hostendpoints import HEP_ROLES
 from calico.dataplane.tiers import Step, StepKind, endpoint_steps, has_direction, stage_steps
@@ -41,7 +42,13 @@ def explain_flow(world: World, flow: Flow, src: Endpoint | None, dst: Endpoint |
                  arrived: Flow | None = None) -> Verdict:
     stages: list[StageTrace] = []
     allowed_by: str | None = None  # the untracked / preDNAT stage whose Allow later host endpoint stages skip
-    for hop in hops(src, dst, via, leaves):
+    path = hops(src, dst, via, leaves)
+    if path[-1].kind is HopKind.TO_HOST and (why := _to_host_first(flow)) is not None:
+        stage = StageTrace("ingress", path[-1].end.label, path[-1].end.node, kind=HopKind.TO_HOST.value)
+        stage.verdict, stage.decided = "allow", "to_host"
+        stage.reason = f"{why}: a workload's traffic to its host accepted before its egress policy"
+        return Verdict([stage], "allow", f"{_title(stage)}: {stage.reason}")
+    for hop in path:
         before_nat = arrived is not None and hop.kind in (HopKind.UNTRACKED, HopKind.PRE_DNAT)
         stage = _stage(world, arrived if before_nat and arrived else flow, hop, allowed_by)
         if stage is None:
@@ -68,6 +75,12 @@ def _stage(world: World, flow: Flow, hop: Hop, allowed_by: str | None) -> StageT
     """The hop's trace; None for a host endpoint stage that has no policy in this direction (no chain)."""
     end, inbound = hop.end, hop.inbound
     stage = StageTrace("ingress" if inbound else "egress", end.label, end.node, kind=hop.kind.value)
+    if hop.kind is HopKind.FROM_HOST:
+        stage.verdict, stage.decided = "allow", "from_host"
+        stage.reason = "the host's own traffic to its workloads is accepted (output chain): no policy applies"
+        return stage
+    if hop.kind is HopKind.TO_HOST:
+        return _to_host(world, stage, end.node)
     if end.kind is PartyKind.WORKLOAD:
         return _workload(world, flow, stage, end, inbound)
     hep = world.host_endpoint(end.key)
@@ -117,6 +130,25 @@ def _workload(world: World, flow: Flow, stage: StageTrace, end: Endpoint, inboun
         stage.checks.append(f"anti-spoofing: {flow.src_ip} is the endpoint's own")
     steps = endpoint_steps(wep, inbound, world.state.policies, world.state.profiles)
     return _walk(world, flow, stage, steps, {t.name: t for t in wep.tiers}, inbound)
+
+
+def _to_host_first(flow: Flow) -> str | None:
+    proto = flow.port_protocol or ("icmpv6" if flow.is_icmp and flow.version == 6 else None)
+    return tohost.accepted_first(proto, flow.dst_port, flow.version, flow.icmp_type)
+
+
+def _to_host(world: World, stage: StageTrace, node: str | None) -> StageTrace:
+    setting = world.endpoint_to_host_action(node)
+    verdict = tohost.action(setting)
+    stage.checks.append(f"DefaultEndpointToHostAction on {node or 'this node'}: {setting}")
+    if verdict == "drop":
+        return _deny(stage, f"a workload's traffic to its own host: DefaultEndpointToHostAction {setting}",
+                     "endpoint_to_host")
+    stage.verdict, stage.decided = "allow", "to_host"
+    stage.reason = (f"DefaultEndpointToHostAction {setting}" if verdict == "accept" else
+                    f"DefaultEndpointToHostAction {setting}: host endpoint policy would decide, and none is "
+                    "bound to a workload's interface")
+    return stage
 
 
 def _skipped(stage: StageTrace, allowed_by: str) -> StageTrace:

@@ -145,6 +145,23 @@ class World:
         self.state = DesiredState()
         self.state.apply_all(self.graph.flush())
         self._sources: dict[tuple[str, bool], dict[str, tuple[int, Rule]]] = {}
+        self._felix_configs = {k.rsplit("/", 1)[-1]: v for k, v in snapshot.values.items()
+                               if k.startswith(kind_prefix("felixconfigurations"))}
+
+    def endpoint_to_host_action(self, node: str | None) -> str:
+        """DefaultEndpointToHostAction on `node` (its `node.<name>` FelixConfiguration over `default`; Calico's
+        default Drop); a value that does not parse is skipped, as Felix skips it."""
+        for name in (f"node.{node}" if node else "", "default"):
+            raw = self._felix_configs.get(name)
+            if raw is None:
+                continue
+            try:
+                value = json.loads(raw).get("spec", {}).get("defaultEndpointToHostAction")
+            except (ValueError, AttributeError):
+                continue
+            if value in ("Drop", "Accept", "Return"):
+                return str(value)
+        return "Drop"
 
     def members(self, set_id: str) -> set[str] | None:
         ipset = self.state.ipsets.get(set_id)

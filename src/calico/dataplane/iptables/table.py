@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from calico.dataplane import ruleids as rid
+from calico.dataplane import tohost
 from calico.dataplane.config import MetadataTarget
 from calico.dataplane.iptables import flowlog
 from calico.dataplane.iptables import ipsets as ips
@@ -62,7 +63,7 @@ def base_chains(
     forward += [Rule(f"-o {p}+", f"-j {TO_WL}") for p in prefixes]
     forward.append(Rule("", f"-j {TO_HEP_FWD}"))
     forward.append(Rule(ACCEPTED, "-j ACCEPT"))
-    dhcp = "67,68" if fam == 4 else "546,547"
+    dhcp = ",".join(map(str, tohost.DHCP_PORTS[fam]))
     to_host = [
         Rule(f"{ct} RELATED,ESTABLISHED", "-j ACCEPT"),
         Rule(f"{ct} INVALID", "-j DROP", invalid_from),
@@ -71,13 +72,13 @@ def base_chains(
         to_host.append(Rule(f"-p tcp -d {metadata.addr}/32 --dport {metadata.port}", "-j ACCEPT"))
     to_host += [
         Rule(f"-p udp -m multiport --dports {dhcp}", "-j ACCEPT"),  # DHCP
-        Rule("-p udp --dport 53", "-j ACCEPT"),  # DNS
-        Rule("-p tcp --dport 53", "-j ACCEPT"),
+        Rule(f"-p udp --dport {tohost.DNS_PORT}", "-j ACCEPT"),  # DNS
+        Rule(f"-p tcp --dport {tohost.DNS_PORT}", "-j ACCEPT"),
     ]
     if fam == 6:
-        to_host += [Rule(f"-p ipv6-icmp -m icmp6 --icmpv6-type {t}", "-j ACCEPT") for t in (133, 134, 135, 136)]
+        to_host += [Rule(f"-p ipv6-icmp -m icmp6 --icmpv6-type {t}", "-j ACCEPT") for t in tohost.ND_TYPES]
     to_host += [clear(MARK_BOTH), Rule("", f"-j {FROM_WL}")]  # egress policy; unknown interfaces drop there
-    action = {"accept": "-j ACCEPT", "return": "-j RETURN"}.get(endpoint_to_host.lower(), "-j DROP")
+    action = {"accept": "-j ACCEPT", "return": "-j RETURN", "drop": "-j DROP"}[tohost.action(endpoint_to_host)]
     verdict = {"-j ACCEPT": rid.Action.ALLOW, "-j DROP": rid.Action.DENY}.get(action)  # RETURN decides nothing
     counted = None if verdict is None else rid.verdict(rid.Kind.TO_HOST, False, wl, verdict).text
     to_host.append(Rule("", action, counted))

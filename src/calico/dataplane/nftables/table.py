@@ -24,6 +24,7 @@ In: a `DesiredState` (its config, IP sets, policies, profiles, workload and host
 from __future__ import annotations
 
 from calico.dataplane import ruleids as rid
+from calico.dataplane import tohost
 from calico.dataplane.config import MetadataTarget
 from calico.dataplane.nftables import flowlog
 from calico.dataplane.nftables.endpoints import dispatch_entries, endpoint_chains
@@ -34,6 +35,9 @@ from calico.dataplane.nftables.nat import nat_chains, nat_maps, pool_sets
 from calico.dataplane.nftables.rules import policy_chains, profile_chains
 from calico.dataplane.nftables.sets import empty_set_for_name, ipset_sets
 from calico.dataplane.state import DesiredState
+
+# How `nft list` spells the ICMPv6 types (rendered as it lists them, so a read-back compares equal).
+_ND_NAMES = {133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert"}
 
 
 def base_chains(
@@ -50,7 +54,7 @@ def base_chains(
     forward += [f"iifname {p} jump from-wl-dispatch" for p in pats]
     forward += [f"oifname {p} jump to-wl-dispatch" for p in pats]
     forward.append(f"jump {HEP_FWD_OUT}")
-    to_host_action = {"accept": "accept", "return": "return"}.get(endpoint_to_host.lower(), "drop")
+    to_host_action = tohost.action(endpoint_to_host)
     if to_host_action != "return":  # return decides nothing: host endpoint policy goes on
         action = rid.Action.ALLOW if to_host_action == "accept" else rid.Action.DENY
         to_host_action = f"{count(rid.verdict(rid.Kind.TO_HOST, False, wl, action))} {to_host_action}"
@@ -60,10 +64,10 @@ def base_chains(
         "ct state established,related accept",
         f"ct state invalid {invalid_from} drop",
         *meta,
-        "udp dport { 67, 68 } accept",  # DHCP
-        "meta nfproto ipv6 udp dport { 546, 547 } accept",  # DHCPv6 (the iptables backend's ip6tables rule)
-        "meta l4proto { tcp, udp } th dport 53 accept",  # DNS
-        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+        *(f"meta nfproto ipv{v} udp dport {{ {', '.join(map(str, ports))} }} accept"  # DHCP, DHCPv6
+          for v, ports in tohost.DHCP_PORTS.items()),
+        f"meta l4proto {{ tcp, udp }} th dport {tohost.DNS_PORT} accept",  # DNS
+        f"icmpv6 type {{ {', '.join(_ND_NAMES[t] for t in tohost.ND_TYPES)} }} accept",  # neighbour discovery
         "jump from-wl-dispatch",  # the endpoint's egress policy; unknown interfaces drop there
         to_host_action,
     ]
