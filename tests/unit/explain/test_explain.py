@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 
 from calico.explain.snapshot import Snapshot
-from tests.unit.explain.world_helpers import run, snapshot, wep
+from tests.unit.explain.world_helpers import OPEN_PROFILE, run, snapshot, wep
 
 WEB = wep("web", "198.18.0.2/32", labels="{app: web}", extra="  ports: [{name: http-alt, protocol: TCP, port: 8080}]")
 CLIENT = wep("client", "198.18.0.3/32", node="h2", labels="{app: client}", extra="  profiles: [open]")
-OPEN = """
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: open}
-spec: {egress: [{action: Allow}], ingress: [{action: Allow}]}
-"""
+OPEN = OPEN_PROFILE
 TIER = """
 apiVersion: projectcalico.org/v3
 kind: Tier

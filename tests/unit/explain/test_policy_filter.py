@@ -15,17 +15,12 @@ from calico.explain.flow import parse_headers, parse_party
 from calico.explain.snapshot import Snapshot
 from calico.explain.trace import Explanation
 from calico.explain.world import Endpoint, World, resolve
-from tests.unit.explain.world_helpers import gnp, snapshot, wep
+from tests.unit.explain.world_helpers import HOST_ENDPOINT, gnp, snapshot, wep
 
 WEB = wep("web", "198.18.0.2/32", labels="{app: web}", extra="  profiles: [team-blue]\n  serviceAccountName: sa1")
 CLIENT = wep("client", "198.18.0.3/32", node="h2", ns="ns2", labels="{app: client}")
 OTHER = wep("other", "198.18.0.4/32", ns="ns3", labels="{app: other}")
-HOST = """
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: {name: h1-eth0, labels: {role: host}}
-spec: {node: h1, interfaceName: eth0, expectedIPs: [198.19.1.1]}
-"""
+HOST = HOST_ENDPOINT
 TEAM_BLUE = """
 apiVersion: projectcalico.org/v3
 kind: Profile

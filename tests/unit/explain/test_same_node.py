@@ -7,20 +7,10 @@ ingress policy as before."""
 from __future__ import annotations
 
 from calico.explain.snapshot import Snapshot
-from tests.unit.explain.world_helpers import run, snapshot, wep
+from tests.unit.explain.world_helpers import HOST_ENDPOINT, OPEN_PROFILE, run, snapshot, wep
 
-HEP = """
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: {name: h1-eth0, labels: {role: host}}
-spec: {node: h1, interfaceName: eth0, expectedIPs: [198.19.1.1]}
-"""
-OPEN = """
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: open}
-spec: {egress: [{action: Allow}], ingress: [{action: Allow}]}
-"""
+HEP = HOST_ENDPOINT
+OPEN = OPEN_PROFILE
 HOST_IN = """
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy

@@ -47,3 +47,17 @@ kind: GlobalNetworkPolicy
 metadata: {{name: {name}}}
 spec:
 {spec}"""
+
+
+OPEN_PROFILE = """
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: open}
+spec: {egress: [{action: Allow}], ingress: [{action: Allow}]}
+"""
+HOST_ENDPOINT = """
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1-eth0, labels: {role: host}}
+spec: {node: h1, interfaceName: eth0, expectedIPs: [198.19.1.1]}
+"""
