@@ -15,6 +15,7 @@ firewall backends); this one checks the whole path: calicoctl, datastore, syncer
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import time
@@ -49,6 +50,11 @@ def lab(lab_factory: LabFactory) -> Iterator[Lab]:
     lab.cli("workload", "add", "s1@h1", "s2@h2", "--namespace", "sentinels", "--labels", "sentinel=yes")
     lab.cli("wait", "--timeout", "60")
     yield lab
+
+
+@pytest.fixture(scope="module")
+def endpoints(lab: Lab) -> dict[str, dict[str, Any]]:
+    return _endpoints(lab)
 
 
 def _endpoints(lab: Lab) -> dict[str, dict[str, Any]]:
@@ -102,7 +108,8 @@ async def _explained(lab: Lab, flows: list[tuple[str, str, str, int | None, bool
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 @given(data=st.data(), flows=ps.flows())
-def test_explain_agrees_with_the_lab(lab: Lab, data: st.DataObject, flows: Any) -> None:
+def test_explain_agrees_with_the_lab(lab: Lab, endpoints: dict[str, dict[str, Any]], data: st.DataObject,
+                                     flows: Any) -> None:
     wls = lab.state.workloads
     nets = ps.nets_around({n: wls[n].ipv4 for n in PLACES}, {n: wls[n].ipv6 for n in PLACES})
     wl_labels, profiles, policy_docs = data.draw(ps.world_docs(nets))
@@ -110,14 +117,14 @@ def test_explain_agrees_with_the_lab(lab: Lab, data: st.DataObject, flows: Any) 
         load_documents(ps.as_yaml(policy_docs))
     except ResourceError:
         assume(False)
-    endpoints = _endpoints(lab)
-    for n, doc in endpoints.items():
+    docs_of = copy.deepcopy(endpoints)
+    for n, doc in docs_of.items():
         doc["metadata"]["labels"] = wl_labels[n]
         doc["spec"]["profiles"] = profiles[n]
         doc["spec"]["ports"] = [{"name": "http", "protocol": "TCP", "port": 8080},
                                 {"name": "dns", "protocol": "UDP", "port": 5353}]
     k = next(_examples)
-    docs = [*endpoints.values(), *policy_docs, _sentinel(k)]
+    docs = [*docs_of.values(), *policy_docs, _sentinel(k)]
     lab.apply(ps.as_yaml(docs))
     try:
         start = time.monotonic()

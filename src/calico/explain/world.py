@@ -24,7 +24,7 @@ from calico.dataplane.state import DesiredState
 from calico.datastore.keys import ResourceKey, kind_prefix, parse_key
 from calico.explain.flow import Party, PartyKind
 from calico.explain.snapshot import Snapshot
-from calico.resources import HostEndpoint, Rule, WorkloadEndpoint, parse_resource
+from calico.resources import FelixConfiguration, HostEndpoint, Rule, WorkloadEndpoint, parse_resource
 from calico.selector import SelectorError
 
 
@@ -145,22 +145,21 @@ class World:
         self.state = DesiredState()
         self.state.apply_all(self.graph.flush())
         self._sources: dict[tuple[str, bool], dict[str, tuple[int, Rule]]] = {}
-        self._felix_configs = {k.rsplit("/", 1)[-1]: v for k, v in snapshot.values.items()
-                               if k.startswith(kind_prefix("felixconfigurations"))}
+        self._snapshot = snapshot
 
     def endpoint_to_host_action(self, node: str | None) -> str:
         """DefaultEndpointToHostAction on `node` (its `node.<name>` FelixConfiguration over `default`; Calico's
-        default Drop); a value that does not parse is skipped, as Felix skips it."""
-        for name in (f"node.{node}" if node else "", "default"):
-            raw = self._felix_configs.get(name)
+        default Drop); a value that does not validate is skipped, as Felix skips it."""
+        for name in (f"node.{node}" if node else None, "default"):
+            raw = self._snapshot.values.get(ResourceKey(FelixConfiguration.PLURAL, name).path()) if name else None
             if raw is None:
                 continue
             try:
-                value = json.loads(raw).get("spec", {}).get("defaultEndpointToHostAction")
-            except (ValueError, AttributeError):
+                config = parse_resource(json.loads(raw))
+            except ValueError:  # bad JSON, or a value Felix would refuse (ResourceError): the next layer decides
                 continue
-            if value in ("Drop", "Accept", "Return"):
-                return str(value)
+            if isinstance(config, FelixConfiguration) and config.spec.defaultEndpointToHostAction:
+                return config.spec.defaultEndpointToHostAction
         return "Drop"
 
     def members(self, set_id: str) -> set[str] | None:

@@ -99,9 +99,8 @@ def build(d: Path, state: LabState, hosts: int) -> None:
                                     route_reflector=i <= state.route_reflectors)
     asyncio.run(write_resources(state, cluster_resources(state)))
     planned = tuple(plan.host_plan(h.index, state.subnets) for h in state.hosts.values())
-    for host in state.hosts.values():
-        topology.make_host(host.netns, state.fabric_ns, f"p{state.run_id}{host.name}",
-                           plan.host_plan(host.index, state.subnets), peers=planned)
+    for host, hp in zip(state.hosts.values(), planned, strict=True):
+        topology.make_host(host.netns, state.fabric_ns, f"p{state.run_id}{host.name}", hp, peers=planned)
         save(d, state)
     for host in state.hosts.values():
         nodes.start_node(state, host, d)

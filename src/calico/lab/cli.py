@@ -181,17 +181,17 @@ def workload_add(names: tuple[str, ...], host_name: str, labels: str, namespace:
             host = state.hosts.get(on) or fail(f"no host {on!r} in lab {lab!r}")
             specs.append((workload_spec(name, on, namespace, label_map, port_list, profiles), host.netns))
 
-        async def one(kv: Any, spec: WorkloadSpec, host_ns: str) -> Any:
-            return await attach(kv, spec, host_ns, f"{state.prefix}w-{spec.name}", mtu=plan.workload_mtu(state.encap),
-                                ipv4_pools=list(ipv4_pools) or None, ipv6_pools=list(ipv6_pools) or None)
+        def wl_ns(spec: WorkloadSpec) -> str:
+            return f"{state.prefix}w-{spec.name}"
 
         async def all_of(kv: Any) -> list[Any]:
             slots = asyncio.Semaphore(8)  # bounded: each attach spawns `ip` processes
 
-            async def bounded(spec: WorkloadSpec, host_ns: str) -> Any:
+            async def one(spec: WorkloadSpec, host_ns: str) -> Any:
                 async with slots:
-                    return await one(kv, spec, host_ns)
-            return await asyncio.gather(*(bounded(sp, ns) for sp, ns in specs), return_exceptions=True)
+                    return await attach(kv, spec, host_ns, wl_ns(spec), mtu=plan.workload_mtu(state.encap),
+                                        ipv4_pools=list(ipv4_pools) or None, ipv6_pools=list(ipv6_pools) or None)
+            return await asyncio.gather(*(one(sp, ns) for sp, ns in specs), return_exceptions=True)
 
         results = asyncio.run(_with_kv(state, all_of))
         errors = []
@@ -202,7 +202,7 @@ def workload_add(names: tuple[str, ...], host_name: str, labels: str, namespace:
                 errors.append(f"workload add {spec.name}: {got}")
                 continue
             state.workloads[spec.name] = Workload(
-                name=spec.name, host=spec.node, netns=f"{state.prefix}w-{spec.name}", iface=spec.iface,
+                name=spec.name, host=spec.node, netns=wl_ns(spec), iface=spec.iface,
                 ipv4=got.ipv4 or "", ipv6=got.ipv6 or "", namespace=namespace, endpoint_name=spec.endpoint_name,
                 labels=label_map)
             click.echo(f"workload {spec.name}: {got.ipv4} {got.ipv6} on {spec.node} ({spec.iface})")

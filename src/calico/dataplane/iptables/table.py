@@ -78,8 +78,9 @@ def base_chains(
     if fam == 6:
         to_host += [Rule(f"-p ipv6-icmp -m icmp6 --icmpv6-type {t}", "-j ACCEPT") for t in tohost.ND_TYPES]
     to_host += [clear(MARK_BOTH), Rule("", f"-j {FROM_WL}")]  # egress policy; unknown interfaces drop there
-    action = {"accept": "-j ACCEPT", "return": "-j RETURN", "drop": "-j DROP"}[tohost.action(endpoint_to_host)]
-    verdict = {"-j ACCEPT": rid.Action.ALLOW, "-j DROP": rid.Action.DENY}.get(action)  # RETURN decides nothing
+    to_host_action = tohost.action(endpoint_to_host)
+    action = f"-j {to_host_action.upper()}"
+    verdict = {"accept": rid.Action.ALLOW, "drop": rid.Action.DENY}.get(to_host_action)  # RETURN decides nothing
     counted = None if verdict is None else rid.verdict(rid.Kind.TO_HOST, False, wl, verdict).text
     to_host.append(Rule("", action, counted))
     return [
